@@ -1,0 +1,241 @@
+"""The `sqlplan` command: options in, one core call, rendered result out, an exit code."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from . import __version__
+from .errors import ExitCode, SqlPlanError
+
+_DATA_DIR_HELP = (
+    "Where the embedded PostgreSQL keeps its state [default: $SQLPLAN_DATA_DIR, else ./.sqlplan]."
+)
+
+
+class _StdoutLines:
+    def line(self, text: str) -> None:
+        sys.stdout.write(text + "\n")
+
+
+def _notify(text: str) -> None:
+    click.echo(f"sqlplan: {text}", err=True)
+
+
+def _exit(code: ExitCode) -> NoReturn:
+    sys.stdout.flush()
+    sys.exit(int(code))
+
+
+def _fail(error: SqlPlanError) -> NoReturn:
+    from .errors import PlanInvalid, StepFailed
+    from .output import diagnostics_text, error_text, step_failure_text
+
+    if isinstance(error, PlanInvalid):
+        text = diagnostics_text(error.diagnostics)
+    elif isinstance(error, StepFailed):
+        text = step_failure_text(error)
+    else:
+        text = error_text(error)
+    sys.stdout.flush()
+    click.echo(text, err=True)
+    _exit(error.exit_code)
+
+
+def _state_dir(data_dir: str | None) -> Path:
+    from .embedded import default_state_dir
+
+    return Path(data_dir) if data_dir else default_state_dir(Path.cwd(), os.environ)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="sqlplan")
+def main() -> None:
+    """Run declarative SQL plans (YAML) against PostgreSQL.
+
+    With no DATABASE_URL (environment, ./.env or --database-url) plans run on an embedded
+    PostgreSQL kept in ./.sqlplan. Exit codes: 0 ok, 1 a step failed, 2 usage error,
+    3 invalid plan, 4 configuration error, 5 cannot connect.
+    """
+
+
+@main.command()
+@click.argument("plan_file", metavar="PLAN", type=click.Path(exists=True, dir_okay=False))
+@click.option("--database-url", metavar="URL", help="PostgreSQL URL; overrides DATABASE_URL and .env.")
+@click.option("--data-dir", type=click.Path(file_okay=False), help=_DATA_DIR_HELP)
+def run(plan_file: str, database_url: str | None, data_dir: str | None) -> None:
+    """Validate PLAN, then run its steps in order on one connection.
+
+    Standard output carries only the plan's own messages; diagnostics go to standard error.
+    Nothing connects to the database unless the whole plan is valid.
+    """
+    from .connection import connect, resolve_url
+    from .embedded import EmbeddedServer
+    from .engine import run_plan
+    from .plan import load_plan
+
+    try:
+        plan = load_plan(plan_file)
+        target = resolve_url(database_url, os.environ, Path.cwd())
+        if target is None:
+            target = EmbeddedServer(_state_dir(data_dir)).ensure_running(_notify)
+        con = connect(target)
+    except SqlPlanError as e:
+        _fail(e)
+    try:
+        run_plan(plan, con, _StdoutLines())
+    except SqlPlanError as e:
+        _fail(e)
+    except KeyboardInterrupt:
+        click.echo("sqlplan: interrupted; the open transaction, if any, is rolled back", err=True)
+        _exit(ExitCode.STEP_FAILED)
+    finally:
+        _close_quietly(con)
+    _exit(ExitCode.OK)
+
+
+def _close_quietly(con: Any) -> None:
+    try:
+        con.close()
+    except Exception:  # the server may already be gone; closing must not mask the real result
+        pass
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path(exists=True))
+def check(paths: tuple[str, ...]) -> None:
+    """Validate plans without connecting to any database.
+
+    PATHS are plan files or directories searched for *.yaml and *.yml [default: plans].
+    Exit codes: 0 no problems, 1 problems found, 2 usage error.
+    """
+    from .errors import PlanInvalid
+    from .plan import load_plan
+
+    files = sorted(set(_plan_files(paths or ("plans",))))
+    problems = 0
+    for file in files:
+        try:
+            load_plan(file)
+        except PlanInvalid as e:
+            problems += len(e.diagnostics)
+            for diagnostic in e.diagnostics:
+                click.echo(str(diagnostic))
+    noun = "plan" if len(files) == 1 else "plans"
+    if problems:
+        click.echo(f"{problems} problem{'s' if problems != 1 else ''} in {len(files)} {noun}", err=True)
+        _exit(ExitCode.STEP_FAILED)
+    click.echo(f"{len(files)} {noun} checked, no problems", err=True)
+    _exit(ExitCode.OK)
+
+
+def _plan_files(paths: tuple[str, ...]) -> Iterator[str]:
+    for path in paths:
+        if os.path.isdir(path):
+            for root, dirs, names in os.walk(path):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                for name in names:
+                    if name.endswith((".yaml", ".yml")):
+                        yield os.path.join(root, name)
+        else:
+            yield path
+
+
+@main.group()
+def db() -> None:
+    """See and control the embedded PostgreSQL (used when no DATABASE_URL is set)."""
+
+
+@db.command()
+@click.option("--data-dir", type=click.Path(file_okay=False), help=_DATA_DIR_HELP)
+def status(data_dir: str | None) -> None:
+    """Show whether the embedded server runs, and where its data and socket are."""
+    from .embedded import EmbeddedServer
+
+    info = EmbeddedServer(_state_dir(data_dir)).status()
+    if info.running:
+        click.echo(f"running (pid {info.pid})")
+    else:
+        click.echo("stopped" if info.initialised else "not initialised (it is created on first use)")
+    click.echo(f"data:   {info.data_dir}")
+    if info.socket_dir:
+        click.echo(f"socket: {info.socket_dir}")
+    click.echo(f"log:    {info.log}")
+    _note_configured_url()
+
+
+@db.command()
+@click.option("--data-dir", type=click.Path(file_okay=False), help=_DATA_DIR_HELP)
+def start(data_dir: str | None) -> None:
+    """Start the embedded server (initialising it on first use) and print its URL."""
+    from .embedded import EmbeddedServer
+
+    try:
+        target = EmbeddedServer(_state_dir(data_dir)).ensure_running(_notify)
+    except SqlPlanError as e:
+        _fail(e)
+    click.echo(target.url())
+
+
+@db.command()
+@click.option("--data-dir", type=click.Path(file_okay=False), help=_DATA_DIR_HELP)
+def stop(data_dir: str | None) -> None:
+    """Stop the embedded server; its data stays for the next run."""
+    from .embedded import EmbeddedServer
+
+    try:
+        stopped = EmbeddedServer(_state_dir(data_dir)).stop()
+    except SqlPlanError as e:
+        _fail(e)
+    click.echo("stopped" if stopped else "not running")
+
+
+@db.command()
+@click.option("--data-dir", type=click.Path(file_okay=False), help=_DATA_DIR_HELP)
+@click.option("--database-url", metavar="URL", help="PostgreSQL URL; overrides DATABASE_URL and .env.")
+def url(data_dir: str | None, database_url: str | None) -> None:
+    """Print the URL `sqlplan run` connects to, password masked.
+
+    That is --database-url, DATABASE_URL or .env's DATABASE_URL when one is set; otherwise the
+    embedded server's, which is started if it is not running (psql "$(sqlplan db url)" works).
+    """
+    from .connection import resolve_url
+    from .embedded import EmbeddedServer
+
+    try:
+        target = resolve_url(database_url, os.environ, Path.cwd())
+        if target is None:
+            target = EmbeddedServer(_state_dir(data_dir)).ensure_running(_notify)
+    except SqlPlanError as e:
+        _fail(e)
+    click.echo(target.url())
+
+
+@db.command()
+@click.option("--data-dir", type=click.Path(file_okay=False), help=_DATA_DIR_HELP)
+@click.confirmation_option(prompt="Delete the embedded database and all its data?")
+def destroy(data_dir: str | None) -> None:
+    """Stop the embedded server and delete its data."""
+    from .embedded import EmbeddedServer
+
+    try:
+        existed = EmbeddedServer(_state_dir(data_dir)).destroy()
+    except SqlPlanError as e:
+        _fail(e)
+    click.echo("deleted" if existed else "nothing to delete")
+
+
+def _note_configured_url() -> None:
+    from .connection import resolve_url
+
+    try:
+        target = resolve_url(None, os.environ, Path.cwd())
+    except SqlPlanError:
+        return
+    if target is not None:
+        click.echo(f"note: {target.source} is set, so `sqlplan run` uses {target.url()}, not this server")

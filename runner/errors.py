@@ -1,0 +1,146 @@
+"""The error types sqlplan raises and the exit codes they map to."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Process exit codes, documented in the README. Every CLI path uses one of these."""
+
+    OK = 0
+    STEP_FAILED = 1  # a step failed at run time; its transaction was rolled back
+    USAGE = 2  # bad command line (click's own code for usage errors)
+    INVALID_PLAN = 3  # the plan file is not valid; nothing was sent to the database
+    CONFIG = 4  # bad configuration: a malformed DATABASE_URL, an unusable data directory
+    CONNECTION = 5  # could not connect, or the embedded server could not start
+
+
+@dataclass(frozen=True, order=True)
+class Position:
+    """A 1-based place in a source file."""
+
+    path: str
+    line: int
+    column: int
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}:{self.column}"
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """One problem found in a plan, at a position, with a short code."""
+
+    position: Position
+    message: str
+    code: str
+    severity: str = "error"
+
+    def sort_key(self) -> tuple[str, int, int, str]:
+        return (self.position.path, self.position.line, self.position.column, self.message)
+
+    def __str__(self) -> str:
+        return f"{self.position}: {self.severity}: {self.message} [{self.code}]"
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "path": self.position.path,
+            "line": self.position.line,
+            "column": self.position.column,
+            "severity": self.severity,
+            "code": self.code,
+            "message": self.message,
+        }
+
+
+class SqlPlanError(Exception):
+    """Base of every error sqlplan reports to a user; carries its exit code."""
+
+    exit_code: ExitCode = ExitCode.STEP_FAILED
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class PlanInvalid(SqlPlanError):
+    """The plan failed validation; `diagnostics` holds every problem, sorted."""
+
+    exit_code = ExitCode.INVALID_PLAN
+
+    def __init__(self, diagnostics: list[Diagnostic]) -> None:
+        self.diagnostics = sorted(diagnostics, key=Diagnostic.sort_key)
+        super().__init__(f"{len(self.diagnostics)} problem(s) in the plan")
+
+
+class ConfigError(SqlPlanError):
+    """Configuration that cannot work: a malformed URL, an unknown sslmode, a bad path."""
+
+    exit_code = ExitCode.CONFIG
+
+
+class ConnectError(SqlPlanError):
+    """The database could not be reached or refused us."""
+
+    exit_code = ExitCode.CONNECTION
+
+
+class EmbeddedServerError(ConnectError):
+    """The embedded PostgreSQL could not be initialised, started or stopped."""
+
+
+@dataclass
+class ServerError:
+    """The fields of a PostgreSQL ErrorResponse that a user needs."""
+
+    sqlstate: str
+    message: str
+    detail: str | None = None
+    hint: str | None = None
+    position: int | None = None  # 1-based character offset into the SQL sent
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_fields(cls, fields: dict[str, str]) -> ServerError:
+        position = fields.get("P")
+        return cls(
+            sqlstate=fields.get("C", "XX000"),
+            message=fields.get("M", "unknown error"),
+            detail=fields.get("D"),
+            hint=fields.get("H"),
+            position=int(position) if position and position.isdigit() else None,
+            extra={k: v for k, v in fields.items() if k in ("W", "s", "t", "c", "n")},
+        )
+
+
+class StepFailed(SqlPlanError):
+    """A step failed while running; its transaction, if any, was rolled back."""
+
+    exit_code = ExitCode.STEP_FAILED
+
+    def __init__(
+        self,
+        *,
+        step_index: int,
+        step_label: str,
+        position: Position,
+        sql: str,
+        sql_position: Position | None,
+        server: ServerError | None,
+        message: str,
+        row_number: int | None = None,
+        row_position: Position | None = None,
+        rolled_back: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.step_index = step_index
+        self.step_label = step_label
+        self.position = position
+        self.sql = sql
+        self.sql_position = sql_position
+        self.server = server
+        self.row_number = row_number
+        self.row_position = row_position
+        self.rolled_back = rolled_back

@@ -1,0 +1,143 @@
+"""Statement execution at the protocol level, so each statement costs the fewest round trips.
+
+pg8000's `run()` with parameters takes three round trips (Parse, Describe, Bind/Execute, each
+followed by Sync). Here a parameterised statement is one flight: Parse, Bind, Describe, Execute,
+Sync; a bulk insert sends Parse once and Bind/Execute for every row of a chunk before its Sync.
+Everything between two Syncs is one implicit transaction, which is what makes a one-chunk bulk
+insert atomic without BEGIN and COMMIT. pg8000's own message handlers decode the replies.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pg8000.converters import make_params
+from pg8000.core import (
+    COMMAND_COMPLETE,
+    READY_FOR_QUERY,
+    ROW_DESCRIPTION,
+    Context,
+    _flush,
+    _read,
+    _write,
+)
+from pg8000.exceptions import DatabaseError
+
+_BOOL_OID = 16
+_HEADER = struct.Struct("!ci")
+_SYNC = b"S\x00\x00\x00\x04"
+_EXECUTE_ALL = b"E\x00\x00\x00\x09\x00\x00\x00\x00\x00"
+_DESCRIBE_PORTAL = b"D\x00\x00\x00\x06P\x00"
+
+
+@dataclass
+class Outcome:
+    columns: tuple[str, ...] = ()
+    rows: list[list[Any]] = field(default_factory=list)
+    row_count: int = -1  # rows affected or returned, summed; -1 when no command reported one
+    completed: int = 0  # commands that completed in the last flight
+
+
+class ServerFailure(Exception):
+    """An ErrorResponse, with how many commands of the flight completed before it."""
+
+    def __init__(self, fields: dict[str, str], completed: int) -> None:
+        super().__init__(fields.get("M", "server error"))
+        self.fields = fields
+        self.completed = completed
+
+
+def transaction_status(con: Any) -> bytes:
+    """b'I' idle, b'T' in a transaction block, b'E' in a failed one."""
+    return bytes(con._transaction_status or b"I")
+
+
+def simple(con: Any, sql: str) -> Outcome:
+    """The simple query protocol: any number of statements, one round trip."""
+    _send(con, _message(b"Q", _cstr(con, sql)))
+    return _drain(con, sql, text_rows=False)
+
+
+def extended(con: Any, sql: str, param_sets: Sequence[Sequence[object]], *, text_rows: bool = False) -> Outcome:
+    """One flight: Parse, then Bind/Execute for each parameter set, then one Sync."""
+    buffer = bytearray(_message(b"P", b"\x00" + _cstr(con, sql) + b"\x00\x00"))
+    for index, values in enumerate(param_sets):
+        buffer += _bind(con, values)
+        if index == 0:
+            buffer += _DESCRIBE_PORTAL
+        buffer += _EXECUTE_ALL
+    buffer += _SYNC
+    _send(con, bytes(buffer))
+    return _drain(con, sql, text_rows=text_rows)
+
+
+def _message(code: bytes, payload: bytes) -> bytes:
+    return code + struct.pack("!i", len(payload) + 4) + payload
+
+
+def _cstr(con: Any, text: str) -> bytes:
+    return text.encode(con._client_encoding) + b"\x00"
+
+
+def _bind(con: Any, values: Sequence[object]) -> bytes:
+    encoding = con._client_encoding
+    payload = bytearray(b"\x00\x00\x00\x00")  # unnamed portal, unnamed statement, all params text
+    payload += struct.pack("!h", len(values))
+    for value in make_params(con.py_types, values):
+        if value is None:
+            payload += b"\xff\xff\xff\xff"
+        else:
+            data = value.encode(encoding)
+            payload += struct.pack("!i", len(data)) + data
+    payload += b"\x00\x00"  # all results as text
+    return _message(b"B", bytes(payload))
+
+
+def _send(con: Any, data: bytes) -> None:
+    _write(con._sock, data)
+    _flush(con._sock)
+
+
+def _text(value: str) -> str:
+    return value
+
+
+def _bool_text(value: str) -> str:
+    return "true" if value == "t" else "false"
+
+
+def _drain(con: Any, sql: str, *, text_rows: bool) -> Outcome:
+    """Read replies up to ReadyForQuery through pg8000's handlers, counting completions."""
+    outcome = Outcome()
+    context = Context(sql)
+    handlers: dict[bytes, Callable[[bytes, Any], None]] = con.message_types
+    sock = con._sock
+    completed = 0
+    while True:
+        code, length = _HEADER.unpack(_read(sock, 5))
+        data = _read(sock, length - 4)
+        handlers[code](data, context)
+        if code == ROW_DESCRIPTION:
+            outcome.columns = tuple(c["name"] for c in context.columns)
+            if text_rows:
+                # Rows are shown as PostgreSQL writes them; only booleans read as true/false.
+                context.input_funcs = [
+                    _bool_text if c["type_oid"] == _BOOL_OID else _text for c in context.columns
+                ]
+        elif code == COMMAND_COMPLETE:
+            completed += 1
+        elif code == READY_FOR_QUERY:
+            break
+    if context.error is not None:
+        error = context.error
+        fields = error.args[0] if isinstance(error, DatabaseError) and error.args else {}
+        if not isinstance(fields, dict):
+            raise error
+        raise ServerFailure(fields, completed)
+    outcome.rows = context.rows or []
+    outcome.row_count = context.row_count
+    outcome.completed = completed
+    return outcome
