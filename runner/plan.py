@@ -9,7 +9,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 from jsonschema import ValidationError
@@ -35,7 +35,7 @@ class PlanLoader(_BaseLoader):  # type: ignore[misc,valid-type]
     parses them from the bind parameter.
     """
 
-    yaml_implicit_resolvers: dict[str, list[tuple[str, re.Pattern[str]]]] = {}
+    yaml_implicit_resolvers: ClassVar[dict[str, list[tuple[str, re.Pattern[str]]]]] = {}
 
 
 _CORE_RESOLVERS = [
@@ -163,7 +163,9 @@ def load_plan(path: str | Path) -> Plan:
         raw = Path(path).read_bytes()
     except OSError as e:
         reason = e.strerror or str(e)
-        raise PlanInvalid([Diagnostic(Position(display, 1, 1), f"cannot read the plan: {reason}", "io")]) from e
+        raise PlanInvalid(
+            [Diagnostic(Position(display, 1, 1), f"cannot read the plan: {reason}", "io")]
+        ) from e
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -264,7 +266,9 @@ class _Validator:
         except yaml.MarkedYAMLError as e:
             mark = e.problem_mark or e.context_mark
             where = (
-                Position(self.path, mark.line + 1, mark.column + 1) if mark else Position(self.path, 1, 1)
+                Position(self.path, mark.line + 1, mark.column + 1)
+                if mark
+                else Position(self.path, 1, 1)
             )
             problem = e.problem or e.context or "invalid YAML"
             if e.context and e.problem:
@@ -329,7 +333,9 @@ class _Validator:
         where = self.node_position(node)
         validator = error.validator
         instance = error.instance
-        subject = _subject(error.schema, path)
+        rule: Any = error.validator_value
+        sub_schema: Any = error.schema
+        subject = _subject(sub_schema, path)
 
         if validator == "oneOf" and isinstance(instance, dict):
             kinds = self.schema.kind_keys
@@ -342,25 +348,29 @@ class _Validator:
                     "step-kind",
                 )
                 return
-            self.add(where, f"the step has no kind: it needs one of the keys {_quoted_list(kinds)}", "step-kind")
+            self.add(
+                where,
+                f"the step has no kind: it needs one of the keys {_quoted_list(kinds)}",
+                "step-kind",
+            )
             allowed = self.schema.all_step_keys
             for key in instance:
                 if key not in allowed:
                     self.unknown_key(node, str(key), allowed, "a step")
             return
         if validator == "additionalProperties" and isinstance(instance, dict):
-            allowed = tuple(error.schema.get("properties", {}))
+            allowed = tuple(sub_schema.get("properties", {}))
             for key in instance:
                 if key not in allowed:
                     self.unknown_key(node, str(key), allowed, subject)
             return
         if validator == "required":
-            missing = [k for k in error.validator_value if isinstance(instance, dict) and k not in instance]
+            missing = [k for k in rule if isinstance(instance, dict) and k not in instance]
             for key in missing:
                 self.add(where, f"{subject} is missing the required key '{key}'", "missing-key")
             return
         if validator == "type":
-            expected = error.validator_value
+            expected = rule
             names = [expected] if isinstance(expected, str) else list(expected)
             self.add(
                 where,
@@ -369,9 +379,9 @@ class _Validator:
             )
             return
         if validator == "const":
-            self.add(where, f"{subject} must be {error.validator_value!r}, not {instance!r}", "value")
+            self.add(where, f"{subject} must be {rule!r}, not {instance!r}", "value")
             return
-        if validator in ("minItems", "minLength") and error.validator_value == 1:
+        if validator in ("minItems", "minLength") and rule == 1:
             self.add(where, f"{subject} must not be empty", "empty")
             return
         self.add(where, f"{subject}: {error.message}", "schema")
@@ -379,7 +389,9 @@ class _Validator:
     def unknown_key(self, mapping: Node, key: str, allowed: Sequence[str], subject: str) -> None:
         key_node = _key_node(mapping, key)
         where = self.node_position(key_node) if key_node else self.node_position(mapping)
-        self.add(where, f"unknown key '{key}' in {subject}{_did_you_mean(key, allowed)}", "unknown-key")
+        self.add(
+            where, f"unknown key '{key}' in {subject}{_did_you_mean(key, allowed)}", "unknown-key"
+        )
 
     # semantics the schema cannot express
 
@@ -395,7 +407,11 @@ class _Validator:
         steps: list[AnyStep] = []
         if isinstance(steps_node, SequenceNode) and isinstance(raw_steps, list):
             for index, (node, raw) in enumerate(zip(steps_node.value, raw_steps, strict=False)):
-                if index in bad_steps or not isinstance(raw, dict) or not isinstance(node, MappingNode):
+                if (
+                    index in bad_steps
+                    or not isinstance(raw, dict)
+                    or not isinstance(node, MappingNode)
+                ):
                     continue
                 step = self.build_step(index + 1, node, raw)
                 if step is not None:
@@ -415,7 +431,8 @@ class _Validator:
         kind = next(k for k in self.schema.kind_keys if k in raw)
         sql_node = _key_value(node, kind)
         key_node = _key_node(node, kind)
-        assert isinstance(sql_node, ScalarNode) and key_node is not None
+        assert isinstance(sql_node, ScalarNode)
+        assert key_node is not None
         sql = self.source(sql_node)
         facts = sqltext.scan(sql.text)
         name = raw.get("name")
@@ -458,7 +475,9 @@ class _Validator:
             rows = raw["rows"]
             assert isinstance(rows_node, SequenceNode)
             width = facts.highest_placeholder
-            for row_number, (row_node, row) in enumerate(zip(rows_node.value, rows, strict=True), 1):
+            for row_number, (row_node, row) in enumerate(
+                zip(rows_node.value, rows, strict=True), 1
+            ):
                 if len(row) != width:
                     self.add(
                         self.node_position(row_node),
@@ -508,7 +527,9 @@ class _Validator:
         used = {p.number for p in facts.placeholders}
         for placeholder in facts.placeholders:
             if placeholder.number == 0:
-                self.add(sql.locate(placeholder.offset), "parameters are numbered from $1", "placeholder")
+                self.add(
+                    sql.locate(placeholder.offset), "parameters are numbered from $1", "placeholder"
+                )
         for missing in sorted(set(range(1, facts.highest_placeholder + 1)) - used):
             self.add(
                 sql.position,
@@ -546,7 +567,9 @@ class _Validator:
             else:
                 names = ", ".join("{" + k + "}" for k in known)
                 hint = f"'{key}' can use {names}{_did_you_mean(f.name, known, braces=True)}"
-            self.add(source.locate(f.offset), f"unknown field {{{f.name}}}: {hint}", "template-field")
+            self.add(
+                source.locate(f.offset), f"unknown field {{{f.name}}}: {hint}", "template-field"
+            )
         return Message(template, source)
 
 

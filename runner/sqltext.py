@@ -81,7 +81,7 @@ def scan(sql: str) -> SqlFacts:
 
 
 def _skip_block_comment(sql: str, i: int) -> int:
-    depth, i, n = 0, i, len(sql)
+    depth, n = 0, len(sql)
     while i < n:
         if sql.startswith("/*", i):
             depth += 1

@@ -54,7 +54,9 @@ def parse(text: str) -> Template:
             close = text.find("}", i + 1)
             nested = text.find("{", i + 1)
             if close < 0 or (0 <= nested < close):
-                raise TemplateSyntaxError("'{' opens a field that is never closed (write {{ for a literal brace)", i)
+                raise TemplateSyntaxError(
+                    "'{' opens a field that is never closed (write {{ for a literal brace)", i
+                )
             name = text[i + 1 : close]
             if not name:
                 raise TemplateSyntaxError("empty field '{}' (write {{}} for literal braces)", i)

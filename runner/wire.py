@@ -61,7 +61,9 @@ def simple(con: Any, sql: str) -> Outcome:
     return _drain(con, sql, text_rows=False)
 
 
-def extended(con: Any, sql: str, param_sets: Sequence[Sequence[object]], *, text_rows: bool = False) -> Outcome:
+def extended(
+    con: Any, sql: str, param_sets: Sequence[Sequence[object]], *, text_rows: bool = False
+) -> Outcome:
     """One flight: Parse, then Bind/Execute for each parameter set, then one Sync."""
     buffer = bytearray(_message(b"P", b"\x00" + _cstr(con, sql) + b"\x00\x00"))
     for index, values in enumerate(param_sets):
