@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import getpass
 import os
 import socket
@@ -108,7 +109,9 @@ def parse_url(url: str, *, source: str = "DATABASE_URL") -> Target:
     params: dict[str, str] = {}
     for key, value in parse_qsl(parts.query, keep_blank_values=True, strict_parsing=False):
         if key not in _QUERY_KEYS:
-            raise ConfigError(f"{source}: unknown connection parameter '{key}' in {masked}")
+            close = difflib.get_close_matches(key, sorted(_QUERY_KEYS), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(f"{source}: unknown connection parameter '{key}' in {masked}{hint}")
         params[key] = value
 
     host = unquote(parts.hostname or "") if parts.netloc else ""

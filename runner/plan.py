@@ -257,7 +257,10 @@ class _Validator:
         return plan
 
     def add(self, position: Position, message: str, code: str) -> None:
-        self.diagnostics.append(Diagnostic(position, message, code))
+        diagnostic = Diagnostic(position, message, code)
+        # jsonschema raises one `required` error per missing key, each naming all of them.
+        if diagnostic not in self.diagnostics:
+            self.diagnostics.append(diagnostic)
 
     def compose(self) -> Node | None:
         loader = PlanLoader(self.text)
@@ -562,7 +565,11 @@ class _Validator:
         for f in template.fields:
             if f.name in known or (open_fields and not f.name.startswith("$")):
                 continue
-            if not known:
+            if open_fields:
+                extra = ", ".join("{" + k + "}" for k in known)
+                hint = f"'{key}' can use the query's columns" + (f" and {extra}" if extra else "")
+                hint += " (the query takes no parameters)" if not known else ""
+            elif not known:
                 hint = f"'{key}' has no fields (write {{{{ and }}}} for literal braces)"
             else:
                 names = ", ".join("{" + k + "}" for k in known)
@@ -618,10 +625,15 @@ def _subject(schema: Any, path: Sequence[object]) -> str:
     title = schema.get("title") if isinstance(schema, dict) else None
     if isinstance(title, str) and title.endswith("step"):
         return _article(title)
+    rest = list(path)
+    owner = ""
+    if len(rest) >= 3 and rest[0] == "steps" and isinstance(rest[1], int):
+        owner = f" of step {rest[1] + 1}"
+        rest = rest[2:]
     text = ""
-    for part in path:
+    for part in rest:
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return f"'{text}'"
+    return f"'{text}'{owner}"
 
 
 def _did_you_mean(word: str, choices: Iterable[str], *, braces: bool = False) -> str:
@@ -640,11 +652,12 @@ def _or_list(items: Sequence[str]) -> str:
     return ", ".join(items[:-1]) + " or " + items[-1] if len(items) > 1 else items[0]
 
 
-_TYPE_WORDS = {"object": "mapping", "array": "list", "string": "text", "null": "null"}
+_TYPE_WORDS = {"object": "a mapping", "array": "a list", "string": "text", "null": "null"}
 
 
 def _article(word: str) -> str:
-    word = _TYPE_WORDS.get(word, word)
+    if word in _TYPE_WORDS:
+        return _TYPE_WORDS[word]
     return f"an {word}" if word[:1] in "aeiou" else f"a {word}"
 
 

@@ -1,0 +1,117 @@
+"""Fixtures: one real embedded PostgreSQL per test session, a fresh database per test."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from runner.cli import main
+from runner.connection import Target, connect, with_database
+from runner.embedded import EmbeddedServer
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Server:
+    state_dir: Path
+    embedded: EmbeddedServer
+    target: Target
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[Server]:
+    """The embedded PostgreSQL, initialised in a private directory for this test session."""
+    state_dir = Path(tempfile.mkdtemp(prefix="sqlplan-tests-")) / "state"
+    # mkdtemp makes a 0700 directory of ours; open it so that, under root, the server's
+    # unprivileged user can reach the cluster inside it.
+    state_dir.parent.chmod(0o755)
+    embedded = EmbeddedServer(state_dir)
+    target = embedded.ensure_running()
+    try:
+        yield Server(state_dir, embedded, target)
+    finally:
+        embedded.destroy()
+        shutil.rmtree(state_dir.parent, ignore_errors=True)
+
+
+class Database:
+    """A fresh database on the session's server, dropped after the test."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+
+    @property
+    def url(self) -> str:
+        return self.target.url(mask_password=False)
+
+    def query(self, sql: str, **params: object) -> list[list[object]]:
+        con = connect(self.target)
+        try:
+            return list(con.run(sql, **params) or [])
+        finally:
+            con.close()
+
+
+@pytest.fixture
+def database(server: Server) -> Iterator[Database]:
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = connect(server.target)
+    try:
+        admin.run(f"CREATE DATABASE {name}")
+    finally:
+        admin.close()
+    yield Database(with_database(server.target, name))
+    admin = connect(server.target)
+    try:
+        admin.run(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    finally:
+        admin.close()
+
+
+@dataclass
+class Result:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+class Cli:
+    """Runs `sqlplan` in-process with click's CliRunner, in a scratch directory, with a clean env."""
+
+    def __init__(self, cwd: Path, server: Server) -> None:
+        self.cwd = cwd
+        self.server = server
+
+    def __call__(self, *args: str, env: Mapping[str, str] | None = None) -> Result:
+        environment: dict[str, str | None] = {
+            "DATABASE_URL": None,
+            "SQLPLAN_DATA_DIR": str(self.server.state_dir),
+        }
+        environment.update(env or {})
+        runner = CliRunner()
+        previous = Path.cwd()
+        os.chdir(self.cwd)
+        try:
+            result = runner.invoke(main, list(args), env=environment, catch_exceptions=False)
+        finally:
+            os.chdir(previous)
+        return Result(result.exit_code, result.stdout, result.stderr)
+
+    def write(self, name: str, text: str) -> Path:
+        path = self.cwd / name
+        path.write_text(text)
+        return path
+
+
+@pytest.fixture
+def cli(tmp_path: Path, server: Server) -> Cli:
+    return Cli(tmp_path, server)

@@ -1,0 +1,168 @@
+"""Every CLI path and its exit code; configuration precedence; help text; no password leaks."""
+
+from __future__ import annotations
+
+import click
+import pytest
+from conftest import Cli, Database
+
+from runner.cli import main
+from runner.errors import ExitCode
+
+OK_PLAN = """\
+sqlplan: 1
+name: ok
+on_connect: connected
+steps:
+  - query: SELECT current_database() AS db
+    row: "{db}"
+"""
+
+
+def test_exit_codes_are_the_documented_ones() -> None:
+    assert {c.name: c.value for c in ExitCode} == {
+        "OK": 0,
+        "STEP_FAILED": 1,
+        "USAGE": 2,
+        "INVALID_PLAN": 3,
+        "CONFIG": 4,
+        "CONNECTION": 5,
+    }
+
+
+def test_run_ok_exits_0(cli: Cli, database: Database) -> None:
+    cli.write("ok.yaml", OK_PLAN)
+    result = cli("run", "ok.yaml", env={"DATABASE_URL": database.url})
+    assert (result.exit_code, result.stdout, result.stderr) == (
+        0,
+        f"connected\n{database.target.database}\n",
+        "",
+    )
+
+
+def test_step_failure_exits_1(cli: Cli, database: Database) -> None:
+    cli.write("bad.yaml", OK_PLAN.replace("current_database()", "no_such_function()"))
+    result = cli("run", "bad.yaml", env={"DATABASE_URL": database.url})
+    assert result.exit_code == 1
+    assert result.stdout == "connected\n"
+    assert "function no_such_function() does not exist [42883]" in result.stderr
+
+
+def test_usage_errors_exit_2(cli: Cli) -> None:
+    assert cli("run").exit_code == 2
+    assert cli("run", "missing.yaml").exit_code == 2
+    assert cli("run", "--no-such-option", "x.yaml").exit_code == 2
+
+
+def test_invalid_plan_exits_3(cli: Cli) -> None:
+    cli.write("invalid.yaml", "sqlplan: 1\nname: x\n")
+    result = cli("run", "invalid.yaml")
+    assert result.exit_code == 3
+    assert result.stderr.splitlines()[0] == (
+        "invalid.yaml:1:1: error: the plan is missing the required key 'steps' [missing-key]"
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("mysql://u:pw@h/db", "the URL must start with postgresql:// or postgres://"),
+        ("postgresql://u:pw@h/db?sslmod=require", "unknown connection parameter 'sslmod'"),
+        ("postgresql://u:pw@h/db?sslmode=sometimes", "invalid sslmode 'sometimes'"),
+        ("postgresql://u:pw@h:port/db", "malformed URL"),
+    ],
+)
+def test_configuration_errors_exit_4_and_mask_the_password(cli: Cli, url: str, message: str) -> None:
+    cli.write("ok.yaml", OK_PLAN)
+    result = cli("run", "ok.yaml", env={"DATABASE_URL": url})
+    assert result.exit_code == 4
+    assert message in result.stderr
+    assert "pw" not in result.stderr.replace("postgresql", "").replace("sslmode", "")
+
+
+def test_unreachable_server_exits_5_without_the_password(cli: Cli) -> None:
+    cli.write("ok.yaml", OK_PLAN)
+    password = "s3cr@t:/%pass"
+    url = "postgresql://me:s3cr%40t%3A%2F%25pass@127.0.0.1:9/db?connect_timeout=2"
+    result = cli("run", "ok.yaml", env={"DATABASE_URL": url})
+    assert result.exit_code == 5
+    assert result.stdout == ""
+    assert "cannot connect to database 'db' as 'me' on 127.0.0.1:9" in result.stderr
+    assert password not in result.stderr
+    assert "s3cr" not in result.stderr
+
+
+def test_database_url_precedence_flag_then_environment_then_dotenv(
+    cli: Cli, database: Database
+) -> None:
+    cli.write("ok.yaml", OK_PLAN)
+    broken = "postgresql://x:y@127.0.0.1:9/broken?connect_timeout=1"
+    # .env alone is used
+    cli.write(".env", f'DATABASE_URL="{database.url}"\n')
+    assert cli("run", "ok.yaml").stdout.endswith(f"{database.target.database}\n")
+    # the environment beats .env
+    cli.write(".env", f'DATABASE_URL="{broken}"\n')
+    assert cli("run", "ok.yaml", env={"DATABASE_URL": database.url}).exit_code == 0
+    # the flag beats both
+    result = cli("run", "ok.yaml", "--database-url", database.url, env={"DATABASE_URL": broken})
+    assert result.exit_code == 0
+
+
+def test_no_url_anywhere_uses_the_embedded_server(cli: Cli) -> None:
+    cli.write("ok.yaml", OK_PLAN)
+    result = cli("run", "ok.yaml")
+    assert (result.exit_code, result.stdout) == (0, "connected\npostgres\n")
+
+
+def test_db_url_prints_the_configured_url_masked(cli: Cli) -> None:
+    result = cli("db", "url", env={"DATABASE_URL": "postgresql://me:hunter2@db.example:6543/app"})
+    assert (result.exit_code, result.stdout) == (0, "postgresql://me:****@db.example:6543/app\n")
+
+
+def test_db_status_names_a_configured_url_that_takes_precedence(cli: Cli) -> None:
+    cli.write(".env", 'DATABASE_URL="postgresql://me:hunter2@db.example/app"\n')
+    result = cli("db", "status")
+    assert result.exit_code == 0
+    assert result.stdout.splitlines()[0].startswith("running (pid ")
+    assert "note: .env DATABASE_URL is set, so `sqlplan run` uses postgresql://me:****@db.example/app" in result.stdout
+    assert "hunter2" not in result.stdout
+
+
+def test_check_exit_codes(cli: Cli) -> None:
+    cli.write("good.yaml", OK_PLAN)
+    result = cli("check", "good.yaml")
+    assert (result.exit_code, result.stdout, result.stderr) == (0, "", "1 plan checked, no problems\n")
+    (cli.cwd / "plans" / "nested").mkdir(parents=True)
+    cli.write("plans/nested/bad.yml", "sqlplan: 1\n")
+    cli.write("plans/good.yaml", OK_PLAN)
+    result = cli("check")
+    assert result.exit_code == 1
+    assert result.stdout.startswith("plans/nested/bad.yml:1:1: error:")
+    assert result.stderr == "2 problems in 2 plans\n"
+
+
+def _commands(group: click.Group, prefix: str = "") -> list[tuple[str, click.Command]]:
+    found = []
+    for name, command in group.commands.items():
+        found.append((f"{prefix}{name}", command))
+        if isinstance(command, click.Group):
+            found.extend(_commands(command, f"{prefix}{name} "))
+    return found
+
+
+@pytest.mark.parametrize(("name", "command"), _commands(main), ids=lambda v: str(v))
+def test_every_command_has_help(cli: Cli, name: str, command: click.Command) -> None:
+    assert command.help and len(command.help) > 20
+    result = cli(*name.split(), "--help")
+    assert result.exit_code == 0
+    assert result.stdout.startswith("Usage: ")
+
+
+def test_readme_documents_every_command_and_exit_code() -> None:
+    from conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    for name, _ in _commands(main):
+        assert f"sqlplan {name}" in readme, name
+    for code in ExitCode:
+        assert f"| {code.value} |" in readme, code
