@@ -72,7 +72,9 @@ def test_invalid_plan_exits_3(cli: Cli) -> None:
         ("postgresql://u:pw@h:port/db", "malformed URL"),
     ],
 )
-def test_configuration_errors_exit_4_and_mask_the_password(cli: Cli, url: str, message: str) -> None:
+def test_configuration_errors_exit_4_and_mask_the_password(
+    cli: Cli, url: str, message: str
+) -> None:
     cli.write("ok.yaml", OK_PLAN)
     result = cli("run", "ok.yaml", env={"DATABASE_URL": url})
     assert result.exit_code == 4
@@ -124,14 +126,21 @@ def test_db_status_names_a_configured_url_that_takes_precedence(cli: Cli) -> Non
     result = cli("db", "status")
     assert result.exit_code == 0
     assert result.stdout.splitlines()[0].startswith("running (pid ")
-    assert "note: .env DATABASE_URL is set, so `sqlplan run` uses postgresql://me:****@db.example/app" in result.stdout
+    assert (
+        "note: .env DATABASE_URL is set, so `sqlplan run` uses postgresql://me:****@db.example/app"
+        in result.stdout
+    )
     assert "hunter2" not in result.stdout
 
 
 def test_check_exit_codes(cli: Cli) -> None:
     cli.write("good.yaml", OK_PLAN)
     result = cli("check", "good.yaml")
-    assert (result.exit_code, result.stdout, result.stderr) == (0, "", "1 plan checked, no problems\n")
+    assert (result.exit_code, result.stdout, result.stderr) == (
+        0,
+        "",
+        "1 plan checked, no problems\n",
+    )
     (cli.cwd / "plans" / "nested").mkdir(parents=True)
     cli.write("plans/nested/bad.yml", "sqlplan: 1\n")
     cli.write("plans/good.yaml", OK_PLAN)
@@ -150,9 +159,10 @@ def _commands(group: click.Group, prefix: str = "") -> list[tuple[str, click.Com
     return found
 
 
-@pytest.mark.parametrize(("name", "command"), _commands(main), ids=lambda v: str(v))
+@pytest.mark.parametrize(("name", "command"), _commands(main), ids=[n for n, _ in _commands(main)])
 def test_every_command_has_help(cli: Cli, name: str, command: click.Command) -> None:
-    assert command.help and len(command.help) > 20
+    assert command.help
+    assert len(command.help) > 20
     result = cli(*name.split(), "--help")
     assert result.exit_code == 0
     assert result.stdout.startswith("Usage: ")

@@ -72,7 +72,9 @@ def test_sslmodes_map_to_tls_settings(tmp_path: Path) -> None:
     assert ssl_context_for(parse_url("postgresql://h/d?sslmode=disable")) is False
     assert ssl_context_for(parse_url("postgresql://h/d?sslmode=prefer")) is None
     with pytest.raises(ConfigError, match="root certificate file"):
-        ssl_context_for(parse_url(f"postgresql://h/d?sslmode=verify-full&sslrootcert={tmp_path}/none.crt"))
+        ssl_context_for(
+            parse_url(f"postgresql://h/d?sslmode=verify-full&sslrootcert={tmp_path}/none.crt")
+        )
     system = ssl_context_for(parse_url("postgresql://h/d?sslmode=verify-full&sslrootcert=system"))
     assert isinstance(system, ssl.SSLContext)
     assert system.check_hostname

@@ -26,7 +26,9 @@ def _run(cli: Cli, db: Database, plan: str, name: str = "plan.yaml") -> tuple[in
     return result.exit_code, result.stdout, result.stderr
 
 
-def test_execute_prints_after_or_after_no_rows_by_the_real_count(cli: Cli, database: Database) -> None:
+def test_execute_prints_after_or_after_no_rows_by_the_real_count(
+    cli: Cli, database: Database
+) -> None:
     plan = (
         BOOKS
         + """\
@@ -46,7 +48,10 @@ def test_execute_prints_after_or_after_no_rows_by_the_real_count(cli: Cli, datab
     code, out, err = _run(cli, database, plan)
     assert (code, err) == (0, "")
     assert out == "inserted 2: A and B\nupdated 1 (in_stock=true)\n'missing' not found (0)\n"
-    assert database.query("SELECT title, in_stock FROM books ORDER BY id") == [["A", None], ["B", True]]
+    assert database.query("SELECT title, in_stock FROM books ORDER BY id") == [
+        ["A", None],
+        ["B", True],
+    ]
 
 
 def test_bulk_insert_counts_rows_and_prints_before_and_after(cli: Cli, database: Database) -> None:
@@ -72,7 +77,9 @@ def test_bulk_insert_counts_rows_and_prints_before_and_after(cli: Cli, database:
     ]
 
 
-def test_bulk_insert_failing_on_third_row_leaves_none_of_its_rows(cli: Cli, database: Database) -> None:
+def test_bulk_insert_failing_on_third_row_leaves_none_of_its_rows(
+    cli: Cli, database: Database
+) -> None:
     plan = (
         BOOKS
         + """\
@@ -100,14 +107,22 @@ def test_bulk_insert_failing_on_third_row_leaves_none_of_its_rows(cli: Cli, data
     assert database.query("SELECT title FROM books") == [["kept"]]
 
 
-def test_bulk_insert_larger_than_a_chunk_is_still_all_or_nothing(cli: Cli, database: Database) -> None:
+def test_bulk_insert_larger_than_a_chunk_is_still_all_or_nothing(
+    cli: Cli, database: Database
+) -> None:
     total = BULK_CHUNK_ROWS * 2 + 500
     rows = "".join(f"      - [t{i}, {i}]\n" for i in range(total))
-    ok = BOOKS + "  - bulk_insert: INSERT INTO books (title, year) VALUES ($1, $2)\n    rows:\n" + rows
+    ok = (
+        BOOKS
+        + "  - bulk_insert: INSERT INTO books (title, year) VALUES ($1, $2)\n    rows:\n"
+        + rows
+    )
     ok += "    after: inserted {count}\n"
     code, out, err = _run(cli, database, ok)
     assert (code, out, err) == (0, f"inserted {total}\n", "")
-    assert database.query("SELECT count(*), sum(year) FROM books") == [[total, total * (total - 1) // 2]]
+    assert database.query("SELECT count(*), sum(year) FROM books") == [
+        [total, total * (total - 1) // 2]
+    ]
 
     # The same load into a fresh table, with a duplicate in the last chunk: nothing stays.
     failing = ok.replace("CREATE TABLE books", "DROP TABLE books; CREATE TABLE books")
@@ -134,7 +149,9 @@ steps:
 """
     code, out, err = _run(cli, database, plan)
     assert (code, err) == (0, "")
-    assert out == '1 row(s) for p\n1|NULL|true|false|1.50|2024-02-29|{1,2}|{"a": 1}|p|{literal}\nend\n'
+    assert (
+        out == '1 row(s) for p\n1|NULL|true|false|1.50|2024-02-29|{1,2}|{"a": 1}|p|{literal}\nend\n'
+    )
 
 
 def test_query_null_text_and_empty_message(cli: Cli, database: Database) -> None:
@@ -204,7 +221,7 @@ steps:
       INSERT INTO a VALUES (1);
       INSERT INTO a VALUES ('not a number');
 """
-    code, out, err = _run(cli, database, plan)
+    code, _, err = _run(cli, database, plan)
     assert code == 1
     assert "invalid input syntax for type integer" in err
     assert database.query("SELECT to_regclass('a') IS NULL") == [[True]]

@@ -12,7 +12,7 @@ from runner import sqltext, templates
     [
         ("SELECT $1, $2", [1, 2]),
         ("SELECT '$1', $2", [2]),
-        ("SELECT \"$1\", $2", [2]),
+        ('SELECT "$1", $2', [2]),
         ("SELECT $1 -- $2\n, $3", [1, 3]),
         ("SELECT /* $1 /* $2 */ $3 */ $4", [4]),
         ("SELECT $$ $1 $$, $fn$ $2 $fn$, $3", [3]),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,7 @@ from jsonschema import Draft202012Validator
 
 from runner import schema
 from runner.errors import PlanInvalid
-from runner.plan import BulkInsertStep, ExecuteStep, QueryStep, load_plan, parse_plan
+from runner.plan import BulkInsertStep, ExecuteStep, QueryStep, load_plan
 
 INVALID = sorted((ROOT / "tests" / "plans" / "invalid").glob("*.yaml"))
 SHIPPED = sorted((ROOT / "plans").glob("*.yaml"))
@@ -122,15 +121,3 @@ def test_placeholders_in_literals_and_comments_do_not_count(cli: Cli, database: 
     result = cli("run", str(plan), env={"DATABASE_URL": database.url})
     assert (result.exit_code, result.stderr) == (0, "")
     assert result.stdout == "$2|it's ' $5| $7 | $8 |one\n"
-
-
-def test_readme_plan_example_is_valid() -> None:
-    readme = (ROOT / "README.md").read_text()
-    blocks = re.findall(r"```yaml\n(.*?)```", readme, flags=re.S)
-    plans = [b for b in blocks if b.lstrip().startswith(("sqlplan:", "# yaml-language-server"))]
-    assert plans, "the README shows no plan"
-    kinds = set()
-    for text in plans:
-        plan = parse_plan(text, "README.md")
-        kinds.update(type(s).__name__ for s in plan.steps)
-    assert kinds == {"BatchStep", "ExecuteStep", "BulkInsertStep", "QueryStep"}

@@ -1,0 +1,169 @@
+"""The embedded PostgreSQL: first use, reuse, stop, concurrent starts, and running as root."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from runner.embedded import SERVICE_USER, EmbeddedServer
+
+as_root = pytest.mark.skipif(os.geteuid() != 0, reason="only meaningful when run as root")
+
+PLAN = """\
+sqlplan: 1
+name: persist
+steps:
+  - batch: CREATE TABLE IF NOT EXISTS notes (body text); INSERT INTO notes VALUES ('kept')
+  - query: SELECT count(*) AS n FROM notes
+    row: "{n}"
+"""
+
+
+def sqlplan(
+    *args: str, cwd: Path, data_dir: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "SQLPLAN_DATA_DIR")}
+    if data_dir is not None:
+        env["SQLPLAN_DATA_DIR"] = str(data_dir)
+    return subprocess.run(
+        [sys.executable, "-m", "runner", *args],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def project() -> Iterator[Path]:
+    """A project directory the server's user can reach (pytest's own tmp dirs are private)."""
+    path = Path(tempfile.mkdtemp(prefix="sqlplan-project-"))
+    path.chmod(0o755)  # ours: mkdtemp just made it
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _cleanup(state: Path) -> None:
+    EmbeddedServer(state).destroy()
+
+
+def test_first_use_initialises_then_reuses_stops_and_restarts(project: Path) -> None:
+    state = project / ".sqlplan"
+    try:
+        assert sqlplan("db", "status", cwd=project).stdout.startswith("not initialised")
+        (project / "plan.yaml").write_text(PLAN)
+        first = sqlplan("run", "plan.yaml", cwd=project)
+        assert (first.returncode, first.stdout) == (0, "1\n")
+        assert "initialising the embedded PostgreSQL" in first.stderr
+        second = sqlplan("run", "plan.yaml", cwd=project)
+        assert (second.returncode, second.stdout, second.stderr) == (0, "2\n", "")
+
+        status = sqlplan("db", "status", cwd=project).stdout.splitlines()
+        assert status[0].startswith("running (pid ")
+        assert status[1] == f"data:   {state / 'postgres' / 'data'}"
+
+        assert sqlplan("db", "stop", cwd=project).stdout == "stopped\n"
+        assert sqlplan("db", "stop", cwd=project).stdout == "not running\n"
+        assert sqlplan("db", "status", cwd=project).stdout.startswith("stopped")
+        # the data survives a stop; a run starts the server again without initialising
+        third = sqlplan("run", "plan.yaml", cwd=project)
+        assert (third.returncode, third.stdout, third.stderr) == (0, "3\n", "")
+        url = sqlplan("db", "url", cwd=project).stdout.strip()
+        assert url == f"postgresql://postgres@/postgres?host={state / 'postgres' / 'run'}"
+    finally:
+        _cleanup(state)
+    assert not (state / "postgres").exists()
+
+
+def test_concurrent_first_starts_share_one_server(project: Path) -> None:
+    state = project / "shared-state"
+    command = [sys.executable, "-m", "runner", "db", "start", "--data-dir", str(state)]
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    try:
+        processes = [
+            subprocess.Popen(
+                command,
+                cwd=project,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(3)
+        ]
+        results = [(*p.communicate(timeout=120), p.returncode) for p in processes]
+        assert [r[2] for r in results] == [0, 0, 0], results
+        assert len({r[0] for r in results}) == 1  # the same URL
+        initialised = [r for r in results if "initialising" in r[1]]
+        assert len(initialised) == 1
+    finally:
+        _cleanup(state)
+
+
+def test_a_long_project_path_gets_a_private_socket_directory(project: Path) -> None:
+    deep = project / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    for d in (deep.parent, deep):
+        d.chmod(0o755)
+    state = deep / ".sqlplan"
+    try:
+        result = sqlplan("db", "start", cwd=deep)
+        assert result.returncode == 0, result.stderr
+        socket_dir = Path(result.stdout.strip().split("host=", 1)[1])
+        assert socket_dir.parent == Path("/tmp")
+        assert socket_dir.stat().st_mode & 0o777 == 0o700
+        assert len(str(socket_dir / ".s.PGSQL.5432")) < 108
+    finally:
+        _cleanup(state)
+    assert not socket_dir.exists()
+
+
+@as_root
+def test_as_root_the_server_runs_as_the_service_user(project: Path) -> None:
+    state = project / ".sqlplan"
+    try:
+        assert sqlplan("db", "start", cwd=project).returncode == 0
+        pid = EmbeddedServer(state).status().pid
+        assert pid is not None
+        uid = int(
+            next(
+                line
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                if line.startswith("Uid:")
+            ).split()[1]
+        )
+        service = pwd.getpwnam(SERVICE_USER)
+        assert uid == service.pw_uid
+        assert service.pw_shell.endswith("nologin")
+        assert os.getgrouplist(SERVICE_USER, service.pw_gid) == [service.pw_gid]
+        assert (state / "postgres").stat().st_uid == service.pw_uid
+    finally:
+        _cleanup(state)
+
+
+@as_root
+def test_as_root_a_private_parent_is_left_alone(tmp_path: Path) -> None:
+    private = tmp_path / "home"
+    private.mkdir(mode=0o700)
+    private.chmod(0o700)
+    (private / "plan.yaml").write_text(PLAN)
+    state = private / ".sqlplan"
+    server = EmbeddedServer(state)
+    try:
+        result = sqlplan("run", "plan.yaml", cwd=private)
+        assert (result.returncode, result.stdout) == (0, "1\n"), result.stderr
+        assert private.stat().st_mode & 0o777 == 0o700
+        assert str(server.cluster_dir).startswith("/var/lib/sqlplan/clusters/")
+        assert (
+            sqlplan("db", "status", cwd=private).stdout.splitlines()[1]
+            == f"data:   {server.data_dir}"
+        )
+    finally:
+        cluster = server.cluster_dir
+        _cleanup(state)
+    assert not cluster.exists()
