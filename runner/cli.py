@@ -7,15 +7,23 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from . import __version__
 from .errors import ExitCode, SqlPlanError
 
-_DATA_DIR_HELP = (
-    "Where the embedded PostgreSQL keeps its state [default: $SQLPLAN_DATA_DIR, else ./.sqlplan]."
+if TYPE_CHECKING:
+    from .connection import Target
+
+_data_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    help="Where the embedded PostgreSQL keeps its state [default: $SQLPLAN_DATA_DIR, else ./.sqlplan].",
+)
+_database_url_option = click.option(
+    "--database-url", metavar="URL", help="PostgreSQL URL; overrides DATABASE_URL and .env."
 )
 
 
@@ -54,6 +62,17 @@ def _state_dir(data_dir: str | None) -> Path:
     return Path(data_dir) if data_dir else default_state_dir(Path.cwd(), os.environ)
 
 
+def _target(database_url: str | None, data_dir: str | None) -> Target:
+    """The URL from the flag, the environment or .env; else the embedded server, started."""
+    from .connection import resolve_url
+    from .embedded import EmbeddedServer
+
+    target = resolve_url(database_url, os.environ, Path.cwd())
+    if target is None:
+        target = EmbeddedServer(_state_dir(data_dir)).ensure_running(_notify)
+    return target
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="sqlplan")
 def main() -> None:
@@ -67,27 +86,21 @@ def main() -> None:
 
 @main.command()
 @click.argument("plan_file", metavar="PLAN", type=click.Path(exists=True, dir_okay=False))
-@click.option(
-    "--database-url", metavar="URL", help="PostgreSQL URL; overrides DATABASE_URL and .env."
-)
-@click.option("--data-dir", type=click.Path(file_okay=False), help=_DATA_DIR_HELP)
+@_database_url_option
+@_data_dir_option
 def run(plan_file: str, database_url: str | None, data_dir: str | None) -> None:
     """Validate PLAN, then run its steps in order on one connection.
 
     Standard output carries only the plan's own messages; diagnostics go to standard error.
     Nothing connects to the database unless the whole plan is valid.
     """
-    from .connection import connect, resolve_url
-    from .embedded import EmbeddedServer
+    from .connection import connect
     from .engine import run_plan
     from .plan import load_plan
 
     try:
         plan = load_plan(plan_file)
-        target = resolve_url(database_url, os.environ, Path.cwd())
-        if target is None:
-            target = EmbeddedServer(_state_dir(data_dir)).ensure_running(_notify)
-        con = connect(target)
+        con = connect(_target(database_url, data_dir))
     except SqlPlanError as e:
         _fail(e)
     try:
@@ -156,7 +169,7 @@ def db() -> None:
 
 
 @db.command()
-@click.option("--data-dir", type=click.Path(file_okay=False), help=_DATA_DIR_HELP)
+@_data_dir_option
 def status(data_dir: str | None) -> None:
     """Show whether the embedded server runs, and where its data and socket are."""
     from .embedded import EmbeddedServer
@@ -176,7 +189,7 @@ def status(data_dir: str | None) -> None:
 
 
 @db.command()
-@click.option("--data-dir", type=click.Path(file_okay=False), help=_DATA_DIR_HELP)
+@_data_dir_option
 def start(data_dir: str | None) -> None:
     """Start the embedded server (initialising it on first use) and print its URL."""
     from .embedded import EmbeddedServer
@@ -189,7 +202,7 @@ def start(data_dir: str | None) -> None:
 
 
 @db.command()
-@click.option("--data-dir", type=click.Path(file_okay=False), help=_DATA_DIR_HELP)
+@_data_dir_option
 def stop(data_dir: str | None) -> None:
     """Stop the embedded server; its data stays for the next run."""
     from .embedded import EmbeddedServer
@@ -202,30 +215,23 @@ def stop(data_dir: str | None) -> None:
 
 
 @db.command()
-@click.option("--data-dir", type=click.Path(file_okay=False), help=_DATA_DIR_HELP)
-@click.option(
-    "--database-url", metavar="URL", help="PostgreSQL URL; overrides DATABASE_URL and .env."
-)
+@_data_dir_option
+@_database_url_option
 def url(data_dir: str | None, database_url: str | None) -> None:
     """Print the URL `sqlplan run` connects to, password masked.
 
     That is --database-url, DATABASE_URL or .env's DATABASE_URL when one is set; otherwise the
     embedded server's, which is started if it is not running (psql "$(sqlplan db url)" works).
     """
-    from .connection import resolve_url
-    from .embedded import EmbeddedServer
-
     try:
-        target = resolve_url(database_url, os.environ, Path.cwd())
-        if target is None:
-            target = EmbeddedServer(_state_dir(data_dir)).ensure_running(_notify)
+        target = _target(database_url, data_dir)
     except SqlPlanError as e:
         _fail(e)
     click.echo(target.url())
 
 
 @db.command()
-@click.option("--data-dir", type=click.Path(file_okay=False), help=_DATA_DIR_HELP)
+@_data_dir_option
 @click.confirmation_option(prompt="Delete the embedded database and all its data?")
 def destroy(data_dir: str | None) -> None:
     """Stop the embedded server and delete its data."""

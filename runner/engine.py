@@ -60,14 +60,8 @@ def _run_step(plan: Plan, step: AnyStep, con: Any, out: Output) -> None:
         rolled_back = _roll_back(con)
         raise _failed(step, failure, chunk_start, rolled_back) from None
     except (InterfaceError, OSError) as e:
-        raise StepFailed(
-            step_index=step.number,
-            step_label=step.label,
-            position=step.position,
-            sql=step.sql.text,
-            sql_position=None,
-            server=None,
-            message=f"{step.label} failed: the connection to the server was lost ({e})",
+        raise _step_failed(
+            step, f"{step.label} failed: the connection to the server was lost ({e})"
         ) from None
 
 
@@ -104,15 +98,11 @@ def _check_columns(step: QueryStep, row: Message, columns: Sequence[str]) -> Non
         match = difflib.get_close_matches(f.name, list(columns), n=1, cutoff=0.6)
         hint = f"; did you mean {{{match[0]}}}?" if match else ""
         listed = ", ".join(columns) if columns else "none"
-        raise StepFailed(
-            step_index=step.number,
-            step_label=step.label,
-            position=row.source.locate(f.offset),
-            sql=step.sql.text,
-            sql_position=None,
-            server=None,
-            message=f"{step.label}: the row template uses {{{f.name}}}, but the query returned no "
+        raise _step_failed(
+            step,
+            f"{step.label}: the row template uses {{{f.name}}}, but the query returned no "
             f"such column (its columns: {listed}){hint}",
+            position=row.source.locate(f.offset),
         )
 
 
@@ -161,15 +151,18 @@ def _failed(
         if server.position is None and index < len(step.rows):
             row_number, row_position = index + 1, step.row_positions[index]
         note = f"the transaction was rolled back: none of the {len(step.rows)} rows were inserted"
-    return StepFailed(
-        step_index=step.number,
-        step_label=step.label,
-        position=step.position,
-        sql=step.sql.text,
+    return _step_failed(
+        step,
+        f"{step.label} failed: {server.message}",
         sql_position=sql_position,
         server=server,
-        message=f"{step.label} failed: {server.message}",
         row_number=row_number,
         row_position=row_position,
         rolled_back=note,
     )
+
+
+def _step_failed(
+    step: AnyStep, message: str, *, position: Position | None = None, **details: Any
+) -> StepFailed:
+    return StepFailed(message, position=position or step.position, sql=step.sql.text, **details)

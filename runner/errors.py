@@ -122,21 +122,17 @@ class StepFailed(SqlPlanError):
 
     def __init__(
         self,
+        message: str,
         *,
-        step_index: int,
-        step_label: str,
         position: Position,
         sql: str,
-        sql_position: Position | None,
-        server: ServerError | None,
-        message: str,
+        sql_position: Position | None = None,
+        server: ServerError | None = None,
         row_number: int | None = None,
         row_position: Position | None = None,
         rolled_back: str | None = None,
     ) -> None:
         super().__init__(message)
-        self.step_index = step_index
-        self.step_label = step_label
         self.position = position
         self.sql = sql
         self.sql_position = sql_position
