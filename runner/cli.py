@@ -16,6 +16,7 @@ from .errors import ExitCode, SqlPlanError
 
 if TYPE_CHECKING:
     from .connection import Target
+    from .errors import Position
 
 _data_dir_option = click.option(
     "--data-dir",
@@ -30,6 +31,10 @@ _database_url_option = click.option(
 class _StdoutLines:
     def line(self, text: str) -> None:
         sys.stdout.write(text + "\n")
+
+    def warning(self, position: Position, message: str, code: str) -> None:
+        sys.stdout.flush()
+        click.echo(f"{position}: warning: {message} [{code}]", err=True)
 
 
 def _notify(text: str) -> None:
@@ -94,13 +99,14 @@ def run(plan_file: str, database_url: str | None, data_dir: str | None) -> None:
     Standard output carries only the plan's own messages; diagnostics go to standard error.
     Nothing connects to the database unless the whole plan is valid.
     """
-    from .connection import connect
+    from .connection import cancel, connect
     from .engine import run_plan
     from .plan import load_plan
 
     try:
         plan = load_plan(plan_file)
-        con = connect(_target(database_url, data_dir))
+        target = _target(database_url, data_dir)
+        con = connect(target)
     except SqlPlanError as e:
         _fail(e)
     try:
@@ -108,8 +114,11 @@ def run(plan_file: str, database_url: str | None, data_dir: str | None) -> None:
     except SqlPlanError as e:
         _fail(e)
     except KeyboardInterrupt:
-        click.echo("sqlplan: interrupted; the open transaction, if any, is rolled back", err=True)
-        _exit(ExitCode.STEP_FAILED)
+        cancel(target, con)
+        click.echo(
+            "sqlplan: interrupted; the running statement was cancelled and rolled back", err=True
+        )
+        _exit(ExitCode.INTERRUPTED)
     finally:
         _close_quietly(con)
     _exit(ExitCode.OK)

@@ -7,6 +7,7 @@ import getpass
 import os
 import socket
 import ssl
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -341,3 +342,31 @@ def _reason(error: BaseException) -> str:
 
 def with_database(target: Target, database: str) -> Target:
     return replace(target, database=database)
+
+
+_CANCEL_REQUEST_CODE = 80877102
+
+
+def cancel(target: Target, connection: Connection) -> bool:
+    """Ask the server to cancel the connection's running statement (best effort, 2 s at most).
+
+    pg8000 has no cancel API; the request is the protocol's CancelRequest, sent on a new
+    connection with the backend key data the server gave at start-up.
+    """
+    key = getattr(connection, "_backend_key_data", None)
+    if not key:
+        return False
+    message = struct.pack("!ii", 8 + len(key), _CANCEL_REQUEST_CODE) + bytes(key)
+    try:
+        if target.is_unix_socket:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(2)
+            sock.connect(target.socket_path)
+        else:
+            sock = socket.create_connection((target.host, target.port), timeout=2)
+        with sock:
+            sock.sendall(message)
+            sock.recv(1)  # the server closes the connection once it has read the request
+    except OSError:
+        return False
+    return True

@@ -18,15 +18,49 @@ BULK_CHUNK_ROWS = 1000
 
 
 class Output(Protocol):
-    def line(self, text: str) -> None: ...
+    def line(self, text: str) -> None:
+        """One line of the plan's own output."""
+
+    def warning(self, position: Position, message: str, code: str) -> None:
+        """A warning the server raised while a step ran."""
 
 
 def run_plan(plan: Plan, con: Any, out: Output) -> None:
     """Run every step; the first failure raises StepFailed after rolling back what it opened."""
     if plan.on_connect:
         out.line(_render(plan.on_connect, {}))
+    opened_by: AnyStep | None = None  # the step that left a transaction block open
     for step in plan.steps:
-        _run_step(plan, step, con, out)
+        try:
+            _run_step(plan, step, con, out)
+        finally:
+            _report_warnings(step, con, out)
+        in_block = wire.transaction_status(con) != b"I"
+        opened_by = (opened_by or step) if in_block else None
+    if opened_by is not None:
+        # Closing the connection would roll it back silently: the plan's work would vanish.
+        _roll_back(con)
+        raise _step_failed(
+            opened_by,
+            f"{opened_by.label} opened a transaction that no later step committed; "
+            "it was rolled back (end the plan with a COMMIT)",
+        )
+
+
+# Server messages below WARNING (NOTICE such as "table does not exist, skipping", INFO, LOG)
+# are expected chatter; a WARNING ("there is no transaction in progress") deserves a look.
+_WARNING_SEVERITIES = (b"WARNING",)
+
+
+def _report_warnings(step: AnyStep, con: Any, out: Output) -> None:
+    notices = con.notices
+    while notices:
+        notice = notices.popleft()
+        severity = notice.get(b"V") or notice.get(b"S")
+        if severity in _WARNING_SEVERITIES:
+            message = notice.get(b"M", b"").decode("utf-8", "replace")
+            code = notice.get(b"C", b"01000").decode("ascii", "replace")
+            out.warning(step.position, f"{step.label}: the server warns: {message}", code)
 
 
 def _run_step(plan: Plan, step: AnyStep, con: Any, out: Output) -> None:

@@ -27,6 +27,7 @@ def test_exit_codes_are_the_documented_ones() -> None:
         "INVALID_PLAN": 3,
         "CONFIG": 4,
         "CONNECTION": 5,
+        "INTERRUPTED": 130,
     }
 
 

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 from conftest import Cli, Database
 
 from runner.engine import BULK_CHUNK_ROWS
@@ -291,3 +298,91 @@ steps:
     code, out, err = _run(cli, database, plan)
     assert (code, err) == (0, "")
     assert out == "connected {to} the server\nbefore: 100% {ok}\ndone\n"
+
+
+def test_server_warnings_go_to_stderr_with_the_step_position(cli: Cli, database: Database) -> None:
+    plan = """\
+sqlplan: 1
+name: warnings
+steps:
+  - batch: DROP TABLE IF EXISTS nothing_here
+    after: dropped
+  - name: Stray commit
+    batch: COMMIT
+    after: committed
+"""
+    code, out, err = _run(cli, database, plan)
+    assert (code, out) == (0, "dropped\ncommitted\n")
+    # the NOTICE of the first step is chatter; the WARNING of the second is shown
+    assert err == (
+        'plan.yaml:7:5: warning: step 2 "Stray commit": the server warns: '
+        "there is no transaction in progress [25P01]\n"
+    )
+
+
+def test_a_transaction_left_open_at_the_end_is_an_error(cli: Cli, database: Database) -> None:
+    plan = """\
+sqlplan: 1
+name: uncommitted
+steps:
+  - batch: CREATE TABLE a (id int)
+  - name: Open
+    batch: |
+      BEGIN;
+      INSERT INTO a VALUES (1);
+  - execute: INSERT INTO a VALUES ($1)
+    params: [2]
+    after: inserted {count}
+"""
+    code, out, err = _run(cli, database, plan)
+    assert (code, out) == (1, "inserted 1\n")
+    assert err == (
+        'plan.yaml:6:5: error: step 2 "Open" opened a transaction that no later step committed; '
+        "it was rolled back (end the plan with a COMMIT)\n"
+    )
+    assert database.query("SELECT count(*) FROM a") == [[0]]
+    # with the COMMIT, the same plan keeps its rows
+    code, _, err = _run(
+        cli,
+        database,
+        plan.replace("CREATE TABLE a (id int)", "DELETE FROM a") + "  - batch: COMMIT\n",
+    )
+    assert (code, err) == (0, "")
+    assert database.query("SELECT count(*) FROM a") == [[2]]
+
+
+def test_interrupt_exits_130_and_the_server_rolls_back(database: Database, tmp_path: Path) -> None:
+    plan = tmp_path / "slow.yaml"
+    plan.write_text("""\
+sqlplan: 1
+name: slow
+steps:
+  - batch: CREATE TABLE s (id int)
+  - batch: BEGIN; INSERT INTO s VALUES (1)
+  - query: SELECT pg_sleep(30) AS z
+    row: "{z}"
+""")
+    env = {**os.environ, "DATABASE_URL": database.url}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "runner", "run", str(plan)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if database.query(
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%'"
+        )[0][0]:
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=20)
+    assert process.returncode == 130
+    assert "interrupted; the running statement was cancelled" in err
+    # the cancel request stopped the 30 s sleep on the server too
+    deadline = time.monotonic() + 5
+    while database.query(
+        "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%'"
+    )[0][0]:
+        assert time.monotonic() < deadline, "the statement was not cancelled"
+        time.sleep(0.05)
+    assert database.query("SELECT count(*) FROM s") == [[0]]
