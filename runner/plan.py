@@ -318,9 +318,12 @@ class _Validator:
 
     def leaf_errors(self, error: ValidationError) -> Iterator[ValidationError]:
         """Resolve a step's oneOf to the branch its kind key selects, like a discriminator."""
-        if error.validator != "oneOf" or not isinstance(error.instance, dict):
+        if error.validator != "oneOf":
             yield error
             return
+        if not isinstance(error.instance, dict):
+            return  # not a mapping: the step's own `type` error says so
+
         present = [k for k in self.schema.kind_keys if k in error.instance]
         if len(present) != 1:
             yield error  # reported as a missing or ambiguous kind
@@ -627,6 +630,8 @@ def _subject(schema: Any, path: Sequence[object]) -> str:
         return _article(title)
     rest = list(path)
     owner = ""
+    if len(rest) == 2 and rest[0] == "steps" and isinstance(rest[1], int):
+        return f"step {rest[1] + 1}"
     if len(rest) >= 3 and rest[0] == "steps" and isinstance(rest[1], int):
         owner = f" of step {rest[1] + 1}"
         rest = rest[2:]
