@@ -15,8 +15,8 @@ from . import __version__
 from .errors import ExitCode, SqlPlanError
 
 if TYPE_CHECKING:
-    from .connection import Target
     from .errors import Position
+    from .target import Target
 
 _data_dir_option = click.option(
     "--data-dir",
@@ -69,10 +69,10 @@ def _state_dir(data_dir: str | None) -> Path:
 
 def _target(database_url: str | None, data_dir: str | None) -> Target:
     """The URL from the flag, the environment or .env; else the embedded server, started."""
-    from .connection import resolve_url
     from .embedded import EmbeddedServer
+    from .target import resolve_target
 
-    target = resolve_url(database_url, os.environ, Path.cwd())
+    target = resolve_target(database_url, os.environ, Path.cwd())
     if target is None:
         target = EmbeddedServer(_state_dir(data_dir)).ensure_running(_notify)
     return target
@@ -93,20 +93,40 @@ def main() -> None:
 @click.argument("plan_file", metavar="PLAN", type=click.Path(exists=True, dir_okay=False))
 @_database_url_option
 @_data_dir_option
-def run(plan_file: str, database_url: str | None, data_dir: str | None) -> None:
+@click.option(
+    "--connect-retries",
+    envvar="SQLPLAN_CONNECT_RETRIES",
+    type=click.IntRange(0, 100),
+    default=3,
+    show_default=True,
+    help="Retries of a connection that fails transiently (refused, reset, timed out, server starting). [env: SQLPLAN_CONNECT_RETRIES]",
+)
+@click.option(
+    "--connect-timeout",
+    envvar="SQLPLAN_CONNECT_TIMEOUT",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds each connection attempt may take [default: the URL's connect_timeout, else 15]. [env: SQLPLAN_CONNECT_TIMEOUT]",
+)
+def run(
+    plan_file: str,
+    database_url: str | None,
+    data_dir: str | None,
+    connect_retries: int,
+    connect_timeout: float | None,
+) -> None:
     """Validate PLAN, then run its steps in order on one connection.
 
     Standard output carries only the plan's own messages; diagnostics go to standard error.
     Nothing connects to the database unless the whole plan is valid.
     """
-    from .connection import cancel, connect
+    from .connection import RetryPolicy, cancel, connect
     from .engine import run_plan
     from .plan import load_plan
 
     try:
         plan = load_plan(plan_file)
         target = _target(database_url, data_dir)
-        con = connect(target)
+        con = connect(target, RetryPolicy(connect_retries, connect_timeout), _notify)
     except SqlPlanError as e:
         _fail(e)
     try:
@@ -254,10 +274,10 @@ def destroy(data_dir: str | None) -> None:
 
 
 def _note_configured_url() -> None:
-    from .connection import resolve_url
+    from .target import resolve_target
 
     try:
-        target = resolve_url(None, os.environ, Path.cwd())
+        target = resolve_target(None, os.environ, Path.cwd())
     except SqlPlanError:
         return
     if target is not None:

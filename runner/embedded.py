@@ -34,8 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .connection import Target
 from .errors import ConfigError, EmbeddedServerError
+from .target import Target
 
 SERVICE_USER = "sqlplan"
 SYSTEM_DIR = Path("/var/lib/sqlplan")

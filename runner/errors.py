@@ -87,6 +87,10 @@ class ConnectError(SqlPlanError):
 
     exit_code = ExitCode.CONNECTION
 
+    def __init__(self, message: str, *, sqlstate: str | None = None) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
 
 class EmbeddedServerError(ConnectError):
     """The embedded PostgreSQL could not be initialised, started or stopped."""

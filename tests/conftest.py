@@ -14,8 +14,9 @@ import pytest
 from click.testing import CliRunner
 
 from runner.cli import main
-from runner.connection import Target, connect, with_database
+from runner.connection import connect
 from runner.embedded import EmbeddedServer
+from runner.target import Target, with_database
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -70,7 +70,7 @@ def test_invalid_plan_exits_3(cli: Cli) -> None:
         ("mysql://u:pw@h/db", "the URL must start with postgresql:// or postgres://"),
         ("postgresql://u:pw@h/db?sslmod=require", "unknown connection parameter 'sslmod'"),
         ("postgresql://u:pw@h/db?sslmode=sometimes", "invalid sslmode 'sometimes'"),
-        ("postgresql://u:pw@h:port/db", "malformed URL"),
+        ("postgresql://u:pw@h:port/db", "invalid port 'port'"),
     ],
 )
 def test_configuration_errors_exit_4_and_mask_the_password(

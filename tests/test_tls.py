@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 from conftest import Cli
 
-from runner.connection import Target, connect
+from runner.connection import connect
+from runner.target import Target
 
 PASSWORD = "p@ss:w/rd%é"
 ENCODED = "p%40ss%3Aw%2Frd%25%C3%A9"

@@ -1,0 +1,313 @@
+"""Where to connect: --database-url / DATABASE_URL / .env / PG* variables -> a Target, as libpq reads them."""
+
+from __future__ import annotations
+
+import difflib
+import getpass
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from urllib.parse import quote
+
+from .errors import ConfigError
+
+SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+CHANNEL_BINDINGS = ("disable", "prefer", "require")
+
+# Connection parameters sqlplan understands, by their libpq names.
+SUPPORTED = (
+    "host", "port", "dbname", "user", "password", "sslmode", "sslrootcert", "sslcert", "sslkey",
+    "channel_binding", "connect_timeout", "application_name", "fallback_application_name",
+    "options", "target_session_attrs", "sslnegotiation",
+)  # fmt: skip
+# libpq parameters that sqlplan does not implement: named in errors as such, not as typos.
+UNSUPPORTED = (
+    "hostaddr", "passfile", "require_auth", "sslpassword", "sslcrl", "sslcrldir", "sslsni",
+    "sslcompression", "ssl_min_protocol_version", "ssl_max_protocol_version", "gssencmode",
+    "krbsrvname", "gsslib", "gssdelegation", "service", "requirepeer", "replication",
+    "keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count",
+    "tcp_user_timeout", "client_encoding", "load_balance_hosts", "sslcertmode",
+    "max_protocol_version", "min_protocol_version", "scram_client_key", "scram_server_key",
+)  # fmt: skip
+# libpq's environment variables for the supported parameters.
+ENVIRONMENT = {
+    "PGHOST": "host", "PGPORT": "port", "PGDATABASE": "dbname", "PGUSER": "user",
+    "PGPASSWORD": "password", "PGSSLMODE": "sslmode", "PGSSLROOTCERT": "sslrootcert",
+    "PGSSLCERT": "sslcert", "PGSSLKEY": "sslkey", "PGCHANNELBINDING": "channel_binding",
+    "PGCONNECT_TIMEOUT": "connect_timeout", "PGAPPNAME": "application_name",
+    "PGOPTIONS": "options", "PGTARGETSESSIONATTRS": "target_session_attrs",
+    "PGSSLNEGOTIATION": "sslnegotiation",
+}  # fmt: skip
+# Without any URL, these say "connect there" rather than "use the embedded server".
+_LOCATING = ("PGHOST", "PGPORT", "PGDATABASE", "PGUSER")
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where to connect and how. `source` says where it came from, for messages."""
+
+    host: str  # a host name, an IP address, or a unix-socket directory (starts with /)
+    port: int
+    user: str
+    password: str | None
+    database: str
+    sslmode: str = "prefer"
+    sslrootcert: str | None = None
+    sslcert: str | None = None
+    sslkey: str | None = None
+    channel_binding: str = "prefer"
+    connect_timeout: float | None = None
+    application_name: str | None = "sqlplan"
+    options: str | None = None
+    source: str = "DATABASE_URL"
+
+    @property
+    def is_unix_socket(self) -> bool:
+        return self.host.startswith("/")
+
+    @property
+    def socket_path(self) -> str:
+        return os.path.join(self.host, f".s.PGSQL.{self.port}")
+
+    def url(self, *, mask_password: bool = True) -> str:
+        """A libpq URL for this target; the password is masked unless asked otherwise."""
+        auth = quote(self.user, safe="")
+        if self.password is not None:
+            auth += ":" + ("****" if mask_password else quote(self.password, safe=""))
+        query: dict[str, str] = {}
+        if self.is_unix_socket:
+            netloc = f"{auth}@"
+            query["host"] = self.host
+            if self.port != 5432:
+                query["port"] = str(self.port)
+        else:
+            host = f"[{self.host}]" if ":" in self.host else self.host
+            netloc = f"{auth}@{host}" + ("" if self.port == 5432 else f":{self.port}")
+        if self.sslmode != "prefer" and not self.is_unix_socket:
+            query["sslmode"] = self.sslmode
+        for key in ("sslrootcert", "sslcert", "sslkey", "options"):
+            value = getattr(self, key)
+            if value:
+                query[key] = value
+        if self.channel_binding != "prefer":
+            query["channel_binding"] = self.channel_binding
+        if self.connect_timeout is not None:
+            query["connect_timeout"] = f"{self.connect_timeout:g}"
+        text = "&".join(f"{k}={quote(v, safe='/')}" for k, v in query.items())
+        return f"postgresql://{netloc}/{quote(self.database, safe='')}" + (
+            f"?{text}" if text else ""
+        )
+
+    def describe(self) -> str:
+        where = f"socket {self.socket_path}" if self.is_unix_socket else f"{self.host}:{self.port}"
+        return f"database {self.database!r} as {self.user!r} on {where}"
+
+
+# A parameter's value and where it came from ("DATABASE_URL", "PGSSLMODE", ...), for errors.
+Params = dict[str, tuple[str, str]]
+
+_URL = re.compile(
+    r"^(?P<scheme>[^:/?#]+)://(?P<netloc>[^/?#]*)(?:/(?P<path>[^?#]*))?(?:\?(?P<query>[^#]*))?(?P<fragment>#.*)?$",
+    re.S,
+)
+_BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
+def _decode(text: str, what: str, source: str) -> str:
+    """Percent-decode strictly, as libpq does: a stray % is an error, bytes are UTF-8."""
+    if _BAD_PERCENT.search(text):
+        raise ConfigError(f"{source}: invalid percent-encoded token in the {what}: {text!r}")
+    raw = re.sub(r"%([0-9A-Fa-f]{2})", lambda m: chr(int(m.group(1), 16)), text)
+    try:
+        return raw.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        if raw == text:
+            return text  # non-ASCII typed as is
+        raise ConfigError(f"{source}: the {what} is not valid UTF-8 once decoded") from None
+
+
+def parse_url(url: str, *, source: str = "DATABASE_URL") -> Params:
+    """The parameters a postgres:// or postgresql:// URL sets, decoded; nothing defaulted."""
+    masked = mask_url(url)
+    match = _URL.match(url.strip())
+    if not match or match.group("scheme") not in ("postgres", "postgresql"):
+        raise ConfigError(
+            f"{source}: the URL must start with postgresql:// or postgres://, got {masked}"
+        )
+    if match.group("fragment"):
+        raise ConfigError(f"{source}: unexpected '#' fragment in {masked}")
+    params: Params = {}
+
+    def put(key: str, value: str) -> None:
+        params[key] = (value, source)
+
+    netloc = match.group("netloc")
+    userinfo, at, hostport = netloc.rpartition("@")
+    if at:
+        user, colon, password = userinfo.partition(":")
+        if user:
+            put("user", _decode(user, "user name", source))
+        if colon:
+            put("password", _decode(password, "password", source))
+    if "," in hostport:
+        raise ConfigError(f"{source}: several hosts in one URL are not supported: {masked}")
+    if hostport.startswith("["):
+        host, bracket, rest = hostport[1:].partition("]")
+        if not bracket:
+            raise ConfigError(f"{source}: missing ']' after the IPv6 address in {masked}")
+        if rest and not rest.startswith(":"):
+            raise ConfigError(f"{source}: unexpected {rest!r} after the IPv6 address in {masked}")
+        port = rest[1:]
+    else:
+        host, _, port = hostport.partition(":")
+    if host:
+        put("host", _decode(host, "host", source))
+    if port:
+        put("port", port)
+    if match.group("path"):
+        put("dbname", _decode(match.group("path"), "database name", source))
+    for pair in filter(None, (match.group("query") or "").split("&")):
+        key, equals, value = pair.partition("=")
+        if not equals:
+            raise ConfigError(
+                f"{source}: missing '=' after {key!r} in the URL's parameters: {masked}"
+            )
+        key = _decode(key, "parameter name", source)
+        _check_known(key, source)
+        put(key, _decode(value, f"value of {key}", source))
+    return params
+
+
+def _check_known(key: str, source: str) -> None:
+    if key in SUPPORTED:
+        return
+    if key in UNSUPPORTED:
+        raise ConfigError(f"{source}: the connection parameter '{key}' is not supported by sqlplan")
+    close = difflib.get_close_matches(key, SUPPORTED, n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    raise ConfigError(f"{source}: unknown connection parameter '{key}'{hint}")
+
+
+def environment_params(environ: Mapping[str, str]) -> Params:
+    return {param: (environ[var], var) for var, param in ENVIRONMENT.items() if environ.get(var)}
+
+
+def make_target(params: Params, source: str) -> Target:
+    """Apply libpq's defaults and check every value, naming where a bad one came from."""
+
+    def get(key: str) -> str | None:
+        return params[key][0] if key in params else None
+
+    def bad(key: str, message: str) -> ConfigError:
+        return ConfigError(f"{params[key][1]}: {message}")
+
+    port_text = get("port") or "5432"
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise bad("port", f"invalid port {port_text!r}")
+    port = int(port_text)
+    user = get("user") or getpass.getuser()
+    host = get("host") or _default_host(port)
+    sslmode = get("sslmode") or "prefer"
+    if sslmode not in SSLMODES:
+        raise bad("sslmode", f"invalid sslmode {sslmode!r} (expected one of {', '.join(SSLMODES)})")
+    channel_binding = get("channel_binding") or "prefer"
+    if channel_binding not in CHANNEL_BINDINGS:
+        raise bad(
+            "channel_binding",
+            f"invalid channel_binding {channel_binding!r} (expected one of {', '.join(CHANNEL_BINDINGS)})",
+        )
+    if channel_binding == "require" and sslmode == "disable":
+        raise bad("channel_binding", "channel_binding=require needs TLS, but sslmode=disable")
+    timeout = None
+    if get("connect_timeout"):
+        text = get("connect_timeout") or ""
+        if not re.fullmatch(r"-?\d+", text.strip()):
+            raise bad("connect_timeout", f"invalid connect_timeout {text!r} (whole seconds)")
+        # libpq: zero or negative waits forever; a timeout below 2 s is raised to 2 s
+        seconds = int(text)
+        timeout = float(max(seconds, 2)) if seconds > 0 else None
+    if (get("target_session_attrs") or "any") != "any":
+        raise bad(
+            "target_session_attrs",
+            "only target_session_attrs=any is supported (sqlplan connects to one host)",
+        )
+    if (get("sslnegotiation") or "postgres") != "postgres":
+        raise bad("sslnegotiation", "only sslnegotiation=postgres is supported")
+    return Target(
+        host=host,
+        port=port,
+        user=user,
+        password=get("password"),
+        database=get("dbname") or user,
+        sslmode=sslmode,
+        sslrootcert=get("sslrootcert"),
+        sslcert=get("sslcert"),
+        sslkey=get("sslkey"),
+        channel_binding=channel_binding,
+        connect_timeout=timeout,
+        application_name=get("application_name") or get("fallback_application_name") or "sqlplan",
+        options=get("options"),
+        source=source,
+    )
+
+
+def _default_host(port: int) -> str:
+    """libpq's default is a unix socket in its compiled-in directory: Debian's, else /tmp."""
+    return "/var/run/postgresql" if os.path.isdir("/var/run/postgresql") else "/tmp"
+
+
+def parse_target(
+    url: str, *, source: str = "DATABASE_URL", environ: Mapping[str, str] | None = None
+) -> Target:
+    """A URL, with libpq's environment variables filling what it leaves out."""
+    params = environment_params(environ or {})
+    params.update(parse_url(url, source=source))
+    return make_target(params, source)
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password replaced, for messages; never fails.
+
+    The user information ends at the netloc's last '@', as parse_url reads it, so a password
+    with a raw '@' is masked whole.
+    """
+    scheme, sep, rest = url.partition("://")
+    if sep:
+        end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+        userinfo, at, hostport = rest[:end].rpartition("@")
+        if at and ":" in userinfo:
+            rest = userinfo.split(":", 1)[0] + ":****@" + hostport + rest[end:]
+        url = scheme + sep + rest
+    return re.sub(r"([?&]password=)[^&#]*", r"\1****", url)
+
+
+def resolve_target(cli_url: str | None, environ: Mapping[str, str], cwd: Path) -> Target | None:
+    """Where `sqlplan run` connects; None means the embedded server.
+
+    In order: --database-url, DATABASE_URL in the environment, DATABASE_URL in ./.env, then
+    libpq's PG* variables (environment first, then ./.env). PG* variables also fill in what a URL
+    leaves out, as they do for libpq.
+    """
+    dotenv: dict[str, str] = {}
+    dotenv_path = cwd / ".env"
+    if dotenv_path.is_file():
+        from dotenv import dotenv_values
+
+        dotenv = {k: v for k, v in dotenv_values(dotenv_path).items() if v is not None}
+    effective = {**dotenv, **environ}  # a real environment variable wins over .env
+    for url, source in (
+        (cli_url, "--database-url"),
+        (environ.get("DATABASE_URL"), "DATABASE_URL"),
+        (dotenv.get("DATABASE_URL"), ".env DATABASE_URL"),
+    ):
+        if url:
+            return parse_target(url, source=source, environ=effective)
+    if any(effective.get(var) for var in _LOCATING):
+        return make_target(environment_params(effective), "PG* environment")
+    return None
+
+
+def with_database(target: Target, database: str) -> Target:
+    return replace(target, database=database)
