@@ -258,9 +258,9 @@ def _connection_class(channel_binding: str) -> type[Connection]:
             code = int.from_bytes(data[:4], "big")
             if channel_binding == "disable":
                 if code == _AUTH_SASL:
-                    mechanisms = [m for m in data[4:].split(b"\x00") if m and m != _PLUS]
-                    data = data[:4] + b"".join(m + b"\x00" for m in mechanisms) + b"\x00"
-                super().handle_AUTHENTICATION_REQUEST(data, context)
+                    self._start_scram_without_binding(data)
+                else:
+                    super().handle_AUTHENTICATION_REQUEST(data, context)
                 return
             refused = None
             if code == _AUTH_SASL:
@@ -276,6 +276,25 @@ def _connection_class(channel_binding: str) -> type[Connection]:
                     f"channel_binding=require, but {refused}; no password was sent"
                 )
             super().handle_AUTHENTICATION_REQUEST(data, context)
+
+        def _start_scram_without_binding(self, data: bytes) -> None:
+            """pg8000's SASLInitialResponse, but with the gs2 flag 'n' (libpq's disable): handed
+            the TLS socket, scramp would send 'y', which a server offering PLUS takes for a
+            downgrade attack."""
+            import scramp
+            from pg8000.core import _flush
+
+            if self.password is None:
+                raise InterfaceError("the server asks for a password (SCRAM), but none was given")
+            offered = [m.decode("ascii") for m in data[4:].split(b"\x00") if m]
+            mechanisms = [m for m in offered if not m.endswith("-PLUS")]
+            self.auth = scramp.ScramClient(
+                mechanisms, self.user.decode(), self.password.decode(), channel_binding=None
+            )
+            first = self.auth.get_client_first().encode()
+            mechanism = self.auth.mechanism_name.encode("ascii") + b"\x00"
+            self._send_message(b"p", mechanism + struct.pack("!i", len(first)) + first)
+            _flush(self._sock)
 
     return ChannelBindingConnection
 

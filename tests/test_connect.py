@@ -1,0 +1,270 @@
+"""Connections against real servers: every sslmode, channel binding, client certificates, SNI,
+retries. The SSL server is Debian's PostgreSQL with a CA made at test time; plaintext is refused
+there. The plain server has no TLS at all."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import Cli
+from servers import (
+    ENCODED,
+    PASSWORD,
+    Certificates,
+    Cluster,
+    FakeServer,
+    make_certificates,
+    remove_cluster,
+    require_debian_postgres,
+    start_cluster,
+    starting_up_then_proxy,
+    tls_endpoint_asking_for_a_password,
+)
+
+from runner.connection import RetryPolicy, connect
+from runner.errors import ConfigError, ConnectError
+from runner.target import Target, parse_target
+
+
+@pytest.fixture(scope="module")
+def certs() -> Iterator[Certificates]:
+    require_debian_postgres()
+    owner = pwd.getpwnam("postgres") if os.geteuid() == 0 else pwd.getpwuid(os.geteuid())
+    directory = Path(tempfile.mkdtemp(prefix="sqlplan-certs-"))
+    directory.chmod(0o755)  # ours: mkdtemp just made it
+    yield make_certificates(directory, owner)
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def ssl_server(certs: Certificates) -> Iterator[Cluster]:
+    cluster = start_cluster(require_debian_postgres(), tls=certs)
+    yield cluster
+    remove_cluster(cluster)
+
+
+@pytest.fixture(scope="module")
+def plain_server() -> Iterator[Cluster]:
+    cluster = start_cluster(require_debian_postgres(), tls=None)
+    yield cluster
+    remove_cluster(cluster)
+
+
+def _session(target: Target) -> tuple[bool, str | None]:
+    """(is the connection TLS, the SASL mechanism used) as the server and client see them."""
+    con = connect(target)
+    try:
+        ssl_in_use = con.run("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")[0][0]
+        auth = getattr(con, "auth", None)
+        return bool(ssl_in_use), (auth.mechanism_name if auth is not None else None)
+    finally:
+        con.close()
+
+
+# sslmode against a server that requires TLS, and one without TLS: libpq's table.
+SSL_SERVER = {
+    "disable": "no encryption",  # refused by `host ... reject`
+    "allow": True,  # plaintext refused, then TLS
+    "prefer": True,
+    "require": True,
+}
+PLAIN_SERVER = {
+    "disable": False,
+    "allow": False,
+    "prefer": False,  # TLS refused by the server, then plaintext
+    "require": "does not accept TLS",
+    "verify-ca": "does not accept TLS",
+    "verify-full": "does not accept TLS",
+}
+
+
+@pytest.mark.parametrize(("mode", "expected"), SSL_SERVER.items())
+def test_sslmode_against_an_ssl_only_server(
+    ssl_server: Cluster, mode: str, expected: object
+) -> None:
+    target = ssl_server.target("scram", sslmode=mode)
+    if isinstance(expected, str):
+        with pytest.raises(ConnectError, match=expected):
+            _session(target)
+    else:
+        assert _session(target)[0] is expected
+
+
+@pytest.mark.parametrize(("mode", "expected"), PLAIN_SERVER.items())
+def test_sslmode_against_a_server_without_tls(
+    plain_server: Cluster, certs: Certificates, mode: str, expected: object
+) -> None:
+    target = plain_server.target(
+        "scram", sslmode=mode, sslrootcert=str(certs.ca) if mode.startswith("verify") else None
+    )
+    if isinstance(expected, str):
+        with pytest.raises(ConnectError, match=expected):
+            _session(target)
+    else:
+        assert _session(target)[0] is expected
+
+
+def test_verify_ca_and_verify_full(ssl_server: Cluster, certs: Certificates) -> None:
+    right, wrong = str(certs.ca), str(certs.wrong_ca)
+    assert _session(ssl_server.target("scram", sslmode="verify-ca", sslrootcert=right))[0] is True
+    assert _session(ssl_server.target("scram", sslmode="verify-full", sslrootcert=right))[0] is True
+    # an IP address the certificate does not name: verify-ca accepts, verify-full refuses
+    by_ip = ssl_server.target("scram", host="127.0.0.1", sslrootcert=right)
+    assert _session(replace(by_ip, sslmode="verify-ca"))[0] is True
+    with pytest.raises(
+        ConnectError, match="TLS certificate verification failed: IP address mismatch"
+    ):
+        _session(replace(by_ip, sslmode="verify-full"))
+    for mode in ("verify-ca", "verify-full", "require"):  # require + sslrootcert = verify-ca
+        with pytest.raises(ConnectError, match="TLS certificate verification failed"):
+            _session(ssl_server.target("scram", sslmode=mode, sslrootcert=wrong))
+
+
+CHANNEL_BINDING = [
+    # role (its auth method), channel_binding, expected mechanism or refusal
+    ("scram", "require", "SCRAM-SHA-256-PLUS"),
+    ("scram", "prefer", "SCRAM-SHA-256-PLUS"),
+    ("scram", "disable", "SCRAM-SHA-256"),
+    ("md5user", "require", "asked for an MD5 password; no password was sent"),
+    ("md5user", "prefer", None),
+    ("clear", "require", "asked for a cleartext password; no password was sent"),
+    ("clear", "prefer", None),
+    ("trusty", "require", "authenticated the client without channel binding"),
+    ("trusty", "prefer", None),
+]
+
+
+@pytest.mark.parametrize(("role", "binding", "expected"), CHANNEL_BINDING)
+def test_channel_binding_over_tls(
+    ssl_server: Cluster, role: str, binding: str, expected: str | None
+) -> None:
+    target = ssl_server.target(role, sslmode="require", channel_binding=binding)
+    if expected is not None and not expected.startswith("SCRAM"):
+        with pytest.raises(
+            ConnectError, match=f"channel_binding=require, but the server {expected}"
+        ):
+            _session(target)
+    else:
+        assert _session(target) == (True, expected)
+
+
+def test_channel_binding_without_tls(plain_server: Cluster) -> None:
+    # plain SCRAM over a plaintext connection: fine unless channel binding is required
+    assert _session(plain_server.target("scram", sslmode="disable")) == (False, "SCRAM-SHA-256")
+    with pytest.raises(ConnectError, match="does not accept TLS"):
+        _session(plain_server.target("scram", channel_binding="require"))
+    with pytest.raises(ConfigError, match="needs TLS"):
+        parse_target(plain_server.url("scram", "sslmode=disable&channel_binding=require"))
+
+
+def _against_password_endpoint(certs: Certificates, **settings: Any) -> tuple[dict[str, Any], str]:
+    """Connect to a TLS endpoint that asks for a cleartext password; what it saw, what we said."""
+    seen: dict[str, Any] = {}
+    with FakeServer(tls_endpoint_asking_for_a_password(certs, seen)) as fake:
+        values: dict[str, Any] = {"host": "localhost", "user": "u", "password": PASSWORD, "database": "d",
+                                  "sslmode": "require", **settings}  # fmt: skip
+        with pytest.raises(ConnectError) as raised:
+            connect(Target(port=fake.port, **values))
+    return seen, str(raised.value)
+
+
+def test_no_password_is_sent_when_channel_binding_is_required(certs: Certificates) -> None:
+    seen, error = _against_password_endpoint(certs, channel_binding="require")
+    assert "no password was sent" in error
+    assert seen["next"] in (b"", b"X")  # hung up or Terminate: no PasswordMessage ('p')
+    # the same endpoint does get a password from a client that does not require binding
+    seen, _ = _against_password_endpoint(certs)
+    assert seen["next"] == b"p"
+
+
+def test_sni_carries_the_host_name(certs: Certificates) -> None:
+    assert _against_password_endpoint(certs)[0]["sni"] == "localhost"
+    # no SNI for an IP address, as TLS says
+    assert _against_password_endpoint(certs, host="127.0.0.1")[0]["sni"] is None
+
+
+def test_client_certificate_for_a_cert_hba_line(
+    ssl_server: Cluster, certs: Certificates, tmp_path: Path
+) -> None:
+    key = tmp_path / "client.key"
+    key.write_bytes(certs.client_key.read_bytes())
+    key.chmod(0o600)
+    target = ssl_server.target("certuser", password=None, sslmode="verify-full", sslrootcert=str(certs.ca),
+                               sslcert=str(certs.client_cert), sslkey=str(key))  # fmt: skip
+    assert _session(target)[0] is True
+    with pytest.raises(ConnectError, match="certificate"):
+        _session(replace(target, sslcert=None, sslkey=None))
+
+
+def test_neon_style_url_through_the_cli(cli: Cli, ssl_server: Cluster) -> None:
+    cli.write("tls.yaml", "sqlplan: 1\nname: tls\non_connect: connected\nsteps:\n"
+              "  - query: SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()\n    row: 'ssl={ssl}'\n")  # fmt: skip
+    url = ssl_server.url("scram", "sslmode=require&channel_binding=require")
+    result = cli("run", "tls.yaml", env={"DATABASE_URL": url})
+    assert (result.exit_code, result.stdout, result.stderr) == (0, "connected\nssl=true\n", "")
+    assert "p%40ss" in ENCODED  # the password has @, :, /, % and a non-ASCII letter
+
+
+def test_wrong_password_fails_at_once_without_the_password(cli: Cli, ssl_server: Cluster) -> None:
+    cli.write("ok.yaml", "sqlplan: 1\nname: ok\nsteps:\n  - batch: SELECT 1\n")
+    url = ssl_server.url("scram", "sslmode=require").replace(ENCODED, "wrong-secret")
+    result = cli("run", "ok.yaml", "--connect-retries", "3", env={"DATABASE_URL": url})
+    assert result.exit_code == 5
+    assert result.stderr == (
+        f"sqlplan: error: cannot connect to database 'postgres' as 'scram' on localhost:{ssl_server.port}: "
+        'password authentication failed for user "scram" [28P01]\n'
+    )  # one line: no retry
+
+
+def test_a_server_that_is_starting_up_is_retried(plain_server: Cluster) -> None:
+    notes: list[str] = []
+    with FakeServer(starting_up_then_proxy(2, plain_server.port)) as fake:
+        target = plain_server.target("scram", port=fake.port, sslmode="disable")
+        con = connect(target, RetryPolicy(retries=3, base_delay=0.05), notes.append)
+        try:
+            assert con.run("SELECT 1") == [[1]]
+        finally:
+            con.close()
+        assert fake.connections == 3
+    assert len(notes) == 2
+    assert notes[0].startswith(
+        "connection attempt 1 of 4 to database 'postgres' as 'scram' on localhost:"
+    )
+    assert "failed (the database system is starting up [57P03]); retrying in " in notes[0]
+
+
+def test_an_unreachable_server_exhausts_its_retries_within_the_bound(tmp_path: Path) -> None:
+    plan = tmp_path / "ok.yaml"
+    plan.write_text("sqlplan: 1\nname: ok\nsteps:\n  - batch: SELECT 1\n")
+    env = {
+        **os.environ,
+        "DATABASE_URL": "postgresql://u:secret@127.0.0.1:9/d",
+        "SQLPLAN_CONNECT_RETRIES": "2",
+    }
+    start = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "runner", "run", str(plan)], env=env,
+                            capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    elapsed = time.monotonic() - start
+    lines = result.stderr.splitlines()
+    assert result.returncode == 5
+    assert [line.split(" failed ")[0] for line in lines[:2]] == [
+        "sqlplan: connection attempt 1 of 3 to database 'd' as 'u' on 127.0.0.1:9",
+        "sqlplan: connection attempt 2 of 3 to database 'd' as 'u' on 127.0.0.1:9",
+    ]
+    assert (
+        lines[2]
+        == "sqlplan: error: cannot connect to database 'd' as 'u' on 127.0.0.1:9: Connection refused (after 3 attempts)"
+    )
+    assert elapsed < 0.25 + 0.5 + 5  # the two backoff ceilings, and start-up
+    assert "secret" not in result.stderr
