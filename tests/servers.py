@@ -11,6 +11,7 @@ import struct
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -222,13 +223,13 @@ class FakeServer:
     """A loopback listener that runs `handle` for each connection in a thread."""
 
     handle: Callable[[socket.socket, int], None]
-    port: int = 0
+    port: int = 0  # 0: any free port
     connections: int = 0
     notes: list[object] = field(default_factory=list)
     _listener: socket.socket | None = None
 
     def __enter__(self) -> FakeServer:
-        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener = socket.create_server(("127.0.0.1", self.port))
         self._listener.settimeout(0.2)
         self.port = self._listener.getsockname()[1]
         self._stop = threading.Event()
@@ -303,6 +304,15 @@ def starting_up_then_proxy(times: int, upstream_port: int) -> Callable[[socket.s
                 _read_startup(conn)
             conn.sendall(_error("57P03", "the database system is starting up"))
             return
+        proxy(upstream_port)(conn, number)
+
+    return handle
+
+
+def proxy(upstream_port: int) -> Callable[[socket.socket, int], None]:
+    """Relays bytes both ways to a server on 127.0.0.1."""
+
+    def handle(conn: socket.socket, _: int) -> None:
         with socket.create_connection(("127.0.0.1", upstream_port)) as upstream:
             done = threading.Event()
 
@@ -319,3 +329,48 @@ def starting_up_then_proxy(times: int, upstream_port: int) -> Callable[[socket.s
             done.wait(5)
 
     return handle
+
+
+@dataclass
+class Pooler:
+    port: int
+    process: subprocess.Popen[bytes]
+    base: Path
+
+
+def start_pgbouncer(cluster: Cluster, database: str) -> Pooler | None:
+    """PgBouncer in transaction mode in front of `cluster`, as Neon's -pooler hosts are."""
+    binary = shutil.which("pgbouncer") or (
+        "/usr/sbin/pgbouncer" if Path("/usr/sbin/pgbouncer").exists() else None
+    )
+    if binary is None:
+        return None
+    base = Path(tempfile.mkdtemp(prefix="sqlplan-pooler-"))
+    base.chmod(0o755)  # ours: mkdtemp just made it
+    port = free_port()
+    (base / "users.txt").write_text('"trusty" ""\n')
+    (base / "pgbouncer.ini").write_text(
+        f"[databases]\n{database} = host=127.0.0.1 port={cluster.port} dbname={database}\n"
+        f"[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
+        f"auth_type = trust\nauth_file = {base}/users.txt\npool_mode = transaction\n"
+        f"logfile = {base}/pgbouncer.log\nignore_startup_parameters = extra_float_digits\n"
+    )
+    os.chown(base, cluster.owner.pw_uid, cluster.owner.pw_gid)
+    extra: dict[str, Any] = {}
+    if os.geteuid() == 0:  # PgBouncer refuses to run as root
+        extra = {"user": cluster.owner.pw_uid, "group": cluster.owner.pw_gid, "extra_groups": []}
+    process = subprocess.Popen([binary, str(base / "pgbouncer.ini")], cwd=base,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **extra)  # fmt: skip
+    for _ in range(100):
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return Pooler(port, process, base)
+        time.sleep(0.05)
+    process.kill()
+    raise RuntimeError(f"pgbouncer did not start; see {base}/pgbouncer.log")
+
+
+def stop_pgbouncer(pooler: Pooler) -> None:
+    pooler.process.terminate()
+    pooler.process.wait(10)
+    shutil.rmtree(pooler.base, ignore_errors=True)

@@ -177,3 +177,23 @@ def test_readme_documents_every_command_and_exit_code() -> None:
         assert f"sqlplan {name}" in readme, name
     for code in ExitCode:
         assert f"| {code.value} |" in readme, code
+
+
+def test_db_url_from_pg_variables_masks_the_password(cli: Cli) -> None:
+    env = {"PGHOST": "db.example", "PGPORT": "6432", "PGUSER": "app", "PGPASSWORD": "hunter2",
+           "PGDATABASE": "shop", "PGSSLMODE": "verify-full", "PGSSLROOTCERT": "system"}  # fmt: skip
+    result = cli("db", "url", env=env)
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert result.stdout == (
+        "postgresql://app:****@db.example:6432/shop?sslmode=verify-full&sslrootcert=system\n"
+    )
+
+
+def test_bad_pg_variable_is_a_configuration_error_naming_it(cli: Cli) -> None:
+    cli.write("ok.yaml", OK_PLAN)
+    result = cli("run", "ok.yaml", env={"PGHOST": "db.example", "PGCONNECT_TIMEOUT": "soon"})
+    assert result.exit_code == 4
+    assert (
+        result.stderr
+        == "sqlplan: error: PGCONNECT_TIMEOUT: invalid connect_timeout 'soon' (whole seconds)\n"
+    )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -24,11 +25,16 @@ from servers import (
     Certificates,
     Cluster,
     FakeServer,
+    Pooler,
+    free_port,
     make_certificates,
+    proxy,
     remove_cluster,
     require_debian_postgres,
     start_cluster,
+    start_pgbouncer,
     starting_up_then_proxy,
+    stop_pgbouncer,
     tls_endpoint_asking_for_a_password,
 )
 
@@ -268,3 +274,109 @@ def test_an_unreachable_server_exhausts_its_retries_within_the_bound(tmp_path: P
     )
     assert elapsed < 0.25 + 0.5 + 5  # the two backoff ceilings, and start-up
     assert "secret" not in result.stderr
+
+
+def test_a_server_that_comes_up_after_two_refused_attempts(plain_server: Cluster) -> None:
+    port = free_port()  # nothing listens there yet: connections are refused
+    notes: list[str] = []
+    listener: list[FakeServer] = []
+
+    def note(text: str) -> None:
+        notes.append(text)
+        if len(notes) == 2:  # the server comes up while the client waits to retry
+            listener.append(FakeServer(proxy(plain_server.port), port=port).__enter__())
+
+    try:
+        con = connect(
+            plain_server.target("scram", port=port, sslmode="disable"),
+            RetryPolicy(retries=4, base_delay=0.05),
+            note,
+        )
+        try:
+            assert con.run("SELECT 1") == [[1]]
+        finally:
+            con.close()
+    finally:
+        for server in listener:
+            server.__exit__()
+    assert [n.split(" failed ")[1].split(";")[0] for n in notes] == ["(Connection refused)"] * 2
+
+
+def test_tcp_nodelay_is_set(ssl_server: Cluster) -> None:
+    con = connect(ssl_server.target("scram", sslmode="require"))
+    try:
+        assert con._usock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+    finally:
+        con.close()
+
+
+POOLED_PLAN = """\
+sqlplan: 1
+name: pooled
+on_connect: connected
+steps:
+  - batch: |
+      DROP TABLE IF EXISTS t;
+      CREATE TABLE t (id int PRIMARY KEY, name text NOT NULL);
+  - execute: INSERT INTO t VALUES ($1, $2)
+    params: [1, one]
+    after: "single: {count}"
+  - bulk_insert: INSERT INTO t VALUES ($1, $2)
+    rows:
+{rows}
+    after: "bulk: {{count}}"
+  - batch: BEGIN
+  - execute: UPDATE t SET name = $1 WHERE id <= $2
+    params: [changed, 10]
+    after: "updated: {{count}}"
+  - batch: COMMIT
+  - query: SELECT count(*) AS n, count(*) FILTER (WHERE name = $1) AS changed FROM t
+    params: [changed]
+    row: "rows: {{n}}, changed: {{changed}}"
+"""
+
+
+@pytest.fixture(scope="module")
+def pooler(plain_server: Cluster) -> Iterator[Pooler]:
+    admin = connect(plain_server.admin_target())
+    try:
+        admin.run("CREATE DATABASE pooled OWNER trusty")
+    finally:
+        admin.close()
+    started = start_pgbouncer(plain_server, "pooled")
+    if started is None:
+        message = "no pgbouncer: apt-get install pgbouncer (as .ci/run does)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    yield started
+    stop_pgbouncer(started)
+
+
+def test_every_step_kind_works_through_a_transaction_pooler(cli: Cli, pooler: Pooler) -> None:
+    total = 2500  # more than one bulk chunk: the explicit-transaction path
+    rows = "\n".join(f"      - [{i}, row{i}]" for i in range(2, total + 2))
+    cli.write(
+        "pooled.yaml", POOLED_PLAN.replace("{rows}", rows).replace("{{", "{").replace("}}", "}")
+    )
+    url = f"postgresql://trusty@127.0.0.1:{pooler.port}/pooled?sslmode=disable"
+    result = cli("run", "pooled.yaml", env={"DATABASE_URL": url})
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert result.stdout == (
+        f"connected\nsingle: 1\nbulk: {total}\nupdated: 10\nrows: {total + 1}, changed: 10\n"
+    )
+    # a failing bulk insert through the pooler still leaves none of its rows
+    failing = (
+        POOLED_PLAN.replace("{rows}", rows + "\n      - [5, duplicate]")
+        .replace("{{", "{")
+        .replace("}}", "}")
+    )
+    cli.write("failing.yaml", failing)
+    result = cli("run", "failing.yaml", env={"DATABASE_URL": url})
+    assert result.exit_code == 1
+    assert f"  row: {total + 1} (at failing.yaml:" in result.stderr
+    con = connect(parse_target(url))
+    try:
+        assert con.run("SELECT count(*) FROM t") == [[1]]  # the single insert; no bulk row
+    finally:
+        con.close()
