@@ -380,3 +380,21 @@ def test_every_step_kind_works_through_a_transaction_pooler(cli: Cli, pooler: Po
         assert con.run("SELECT count(*) FROM t") == [[1]]  # the single insert; no bulk row
     finally:
         con.close()
+
+
+def test_tls_verification_failures_are_not_retried(
+    cli: Cli, ssl_server: Cluster, certs: Certificates
+) -> None:
+    cli.write("ok.yaml", "sqlplan: 1\nname: ok\nsteps:\n  - batch: SELECT 1\n")
+    url = ssl_server.url("scram", f"sslmode=verify-full&sslrootcert={certs.wrong_ca}")
+    result = cli("run", "ok.yaml", "--connect-retries", "3", env={"DATABASE_URL": url})
+    assert result.exit_code == 5
+    assert result.stderr.count("\n") == 1  # the error alone, no "retrying" line
+    assert (
+        "TLS certificate verification failed: self-signed certificate in certificate chain"
+        in result.stderr
+        or (
+            "TLS certificate verification failed: unable to get local issuer certificate"
+            in result.stderr
+        )
+    )
