@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from .errors import Diagnostic, SqlPlanError, StepFailed
-from .sqltext import line_at
+from .sqlparse import line_at
 
 
 def diagnostics_text(diagnostics: Iterable[Diagnostic]) -> str:

@@ -16,8 +16,9 @@ from jsonschema import ValidationError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from . import schema as schema_module
-from . import sqltext, templates
+from . import sqlparse, templates
 from .errors import Diagnostic, PlanInvalid, Position
+from .sqlparse import Statement
 from .templates import Template
 
 Locator = Callable[[int], Position]
@@ -104,6 +105,8 @@ class Step:
     name: str | None
     position: Position  # the step's kind key
     sql: SourceText
+    statements: tuple[Statement, ...]  # as PostgreSQL's parser reads the SQL
+    allow: frozenset[str]  # review warnings this step silences
     before: Message | None
 
     @property
@@ -440,16 +443,22 @@ class _Validator:
         assert isinstance(sql_node, ScalarNode)
         assert key_node is not None
         sql = self.source(sql_node)
-        facts = sqltext.scan(sql.text)
+        try:
+            facts = sqlparse.parse(sql.text)
+        except sqlparse.SqlSyntaxError as e:
+            self.add(sql.locate(e.offset), f"SQL syntax error: {e}", "sql-syntax")
+            return None
         name = raw.get("name")
         common: dict[str, Any] = {
             "number": number,
             "name": name,
             "position": self.node_position(key_node),
             "sql": sql,
+            "statements": facts.statements,
+            "allow": frozenset(raw.get("allow", ())),
         }
         params_fields = templates.param_fields(facts.highest_placeholder)
-        if not facts.statement_starts:
+        if not facts.statements:
             self.add(sql.position, "the SQL holds no statement", "no-statement")
             return None
 
@@ -467,11 +476,11 @@ class _Validator:
                 after=self.message(node, raw, "after", ()),
             )
 
-        if len(facts.statement_starts) > 1:
+        if len(facts.statements) > 1:
             self.add(
-                sql.locate(facts.statement_starts[1]),
+                sql.locate(facts.statements[1].offset),
                 f"{_article(kind)} step runs exactly one statement, but its SQL has "
-                f"{len(facts.statement_starts)} (use a batch step for several)",
+                f"{len(facts.statements)} (use a batch step for several)",
                 "one-statement",
             )
         self.check_placeholders(sql, facts)
@@ -529,7 +538,7 @@ class _Validator:
             footer=self.message(node, raw, "footer", outer),
         )
 
-    def check_placeholders(self, sql: SourceText, facts: sqltext.SqlFacts) -> None:
+    def check_placeholders(self, sql: SourceText, facts: sqlparse.ParsedSql) -> None:
         used = {p.number for p in facts.placeholders}
         for placeholder in facts.placeholders:
             if placeholder.number == 0:

@@ -1,10 +1,10 @@
-"""The SQL lexer (placeholders, statements) and the message templates."""
+"""SQL as PostgreSQL's parser reads it (placeholders, statements, errors) and the message templates."""
 
 from __future__ import annotations
 
 import pytest
 
-from runner import sqltext, templates
+from runner import sqlparse, templates
 
 
 @pytest.mark.parametrize(
@@ -23,7 +23,7 @@ from runner import sqltext, templates
     ],
 )
 def test_placeholders_outside_literals(sql: str, numbers: list[int]) -> None:
-    assert [p.number for p in sqltext.scan(sql).placeholders] == numbers
+    assert [p.number for p in sqlparse.parse(sql).placeholders] == numbers
 
 
 @pytest.mark.parametrize(
@@ -39,7 +39,7 @@ def test_placeholders_outside_literals(sql: str, numbers: list[int]) -> None:
     ],
 )
 def test_statement_count(sql: str, count: int) -> None:
-    assert len(sqltext.scan(sql).statement_starts) == count
+    assert len(sqlparse.parse(sql).statements) == count
 
 
 def test_template_fields_and_escapes() -> None:
@@ -74,3 +74,15 @@ def test_value_text() -> None:
     assert [templates.value_text(v, "NULL") for v in (None, True, False, 3, 1.5, "s", [1, 2])] == [
         "NULL", "true", "false", "3", "1.5", "s", "[1, 2]",
     ]  # fmt: skip
+
+
+def test_offsets_are_characters_even_after_non_ascii_text() -> None:
+    sql = "SELECT 'éé', $2 FROM t WHERE a = $1;\n  SELECT 'ü' AS x"
+    parsed = sqlparse.parse(sql)
+    assert [(p.number, p.offset) for p in parsed.placeholders] == [(2, 13), (1, 33)]
+    assert [s.offset for s in parsed.statements] == [0, 39]
+    assert parsed.statements[1].text == "SELECT 'ü' AS x"
+    with pytest.raises(sqlparse.SqlSyntaxError) as raised:
+        sqlparse.parse("SELECT 'é' AS a FORM t")
+    assert raised.value.offset == 16  # a character index, though é takes two bytes
+    assert str(raised.value) == 'syntax error at or near "FORM"'

@@ -1,0 +1,114 @@
+"""SQL read by PostgreSQL's own parser (libpg_query, through pglast): statements, `$n`, errors."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+
+class SqlSyntaxError(ValueError):
+    def __init__(self, message: str, offset: int) -> None:
+        super().__init__(message)
+        self.offset = offset  # 0-based character offset into the SQL
+
+
+@dataclass(frozen=True)
+class Placeholder:
+    number: int
+    offset: int  # 0-based character offset of the `$`
+
+
+@dataclass(frozen=True)
+class Statement:
+    kind: str  # the parse node's type: "SelectStmt", "DropStmt", ...
+    node: dict[str, Any]  # its fields, as libpg_query's JSON gives them
+    offset: int  # 0-based character offset of its first character
+    text: str
+
+
+@dataclass(frozen=True)
+class ParsedSql:
+    statements: tuple[Statement, ...]
+    placeholders: tuple[Placeholder, ...]
+
+    @property
+    def highest_placeholder(self) -> int:
+        return max((p.number for p in self.placeholders), default=0)
+
+
+def parse(sql: str) -> ParsedSql:
+    """Parse with PostgreSQL 18's grammar; raise SqlSyntaxError at the offending character."""
+    from pglast import parser
+
+    try:
+        tree = json.loads(parser.parse_sql_json(sql))
+    except parser.ParseError as e:
+        message, offset = (e.args + (0,))[:2]
+        raise SqlSyntaxError(str(message), min(int(offset or 0), max(len(sql) - 1, 0))) from None
+    # libpg_query's locations count UTF-8 bytes; diagnostics need characters.
+    encoded = sql.encode("utf-8")
+
+    def char(byte_offset: int) -> int:
+        return len(encoded[:byte_offset].decode("utf-8", errors="ignore"))
+
+    statements = []
+    placeholders = []
+    for raw in tree.get("stmts", []):
+        ((kind, node),) = raw["stmt"].items()
+        start = raw.get("stmt_location", 0)
+        length = raw.get("stmt_len") or len(encoded) - start
+        text = encoded[start : start + length].decode("utf-8", errors="replace")
+        # stmt_location points at the end of the previous statement: skip to the first token.
+        skipped = len(text) - len(_strip_leading(text))
+        statements.append(Statement(kind, node, char(start) + skipped, text[skipped:]))
+        for ref in _nodes(node, "ParamRef"):
+            placeholders.append(
+                Placeholder(int(ref.get("number", 0)), char(int(ref.get("location", 0))))
+            )
+    placeholders.sort(key=lambda p: p.offset)
+    return ParsedSql(tuple(statements), tuple(placeholders))
+
+
+def _strip_leading(text: str) -> str:
+    """Drop white space and comments before the first token."""
+    while True:
+        stripped = text.lstrip()
+        if stripped.startswith("--"):
+            newline = stripped.find("\n")
+            text = "" if newline < 0 else stripped[newline + 1 :]
+        elif stripped.startswith("/*"):
+            depth, i = 0, 0
+            while i < len(stripped):
+                if stripped.startswith("/*", i):
+                    depth, i = depth + 1, i + 2
+                elif stripped.startswith("*/", i):
+                    depth, i = depth - 1, i + 2
+                    if depth == 0:
+                        break
+                else:
+                    i += 1
+            text = stripped[i:]
+        else:
+            return stripped
+
+
+def _nodes(tree: Any, kind: str) -> Iterator[dict[str, Any]]:
+    """Every node of a type anywhere below `tree`."""
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            if key == kind and isinstance(value, dict):
+                yield value
+            yield from _nodes(value, kind)
+    elif isinstance(tree, list):
+        for item in tree:
+            yield from _nodes(item, kind)
+
+
+def line_at(sql: str, offset: int) -> tuple[str, int]:
+    """The line of `sql` holding `offset` (0-based) and the offset's column within it."""
+    offset = max(0, min(offset, len(sql)))
+    start = sql.rfind("\n", 0, offset) + 1
+    end = sql.find("\n", offset)
+    return sql[start : len(sql) if end < 0 else end], offset - start
