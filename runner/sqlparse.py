@@ -45,7 +45,7 @@ def parse(sql: str) -> ParsedSql:
     try:
         tree = json.loads(parser.parse_sql_json(sql))
     except parser.ParseError as e:
-        message, offset = (e.args + (0,))[:2]
+        message, offset = (*e.args, 0)[:2]
         raise SqlSyntaxError(str(message), min(int(offset or 0), max(len(sql) - 1, 0))) from None
     # libpg_query's locations count UTF-8 bytes; diagnostics need characters.
     encoded = sql.encode("utf-8")
