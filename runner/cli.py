@@ -107,12 +107,19 @@ def main() -> None:
     type=click.FloatRange(min=0, min_open=True),
     help="Seconds each connection attempt may take [default: the URL's connect_timeout, else 15]. [env: SQLPLAN_CONNECT_TIMEOUT]",
 )
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Validate and show what would run (as `sqlplan show`); connect to nothing.",
+)
 def run(
+    *,
     plan_file: str,
     database_url: str | None,
     data_dir: str | None,
     connect_retries: int,
     connect_timeout: float | None,
+    dry_run: bool,
 ) -> None:
     """Validate PLAN, then run its steps in order on one connection.
 
@@ -125,6 +132,12 @@ def run(
 
     try:
         plan = load_plan(plan_file)
+        if dry_run:
+            from .show import render
+
+            click.echo(render(plan, "text"), nl=False)
+            _exit(ExitCode.OK)
+        click.echo(f"sqlplan: plan {plan.name}, fingerprint {plan.short_fingerprint}", err=True)
         target = _target(database_url, data_dir)
         con = connect(target, RetryPolicy(connect_retries, connect_timeout), _notify)
     except SqlPlanError as e:
@@ -152,32 +165,76 @@ def _close_quietly(con: Any) -> None:
 
 @main.command()
 @click.argument("paths", nargs=-1, type=click.Path(exists=True))
-def check(paths: tuple[str, ...]) -> None:
-    """Validate plans without connecting to any database.
+@click.option(
+    "--format",
+    "report_format",
+    type=click.Choice(["text", "json", "github"]),
+    default="text",
+    show_default=True,
+    help="text: file:line:col: severity: message [code]; json: one document; github: workflow commands that annotate a pull request.",
+)
+@click.option("--strict", is_flag=True, help="Warnings fail the check too.")
+def check(paths: tuple[str, ...], report_format: str, strict: bool) -> None:
+    """Check plans without connecting to any database.
 
     PATHS are plan files or directories searched for *.yaml and *.yml [default: plans].
-    Exit codes: 0 no problems, 1 problems found, 2 usage error.
+    Everything `run` validates, SQL parsed by PostgreSQL's own parser, and review warnings
+    (drop, truncate, delete-without-where, update-without-where, no-transaction-block), each
+    silenced per step with `allow: [code]`. Exit codes: 0 no problems, 1 problems found (errors,
+    or with --strict warnings), 2 usage error.
     """
-    from .errors import PlanInvalid
+    from .errors import Diagnostic, PlanInvalid
+    from .output import check_report
     from .plan import load_plan
+    from .review import warnings
 
     files = sorted(set(_plan_files(paths or ("plans",))))
-    problems = 0
+    found: list[Diagnostic] = []
     for file in files:
         try:
-            load_plan(file)
+            found.extend(warnings(load_plan(file)))
         except PlanInvalid as e:
-            problems += len(e.diagnostics)
-            for diagnostic in e.diagnostics:
-                click.echo(str(diagnostic))
+            found.extend(e.diagnostics)
+    click.echo(check_report(report_format, files, found), nl=False)
+    errors = sum(d.severity == "error" for d in found)
+    count = len(found) - errors
     noun = "plan" if len(files) == 1 else "plans"
-    if problems:
-        click.echo(
-            f"{problems} problem{'s' if problems != 1 else ''} in {len(files)} {noun}", err=True
-        )
-        _exit(ExitCode.STEP_FAILED)
-    click.echo(f"{len(files)} {noun} checked, no problems", err=True)
-    _exit(ExitCode.OK)
+    summary = f"{len(files)} {noun} checked: {errors} error{'s' * (errors != 1)}, {count} warning{'s' * (count != 1)}"
+    click.echo(summary, err=True)
+    _exit(ExitCode.STEP_FAILED if errors or (strict and count) else ExitCode.OK)
+
+
+@main.command()
+@click.argument("plan_file", metavar="PLAN", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--format",
+    "show_format",
+    type=click.Choice(["text", "markdown"]),
+    default="text",
+    show_default=True,
+    help="markdown is ready to paste in a pull-request comment.",
+)
+def show(plan_file: str, show_format: str) -> None:
+    """Show what PLAN will do, without connecting: each step's kind, exact SQL with the bound
+    values beside their placeholders, transaction boundaries, the messages it can print, and the
+    plan's fingerprint (which `run` prints too, so that what ran can be matched to what was
+    reviewed)."""
+    from .plan import load_plan
+    from .show import render
+
+    try:
+        plan = load_plan(plan_file)
+    except SqlPlanError as e:
+        _fail(e)
+    click.echo(render(plan, show_format), nl=False)
+
+
+@main.command()
+def schema() -> None:
+    """Print the plan format's JSON Schema (the file editors and CI can validate plans with)."""
+    from .schema import schema_text
+
+    click.echo(schema_text(), nl=False)
 
 
 def _plan_files(paths: tuple[str, ...]) -> Iterator[str]:

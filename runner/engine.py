@@ -9,12 +9,17 @@ from typing import Any, Protocol
 
 from . import wire
 from .errors import Position, ServerError, StepFailed
-from .plan import AnyStep, BatchStep, BulkInsertStep, ExecuteStep, Message, Plan, QueryStep
+from .plan import (
+    BULK_CHUNK_ROWS,
+    AnyStep,
+    BatchStep,
+    BulkInsertStep,
+    ExecuteStep,
+    Message,
+    Plan,
+    QueryStep,
+)
 from .templates import param_values
-
-# Rows per flight of a bulk insert: bounded so that neither side's socket buffer can fill while
-# the other is still writing. One chunk needs no BEGIN/COMMIT (its Sync ends the implicit transaction).
-BULK_CHUNK_ROWS = 1000
 
 
 class Output(Protocol):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 
 from .errors import Diagnostic, SqlPlanError, StepFailed
@@ -39,3 +40,42 @@ def step_failure_text(error: StepFailed) -> str:
 
 def error_text(error: SqlPlanError) -> str:
     return f"sqlplan: error: {error.message}"
+
+
+CHECK_FORMATS = ("text", "json", "github")
+
+
+def check_report(format: str, files: list[str], diagnostics: list[Diagnostic]) -> str:
+    """`sqlplan check`'s standard output in one of CHECK_FORMATS ('' when text finds nothing)."""
+    ordered = sorted(diagnostics, key=Diagnostic.sort_key)
+    if format == "json":
+        document = {
+            "version": 1,
+            "files": files,
+            "errors": sum(d.severity == "error" for d in ordered),
+            "warnings": sum(d.severity == "warning" for d in ordered),
+            "diagnostics": [d.to_dict() for d in ordered],
+        }
+        return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    if format == "github":
+        return "".join(_github_command(d) + "\n" for d in ordered)
+    return "".join(f"{d}\n" for d in ordered)
+
+
+def _github_command(d: Diagnostic) -> str:
+    """A workflow command that annotates the line in a pull request."""
+    properties = {
+        "file": d.position.path,
+        "line": str(d.position.line),
+        "col": str(d.position.column),
+        "title": f"sqlplan {d.code}",
+    }
+    listed = ",".join(f"{k}={_github_escape(v, property=True)}" for k, v in properties.items())
+    return f"::{d.severity} {listed}::{_github_escape(d.message)}"
+
+
+def _github_escape(text: str, *, property: bool = False) -> str:
+    text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    if property:
+        text = text.replace(":", "%3A").replace(",", "%2C")
+    return text

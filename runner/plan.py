@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import bisect
 import difflib
+import hashlib
+import json
 import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -22,6 +24,11 @@ from .sqlparse import Statement
 from .templates import Template
 
 Locator = Callable[[int], Position]
+
+# Rows per flight of a bulk insert: bounded so that neither side's socket buffer can fill while
+# the other is still writing. One chunk needs no BEGIN/COMMIT (its Sync ends the implicit
+# transaction). The engine sends them so; `show` and `check` describe it.
+BULK_CHUNK_ROWS = 1000
 
 # --- YAML: one parse, YAML 1.2 core scalars -------------------------------------------------
 
@@ -154,6 +161,11 @@ class Plan:
     on_connect: Message | None
     null_text: str
     steps: tuple[AnyStep, ...]
+    fingerprint: str  # SHA-256 of the validated data's canonical JSON: layout and comments aside
+
+    @property
+    def short_fingerprint(self) -> str:
+        return self.fingerprint[:16]
 
 
 # --- Loading ---------------------------------------------------------------------------------
@@ -434,6 +446,7 @@ class _Validator:
             on_connect=on_connect,
             null_text=null_text,
             steps=tuple(steps),
+            fingerprint=_fingerprint(data),
         )
 
     def build_step(self, number: int, node: MappingNode, raw: dict[str, Any]) -> AnyStep | None:
@@ -593,6 +606,11 @@ class _Validator:
 
 
 # --- helpers ---------------------------------------------------------------------------------
+
+
+def _fingerprint(data: Any) -> str:
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 def _key_node(mapping: Node, key: str) -> Node | None:

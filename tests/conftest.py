@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -78,11 +79,23 @@ def database(server: Server) -> Iterator[Database]:
         admin.close()
 
 
+_FINGERPRINT = re.compile(r"^sqlplan: plan .*, fingerprint [0-9a-f]{16}\n", re.M)
+
+
+def split_fingerprint(stderr: str) -> tuple[str, str | None]:
+    """(stderr without `run`'s fingerprint line, the fingerprint or None)."""
+    match = _FINGERPRINT.search(stderr)
+    if match is None:
+        return stderr, None
+    return stderr[: match.start()] + stderr[match.end() :], match.group(0).rsplit(" ", 1)[1].strip()
+
+
 @dataclass
 class Result:
     exit_code: int
     stdout: str
-    stderr: str
+    stderr: str  # without the fingerprint line that `run` prints
+    fingerprint: str | None
 
 
 class Cli:
@@ -105,7 +118,8 @@ class Cli:
             result = runner.invoke(main, list(args), env=environment, catch_exceptions=False)
         finally:
             os.chdir(previous)
-        return Result(result.exit_code, result.stdout, result.stderr)
+        stderr, fingerprint = split_fingerprint(result.stderr)
+        return Result(result.exit_code, result.stdout, stderr, fingerprint)
 
     def write(self, name: str, text: str) -> Path:
         path = self.cwd / name

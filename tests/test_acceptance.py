@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, Server
 
+from runner.plan import load_plan
+
 EXPECTED = ROOT.parent / "shared" / "acceptance" / "expected"
 
 
@@ -41,5 +43,7 @@ def test_quickstart_outputs_match_the_guide(server: Server, tmp_path: Path) -> N
             timeout=60,
             check=False,
         )
-        assert (result.returncode, result.stderr) == (0, b""), expected.name
+        fingerprint = load_plan(tmp_path / plan).short_fingerprint
+        line = f"sqlplan: plan {expected.stem.split('-', 1)[1]}, fingerprint {fingerprint}\n"
+        assert (result.returncode, result.stderr.decode()) == (0, line), expected.name
         assert result.stdout == expected.read_bytes(), expected.name

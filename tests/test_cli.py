@@ -138,17 +138,32 @@ def test_check_exit_codes(cli: Cli) -> None:
     cli.write("good.yaml", OK_PLAN)
     result = cli("check", "good.yaml")
     assert (result.exit_code, result.stdout, result.stderr) == (
-        0,
-        "",
-        "1 plan checked, no problems\n",
-    )
+        0, "", "1 plan checked: 0 errors, 0 warnings\n",
+    )  # fmt: skip
     (cli.cwd / "plans" / "nested").mkdir(parents=True)
     cli.write("plans/nested/bad.yml", "sqlplan: 1\n")
     cli.write("plans/good.yaml", OK_PLAN)
     result = cli("check")
     assert result.exit_code == 1
     assert result.stdout.startswith("plans/nested/bad.yml:1:1: error:")
-    assert result.stderr == "2 problems in 2 plans\n"
+    assert result.stderr == "2 plans checked: 2 errors, 0 warnings\n"
+
+
+def test_warnings_fail_only_with_strict(cli: Cli) -> None:
+    cli.write("wipe.yaml", "sqlplan: 1\nname: wipe\nsteps:\n  - execute: DELETE FROM t\n")
+    result = cli("check", "wipe.yaml")
+    assert result.exit_code == 0
+    assert result.stdout == (
+        "wipe.yaml:4:14: warning: step 1: DELETE without WHERE deletes every row "
+        "(if intended, add 'delete-without-where' to the step's allow list) [delete-without-where]\n"
+    )
+    assert cli("check", "--strict", "wipe.yaml").exit_code == 1
+    cli.write(
+        "wipe.yaml",
+        "sqlplan: 1\nname: wipe\nsteps:\n  - execute: DELETE FROM t\n    allow: [delete-without-where]\n",
+    )
+    result = cli("check", "--strict", "wipe.yaml")
+    assert (result.exit_code, result.stdout) == (0, "")
 
 
 def _commands(group: click.Group, prefix: str = "") -> list[tuple[str, click.Command]]:

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import split_fingerprint
 
 from runner.embedded import SERVICE_USER, EmbeddedServer
 
@@ -33,10 +34,12 @@ def sqlplan(
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "SQLPLAN_DATA_DIR")}
     if data_dir is not None:
         env["SQLPLAN_DATA_DIR"] = str(data_dir)
-    return subprocess.run(
+    result = subprocess.run(
         [sys.executable, "-m", "runner", *args],
         cwd=cwd, env=env, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
+    result.stderr = split_fingerprint(result.stderr)[0]
+    return result
 
 
 @pytest.fixture

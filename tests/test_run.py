@@ -11,7 +11,7 @@ from pathlib import Path
 
 from conftest import Cli, Database
 
-from runner.engine import BULK_CHUNK_ROWS
+from runner.plan import BULK_CHUNK_ROWS
 
 BOOKS = """\
 sqlplan: 1

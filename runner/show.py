@@ -1,0 +1,193 @@
+"""`sqlplan show`: what a plan will send and print, step by step, as text or Markdown."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .plan import AnyStep, BatchStep, BulkInsertStep, ExecuteStep, Message, Plan, QueryStep
+from .review import transactions
+from .sqlparse import parse
+
+SHOW_FORMATS = ("text", "markdown")
+ROWS_SHOWN = 20  # a bulk insert's rows listed before "... N more"
+
+
+@dataclass(frozen=True)
+class _StepView:
+    """Everything shown of a step, rendered once and laid out per format."""
+
+    title: str
+    kind: str
+    where: str
+    transaction: str
+    allows: tuple[str, ...]
+    sql: str  # with each placeholder's bound value beside it, for execute and query
+    rows: tuple[tuple[str, ...], ...]
+    row_count: int
+    messages: tuple[tuple[str, str], ...]  # (when it prints, template as written)
+
+
+def render(plan: Plan, format: str) -> str:
+    views = [_view(plan, t.step, t.description) for t in transactions(plan)]
+    return _markdown(plan, views) if format == "markdown" else _text(plan, views)
+
+
+def _view(plan: Plan, step: AnyStep, transaction: str) -> _StepView:
+    sql = step.sql.text.strip("\n")
+    rows: tuple[tuple[str, ...], ...] = ()
+    row_count = 0
+    messages: list[tuple[str, str]] = []
+    if isinstance(step, (ExecuteStep, QueryStep)) and step.params:
+        sql = _annotate(sql, step.params)
+    if isinstance(step, BulkInsertStep):
+        row_count = len(step.rows)
+        rows = tuple(tuple(_literal(v) for v in row) for row in step.rows[:ROWS_SHOWN])
+    _add(messages, "before the SQL is sent", step.before)
+    if isinstance(step, BatchStep):
+        _add(messages, "after it succeeds", step.after)
+    elif isinstance(step, (ExecuteStep, BulkInsertStep)):
+        if step.after_no_rows is not None:
+            _add(messages, "after, when rows were affected", step.after)
+            _add(messages, "after, when no row was affected", step.after_no_rows)
+        else:
+            _add(messages, "after it succeeds", step.after)
+    else:
+        _add(messages, "first", step.header)
+        _add(messages, "for each row", step.row)
+        _add(messages, "when there are no rows", step.empty)
+        _add(messages, "last", step.footer)
+    return _StepView(
+        title=f"step {step.number}" + (f": {step.name}" if step.name else ""),
+        kind=_kind_of(step),
+        where=str(step.position),
+        transaction=transaction,
+        allows=tuple(sorted(step.allow)),
+        sql=sql,
+        rows=rows,
+        row_count=row_count,
+        messages=tuple(messages),
+    )
+
+
+def _kind_of(step: AnyStep) -> str:
+    return {
+        BatchStep: "batch",
+        ExecuteStep: "execute",
+        BulkInsertStep: "bulk_insert",
+        QueryStep: "query",
+    }[type(step)]
+
+
+def _add(messages: list[tuple[str, str]], when: str, message: Message | None) -> None:
+    if message is not None:
+        messages.append((when, message.template.text))
+
+
+def _annotate(sql: str, params: Sequence[object]) -> str:
+    """The SQL with `/* value */` after each $n: what is bound where, never pasted in."""
+    out, last = [], 0
+    for placeholder in parse(sql).placeholders:
+        end = placeholder.offset + len(f"${placeholder.number}")
+        value = params[placeholder.number - 1]
+        out.append(sql[last:end] + f" /* {_literal(value).replace('*/', '* /')} */")
+        last = end
+    return "".join(out) + sql[last:]
+
+
+def _literal(value: object) -> str:
+    """A value as it would read in SQL."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    return "'" + json.dumps(value, ensure_ascii=False).replace("'", "''") + "'"
+
+
+def _escaped(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t")
+
+
+def _text(plan: Plan, views: list[_StepView]) -> str:
+    lines = [f"plan: {plan.name}", f"file: {plan.path}", f"fingerprint: {plan.short_fingerprint}"]
+    if plan.on_connect is not None:
+        lines.append(f'prints once connected: "{_escaped(plan.on_connect.template.text)}"')
+    for view in views:
+        lines += [
+            "",
+            f"{view.title} ({view.kind}, {view.where})",
+            f"  transaction: {view.transaction}",
+        ]
+        if view.allows:
+            lines.append(f"  allows: {', '.join(view.allows)}")
+        lines.append("  sql:")
+        lines += [f"    {line}".rstrip() for line in view.sql.splitlines()]
+        if view.row_count:
+            lines.append(f"  rows ({view.row_count}):")
+            header = ("#", *(f"${i}" for i in range(1, len(view.rows[0]) + 1)))
+            table = [header, *((str(n), *row) for n, row in enumerate(view.rows, 1))]
+            widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+            lines += [
+                "    " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+                for r in table
+            ]
+            if view.row_count > len(view.rows):
+                lines.append(f"    ... {view.row_count - len(view.rows)} more rows")
+        if view.messages:
+            lines.append("  prints:")
+            lines += [f'    {when}: "{_escaped(text)}"' for when, text in view.messages]
+    return "\n".join(lines) + "\n"
+
+
+def _code(text: str) -> str:
+    """A Markdown code span that holds any text, backticks included."""
+    text = _escaped(text)
+    longest = 0
+    current = 0
+    for char in text:
+        current = current + 1 if char == "`" else 0
+        longest = max(longest, current)
+    fence = "`" * (longest + 1)
+    padding = " " if text.startswith("`") or text.endswith("`") or not text else ""
+    return f"{fence}{padding}{text}{padding}{fence}"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _markdown(plan: Plan, views: list[_StepView]) -> str:
+    lines = [
+        f"## Plan {_code(plan.name)}",
+        "",
+        f"- File: {_code(plan.path)}",
+        f"- Fingerprint: {_code(plan.short_fingerprint)}",
+    ]
+    if plan.on_connect is not None:
+        lines.append(f"- Prints once connected: {_code(plan.on_connect.template.text)}")
+    if plan.description:
+        lines += ["", "> " + plan.description.strip().replace("\n", "\n> ")]
+    for view in views:
+        lines += ["", f"### {view.title[:1].upper()}{view.title[1:]} ({_code(view.kind)})", ""]
+        summary = f"Transaction: {view.transaction}."
+        if view.allows:
+            summary += " Allows: " + ", ".join(_code(a) for a in view.allows) + "."
+        lines += [summary, "", "```sql", *view.sql.splitlines(), "```"]
+        if view.row_count:
+            width = len(view.rows[0])
+            lines += ["", f"{view.row_count} rows:", ""]
+            lines.append("| # | " + " | ".join(f"${i}" for i in range(1, width + 1)) + " |")
+            lines.append("|---:|" + "---|" * width)
+            for n, row in enumerate(view.rows, 1):
+                lines.append(f"| {n} | " + " | ".join(_cell(c) for c in row) + " |")
+            if view.row_count > len(view.rows):
+                lines += ["", f"... {view.row_count - len(view.rows)} more rows"]
+        if view.messages:
+            lines.append("")
+            lines += [f"- Prints {when}: {_code(text)}" for when, text in view.messages]
+    return "\n".join(lines) + "\n"
