@@ -104,8 +104,9 @@ def warnings(plan: Plan) -> list[Diagnostic]:
 def _statement_warnings(statement: Statement, in_block: bool) -> Iterator[tuple[str, str]]:
     kind, node = statement.kind, statement.node
     if kind == "DropStmt" and node.get("removeType") in _DROPPED:
-        names = ", ".join(_names(node.get("objects", [])))
-        yield "drop", f"{_DROPPED[node['removeType']]} {names} deletes it and all its data"
+        names = _names(node.get("objects", []))
+        them = "them and all their" if len(names) > 1 else "it and all its"
+        yield "drop", f"{_DROPPED[node['removeType']]} {', '.join(names)} deletes {them} data"
     elif kind == "DropdbStmt":
         yield "drop", f"DROP DATABASE {node.get('dbname', '')} deletes the database"
     elif kind == "TruncateStmt":

@@ -1,0 +1,167 @@
+"""Plan review without a database: check's warnings and formats, show, the fingerprint."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import ROOT, Cli
+from jsonschema import Draft202012Validator
+
+from runner import review
+from runner.errors import Diagnostic, Position
+from runner.output import check_report
+from runner.plan import parse_plan
+
+REVIEW = sorted((ROOT / "tests" / "plans" / "review").glob("*.yaml"))
+QUICKSTART = ("create_table", "read_data", "update_data", "delete_data")
+UNREACHABLE = {"DATABASE_URL": "postgresql://nobody:secret@127.0.0.1:9/none?connect_timeout=1"}
+
+
+@pytest.mark.parametrize("plan", REVIEW, ids=lambda p: p.stem)
+def test_review_warnings_at_their_statements(plan: Path, cli: Cli) -> None:
+    cli.cwd = plan.parent
+    result = cli("check", plan.name, env=UNREACHABLE)
+    assert result.exit_code == 0  # warnings alone pass...
+    assert result.stdout == plan.with_suffix(".expected").read_text()
+    assert cli("check", "--strict", plan.name).exit_code == 1  # ...unless --strict
+
+
+def test_warning_codes_match_the_schema() -> None:
+    schema = json.loads((ROOT / "schemas" / "plan.schema.json").read_text())
+    assert tuple(schema["$defs"]["allow"]["items"]["enum"]) == review.WARNING_CODES
+
+
+def test_json_report_follows_its_schema(cli: Cli) -> None:
+    cli.cwd = ROOT / "tests" / "plans"
+    result = cli("check", "--format", "json", "invalid", "review")
+    assert result.exit_code == 1
+    document = json.loads(result.stdout)
+    schema = json.loads((ROOT / "schemas" / "check-report.schema.json").read_text())
+    Draft202012Validator.check_schema(schema)
+    assert list(Draft202012Validator(schema).iter_errors(document)) == []
+    assert document["errors"] == sum(d["severity"] == "error" for d in document["diagnostics"]) > 0
+    assert document["warnings"] == 10
+    assert len(document["files"]) == len(list((cli.cwd / "invalid").glob("*.yaml"))) + 1
+
+
+def test_github_format_escapes_what_workflow_commands_need() -> None:
+    diagnostic = Diagnostic(
+        Position("plans/a,b:c.yaml", 3, 7), "100% wrong,\nsecond line: here", "x-y"
+    )
+    assert check_report("github", [], [diagnostic]) == (
+        "::error file=plans/a%2Cb%3Ac.yaml,line=3,col=7,title=sqlplan x-y::100%25 wrong,%0Asecond line: here\n"
+    )
+    warning = Diagnostic(Position("p.yaml", 1, 1), "careful\r\n", "drop", severity="warning")
+    assert (
+        check_report("github", [], [warning])
+        == "::warning file=p.yaml,line=1,col=1,title=sqlplan drop::careful%0D%0A\n"
+    )
+
+
+def test_github_format_through_the_cli(cli: Cli) -> None:
+    cli.cwd = ROOT / "tests" / "plans" / "invalid"
+    result = cli("check", "--format", "github", "params.yaml")
+    assert result.stdout.splitlines()[0] == (
+        "::error file=params.yaml,line=5,col=13,title=sqlplan param-count::"
+        "the SQL takes 2 parameters ($1..$2), but params has 1 value"
+    )
+
+
+@pytest.mark.parametrize("name", QUICKSTART)
+@pytest.mark.parametrize("form", ["text", "markdown"])
+def test_show_matches_the_reviewed_golden_files(cli: Cli, name: str, form: str) -> None:
+    cli.cwd = ROOT
+    result = cli("show", "--format", form, f"plans/{name}.yaml", env=UNREACHABLE)
+    assert (result.exit_code, result.stderr) == (0, "")
+    suffix = "md" if form == "markdown" else "txt"
+    assert result.stdout == (ROOT / "tests" / "golden" / f"{name}.show.{suffix}").read_text()
+
+
+def test_run_dry_run_shows_and_connects_to_nothing(cli: Cli) -> None:
+    cli.cwd = ROOT
+    result = cli("run", "--dry-run", "plans/create_table.yaml", env=UNREACHABLE)
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert result.stdout == (ROOT / "tests" / "golden" / "create_table.show.txt").read_text()
+
+
+def test_show_lists_a_long_bulk_insert_briefly_and_tracks_transactions() -> None:
+    rows = "".join(f"      - [{i}]\n" for i in range(1500))
+    text = (
+        "sqlplan: 1\nname: big\nsteps:\n  - batch: BEGIN\n  - bulk_insert: INSERT INTO t VALUES ($1)\n"
+        f"    rows:\n{rows}  - batch: COMMIT\n  - bulk_insert: INSERT INTO t VALUES ($1)\n    rows:\n{rows}"
+    )
+    from runner.show import render
+
+    shown = render(parse_plan(text, "big.yaml"), "text")
+    assert "    ... 1480 more rows" in shown
+    assert "  transaction: opens a transaction block that a later step must end" in shown
+    assert "  transaction: inside the transaction opened by step 1" in shown
+    assert "  transaction: inside the transaction opened by step 1, which this step ends" in shown
+    assert (
+        "  transaction: one transaction: BEGIN, 1500 rows in 2 flights, COMMIT; all rows or none"
+        in shown
+    )
+
+
+def test_bound_values_are_shown_safely_beside_their_placeholders() -> None:
+    text = 'sqlplan: 1\nname: x\nsteps:\n  - execute: SELECT $2, $1, $1\n    params: ["it\'s */ odd", null]\n'
+    from runner.show import render
+
+    assert (
+        "    SELECT $2 /* NULL */, $1 /* 'it''s * / odd' */, $1 /* 'it''s * / odd' */\n"
+        in render(parse_plan(text, "x.yaml"), "text")
+    )
+
+
+def test_fingerprint_ignores_layout_and_comments_but_not_values() -> None:
+    plain = "sqlplan: 1\nname: f\nsteps:\n  - execute: SELECT $1\n    params: [1]\n"
+    restyled = '# a comment\nsqlplan: 1\nname: "f"\nsteps:\n- params:\n  - 1\n  execute: >-\n    SELECT $1\n'
+    changed = plain.replace("[1]", "[2]")
+    fingerprints = [parse_plan(t, "f.yaml").fingerprint for t in (plain, restyled, changed)]
+    assert fingerprints[0] == fingerprints[1] != fingerprints[2]
+    assert len(fingerprints[0]) == 64
+
+
+def test_run_prints_the_fingerprint_that_show_prints(cli: Cli) -> None:
+    # in a scratch directory, so that no .env of the developer's can redirect the run
+    plan = cli.write(
+        "plan.yaml",
+        "sqlplan: 1\nname: fp\nsteps:\n  - query: SELECT $1::int AS n\n    params: [7]\n    row: '{n}'\n",
+    )
+    shown = cli("show", str(plan)).stdout
+    ran = cli("run", str(plan))
+    assert (ran.exit_code, ran.stdout) == (0, "7\n")
+    assert ran.fingerprint is not None
+    assert f"fingerprint: {ran.fingerprint}\n" in shown
+
+
+def test_schema_command_prints_the_schema_file(cli: Cli) -> None:
+    result = cli("schema")
+    assert result.stdout == (ROOT / "schemas" / "plan.schema.json").read_text()
+
+
+def test_pre_commit_hook_definition() -> None:
+    (hook,) = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())
+    assert hook["id"] == "sqlplan-check"
+    assert hook["entry"].split()[:2] == ["sqlplan", "check"]
+    assert hook["language"] == "python"
+
+
+def test_check_never_loads_a_database_driver(tmp_path: Path) -> None:
+    """Proof that `check` cannot connect: the driver is never even imported."""
+    probe = (
+        "import sys\n"
+        "from runner.cli import main\n"
+        "try:\n"
+        "    main(['check', 'plans'])\n"
+        "except SystemExit as e:\n"
+        "    print(e.code, 'pg8000' in sys.modules, 'runner.connection' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True,
+                            env={"DATABASE_URL": UNREACHABLE["DATABASE_URL"], "PATH": "/usr/bin:/bin"})  # fmt: skip
+    assert result.stdout == "0 False False\n"
