@@ -402,6 +402,18 @@ class _Validator:
         if validator == "const":
             self.add(where, f"{subject} must be {rule!r}, not {instance!r}", "value")
             return
+        if validator == "enum":
+            choices = [str(c) for c in rule]
+            hint = _did_you_mean(str(instance), choices) if isinstance(instance, str) else ""
+            self.add(
+                where,
+                f"{subject} must be one of {', '.join(choices)}, not {instance!r}{hint}",
+                "value",
+            )
+            return
+        if validator == "uniqueItems":
+            self.add(where, f"{subject} lists a value twice", "value")
+            return
         if validator in ("minItems", "minLength") and rule == 1:
             self.add(where, f"{subject} must not be empty", "empty")
             return
