@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -29,8 +30,34 @@ _database_url_option = click.option(
 
 
 class _StdoutLines:
+    """The plan's output on stdout; warnings and progress on stderr."""
+
+    PROGRESS_AFTER = 0.5  # seconds: a load shorter than this shows no bar
+
+    def __init__(self) -> None:
+        self._bar: Any = None
+        self._started: float | None = None
+
     def line(self, text: str) -> None:
         sys.stdout.write(text + "\n")
+
+    def progress(self, label: str, done: int, total: int) -> None:
+        """click's progress bar, only on a terminal and only for loads that take a moment."""
+        if not sys.stderr.isatty():
+            return
+        now = time.monotonic()
+        if self._started is None:
+            self._started = now
+        if self._bar is None and done < total and now - self._started >= self.PROGRESS_AFTER:
+            self._bar = click.progressbar(length=max(total, 1), label=label, file=sys.stderr)
+            self._bar.render_progress()
+        if self._bar is not None:
+            self._bar.update(min(done, total) - self._bar.pos)
+            if done >= total:
+                self._bar.render_finish()
+                self._bar = None
+        if done >= total:
+            self._started = None
 
     def warning(self, position: Position, message: str, code: str) -> None:
         sys.stdout.flush()

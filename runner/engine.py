@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-from collections.abc import Mapping, Sequence
+import itertools
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from . import wire
@@ -19,12 +21,16 @@ from .plan import (
     Plan,
     QueryStep,
 )
+from .sources import SourceError
 from .templates import param_values
 
 
 class Output(Protocol):
     def line(self, text: str) -> None:
         """One line of the plan's own output."""
+
+    def progress(self, label: str, done: int, total: int) -> None:
+        """How far a bulk insert is; done == total once it is over."""
 
     def warning(self, position: Position, message: str, code: str) -> None:
         """A warning the server raised while a step ran."""
@@ -71,7 +77,6 @@ def _report_warnings(step: AnyStep, con: Any, out: Output) -> None:
 def _run_step(plan: Plan, step: AnyStep, con: Any, out: Output) -> None:
     from pg8000.exceptions import InterfaceError
 
-    chunk_start = 0
     try:
         if isinstance(step, BatchStep):
             _print(out, step.before, {})
@@ -83,32 +88,120 @@ def _run_step(plan: Plan, step: AnyStep, con: Any, out: Output) -> None:
             outcome = wire.extended(con, step.sql.text, [step.params])
             _print_count(out, step.after, step.after_no_rows, outcome.row_count, fields)
         elif isinstance(step, BulkInsertStep):
-            fields = {"rows": str(len(step.rows))}
-            _print(out, step.before, fields)
-            count = 0
-            for chunk_start, chunk, explicit in _chunks(con, step.rows):
-                if explicit and chunk_start == 0:
-                    wire.simple(con, "BEGIN")
-                count += max(wire.extended(con, step.sql.text, chunk).row_count, 0)
-            if explicit:
-                wire.simple(con, "COMMIT")
-            _print_count(out, step.after, step.after_no_rows, count, fields)
+            _run_bulk_insert(step, con, out)
         else:
             _run_query(plan, step, con, out)
     except wire.ServerFailure as failure:
         rolled_back = _roll_back(con)
-        raise _failed(step, failure, chunk_start, rolled_back) from None
+        raise _failed(step, failure, rolled_back) from None
     except (InterfaceError, OSError) as e:
         raise _step_failed(
             step, f"{step.label} failed: the connection to the server was lost ({e})"
         ) from None
 
 
-def _chunks(con: Any, rows: Sequence[Sequence[object]]) -> Any:
-    """(offset, rows, needs an explicit transaction) for each flight of a bulk insert."""
-    explicit = len(rows) > BULK_CHUNK_ROWS and wire.transaction_status(con) == b"I"
-    for start in range(0, len(rows), BULK_CHUNK_ROWS):
-        yield start, rows[start : start + BULK_CHUNK_ROWS], explicit
+class _Rows:
+    """A bulk insert's rows, inline or streamed from its file, counted as they go by."""
+
+    def __init__(self, step: BulkInsertStep) -> None:
+        self.step = step
+        self.count = 0
+        self.bytes_read = 0
+
+    def __iter__(self) -> Iterator[tuple[object, ...]]:
+        step = self.step
+        if step.source is None:
+            for row in step.rows:
+                self.count += 1
+                yield row
+            return
+        for line, row in step.source.rows(self._read):
+            if len(row) != step.width:
+                raise SourceError(
+                    f"the row has {len(row)} values, but the statement takes {step.width}", line
+                )
+            self.count += 1
+            yield row
+
+    def _read(self, offset: int) -> None:
+        self.bytes_read = offset
+
+    def progress(self) -> tuple[int, int]:
+        """(done, total): rows for inline rows, bytes for a file."""
+        if self.step.source is None:
+            return self.count, len(self.step.rows)
+        return self.bytes_read, self.step.source.size()
+
+    def position(self, index: int) -> Position | None:
+        """Where row `index` (0-based) is written: the plan's line, or the file's."""
+        step = self.step
+        if step.source is None:
+            return step.row_positions[index] if index < len(step.row_positions) else None
+        for i, (line, _) in enumerate(step.source.rows()):
+            if i == index:
+                return Position(step.source.display, line, 1)
+        return None
+
+
+def _run_bulk_insert(step: BulkInsertStep, con: Any, out: Output) -> None:
+    _print(out, step.before, {"rows": str(len(step.rows))} if step.source is None else {})
+    rows = _Rows(step)
+    label = step.label + (f" from {step.source.display}" if step.source else "")
+
+    def report(_: int = 0) -> None:
+        out.progress(label, *rows.progress())
+
+    first_row = 0  # of the flight that failed
+    try:
+        if step.copy_sql is not None:
+            count = wire.copy_in(con, step.copy_sql, wire.copy_lines(con, rows), report).row_count
+        else:
+            count = 0
+            flights = _batched(rows, BULK_CHUNK_ROWS)
+            first = next(flights, [])
+            second = next(flights, None)
+            # One flight is one implicit transaction; several need BEGIN and COMMIT around them.
+            explicit = second is not None and wire.transaction_status(con) == b"I"
+            if explicit:
+                wire.simple(con, "BEGIN")
+            for chunk in itertools.chain([first], [second] if second else [], flights):
+                count += max(wire.extended(con, step.sql.text, chunk).row_count, 0)
+                first_row += len(chunk)
+                report()
+            if explicit:
+                wire.simple(con, "COMMIT")
+        report()
+    except wire.ServerFailure as failure:
+        _roll_back(con)
+        raise _failed(
+            step, failure, True, _failed_row(failure, first_row, step.copy_sql is not None), rows
+        ) from None
+    except SourceError as e:
+        _roll_back(con)
+        where = Position(step.source.display if step.source else step.sql.position.path, e.line, 1)
+        raise _step_failed(
+            step,
+            f"{step.label} failed: {where}: {e}",
+            position=where,
+            rolled_back="the transaction was rolled back: none of its rows were inserted",
+        ) from None
+    _print_count(out, step.after, step.after_no_rows, count, {"rows": str(rows.count)})
+
+
+def _failed_row(failure: wire.ServerFailure, first_row: int, copy: bool) -> int | None:
+    """The 0-based index of the row the server failed on, if the error is about one row."""
+    if "P" in failure.fields:
+        return None  # an error with a position is about the statement, not one row's values
+    if copy:
+        match = re.search(r"COPY [^,]+, line (\d+)", failure.fields.get("W", ""))
+        return int(match.group(1)) - 1 if match else None
+    return first_row + failure.completed
+
+
+def _batched(rows: Iterable[tuple[object, ...]], size: int) -> Iterator[list[tuple[object, ...]]]:
+    iterator = iter(rows)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
 
 
 def _run_query(plan: Plan, step: QueryStep, con: Any, out: Output) -> None:
@@ -176,7 +269,11 @@ def _roll_back(con: Any) -> bool:
 
 
 def _failed(
-    step: AnyStep, failure: wire.ServerFailure, chunk_start: int, rolled_back: bool
+    step: AnyStep,
+    failure: wire.ServerFailure,
+    rolled_back: bool,
+    row_index: int | None = None,
+    rows: _Rows | None = None,
 ) -> StepFailed:
     server = ServerError.from_fields(failure.fields)
     sql_position: Position | None = None
@@ -185,11 +282,11 @@ def _failed(
     row_number = row_position = None
     note = "the open transaction was rolled back" if rolled_back else None
     if isinstance(step, BulkInsertStep):
-        index = chunk_start + failure.completed
-        # An error with a position is about the statement itself, not about one row's values.
-        if server.position is None and index < len(step.rows):
-            row_number, row_position = index + 1, step.row_positions[index]
-        note = f"the transaction was rolled back: none of the {len(step.rows)} rows were inserted"
+        if row_index is not None and rows is not None:
+            row_position = rows.position(row_index)
+            row_number = row_index + 1 if row_position is not None else None
+        counted = f"the {len(step.rows)}" if step.source is None else "its"
+        note = f"the transaction was rolled back: none of {counted} rows were inserted"
     return _step_failed(
         step,
         f"{step.label} failed: {server.message}",

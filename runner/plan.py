@@ -20,6 +20,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from . import schema as schema_module
 from . import sqlparse, templates
 from .errors import Diagnostic, PlanInvalid, Position
+from .sources import FileSource, SourceError
 from .sqlparse import Statement
 from .templates import Template
 
@@ -135,8 +136,11 @@ class ExecuteStep(Step):
 
 @dataclass(frozen=True)
 class BulkInsertStep(Step):
-    rows: tuple[tuple[object, ...], ...]
+    rows: tuple[tuple[object, ...], ...]  # inline rows; empty when `source` gives them
     row_positions: tuple[Position, ...]
+    source: FileSource | None  # rows_from: a file read as the step runs
+    width: int  # values per row: the statement's $1..$n
+    copy_sql: str | None  # the COPY that does the same, when there is one
     after: Message | None
     after_no_rows: Message | None
 
@@ -511,13 +515,21 @@ class _Validator:
         self.check_placeholders(sql, facts)
 
         if kind == "bulk_insert":
-            rows_node = _key_value(node, "rows")
-            rows = raw["rows"]
-            assert isinstance(rows_node, SequenceNode)
             width = facts.highest_placeholder
-            for row_number, (row_node, row) in enumerate(
-                zip(rows_node.value, rows, strict=True), 1
-            ):
+            rows: list[Any] = raw.get("rows", [])
+            rows_node = _key_value(node, "rows")
+            source = None
+            if ("rows" in raw) == ("rows_from" in raw):
+                self.add(
+                    self.node_position(node),
+                    "a bulk_insert step needs either rows or rows_from (one of them)",
+                    "missing-key",
+                )
+            elif "rows_from" in raw:
+                source = self.file_source(_key_value(node, "rows_from"), raw["rows_from"], width)
+            assert rows_node is None or isinstance(rows_node, SequenceNode)
+            row_nodes = rows_node.value if rows_node is not None else []
+            for row_number, (row_node, row) in enumerate(zip(row_nodes, rows, strict=True), 1):
                 if len(row) != width:
                     self.add(
                         self.node_position(row_node),
@@ -525,11 +537,18 @@ class _Validator:
                         f"but the statement takes {_count(width, 'parameter')}{_param_range(width)}",
                         "row-width",
                     )
+            # A file's row count is known only once it is read: {rows} cannot go in `before`.
+            before_fields = ("rows",) if source is None else ()
             return BulkInsertStep(
                 **common,
                 rows=tuple(tuple(r) for r in rows),
-                row_positions=tuple(self.node_position(n) for n in rows_node.value),
-                before=self.message(node, raw, "before", ("rows",)),
+                row_positions=tuple(self.node_position(n) for n in row_nodes),
+                source=source,
+                width=width,
+                copy_sql=sqlparse.copy_statement(facts.statements[0])
+                if len(facts.statements) == 1
+                else None,
+                before=self.message(node, raw, "before", before_fields),
                 after=self.message(node, raw, "after", ("count", "rows")),
                 after_no_rows=self.message(node, raw, "after_no_rows", ("count", "rows")),
             )
@@ -562,6 +581,60 @@ class _Validator:
             empty=self.message(node, raw, "empty", outer),
             footer=self.message(node, raw, "footer", outer),
         )
+
+    def file_source(self, node: Node | None, raw: dict[str, Any], width: int) -> FileSource | None:
+        """rows_from: the file must exist; a CSV header must have the fields named."""
+        assert isinstance(node, MappingNode)
+        file_node = _key_value(node, "file")
+        assert file_node is not None
+        where = self.node_position(file_node)
+        path = Path(self.path).parent / raw["file"]
+        fmt = raw.get("format") or {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}.get(
+            path.suffix.lower()
+        )
+        if fmt is None:
+            self.add(
+                where,
+                f"cannot tell the format of {raw['file']!r} from its extension: add format: csv or jsonl",
+                "rows-from",
+            )
+            return None
+        if not path.is_file():
+            self.add(
+                where, f"no file {raw['file']!r} beside the plan (looked for {path})", "rows-from"
+            )
+            return None
+        fields = tuple(raw.get("fields", ()))
+        fields_node = _key_value(node, "fields")
+        if fields and len(fields) != width:
+            self.add(
+                self.node_position(fields_node) if fields_node else where,
+                f"fields names {_count(len(fields), 'field')}, but the statement takes {_count(width, 'parameter')}{_param_range(width)}",
+                "row-width",
+            )
+        quote = raw.get("quote", '"')
+        source = FileSource(
+            path=path,
+            display=str(path),
+            format=fmt,
+            header=raw.get("header", True),
+            delimiter=raw.get("delimiter", ","),
+            quote=quote,
+            escape=raw.get("escape", quote),
+            null=raw.get("null", ""),
+            fields=fields,
+        )
+        if fmt == "csv" and source.header:
+            try:
+                source.check_header(width)
+            except SourceError as e:
+                self.add(
+                    self.node_position(fields_node) if fields_node else where,
+                    f"{raw['file']}:{e.line}: {e}",
+                    "rows-from",
+                )
+                return None
+        return source
 
     def check_placeholders(self, sql: SourceText, facts: sqlparse.ParsedSql) -> None:
         used = {p.number for p in facts.placeholders}

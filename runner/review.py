@@ -62,6 +62,11 @@ def _describe(step: AnyStep, inside: int | None, after: int | None) -> str:
         return "opens a transaction block that a later step must end"
     if isinstance(step, BulkInsertStep):
         rows = len(step.rows)
+        counted = f"all {rows} rows" if step.source is None else "all its rows"
+        if step.copy_sql is not None:
+            return f"one COPY statement: {counted} or none"
+        if step.source is not None:
+            return f"one transaction (BEGIN/COMMIT around flights of {BULK_CHUNK_ROWS} rows): all rows or none"
         if rows <= BULK_CHUNK_ROWS:
             return f"one transaction: all {rows} rows or none (one flight; its Sync commits)"
         flights = -(-rows // BULK_CHUNK_ROWS)

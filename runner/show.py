@@ -24,6 +24,8 @@ class _StepView:
     transaction: str
     allows: tuple[str, ...]
     sql: str  # with each placeholder's bound value beside it, for execute and query
+    sent_as: str | None  # the COPY a bulk insert is sent as
+    source: str | None  # where a bulk insert's rows come from, when not inline
     rows: tuple[tuple[str, ...], ...]
     row_count: int
     messages: tuple[tuple[str, str], ...]  # (when it prints, template as written)
@@ -38,12 +40,20 @@ def _view(plan: Plan, step: AnyStep, transaction: str) -> _StepView:
     sql = step.sql.text.strip("\n")
     rows: tuple[tuple[str, ...], ...] = ()
     row_count = 0
+    sent_as = source = None
     messages: list[tuple[str, str]] = []
     if isinstance(step, (ExecuteStep, QueryStep)) and step.params:
         sql = _annotate(sql, step.params)
     if isinstance(step, BulkInsertStep):
         row_count = len(step.rows)
         rows = tuple(tuple(_literal(v) for v in row) for row in step.rows[:ROWS_SHOWN])
+        sent_as = step.copy_sql
+        if step.source is not None:
+            s = step.source
+            source = f"{s.display} ({s.format}"
+            if s.format == "csv":
+                source += f", {'a header line' if s.header else 'no header'}, delimiter {s.delimiter!r}, NULL as {s.null!r}"
+            source += f"; fields for $1..${step.width}: {', '.join(map(str, s.fields)) or 'all, in order'})"
     _add(messages, "before the SQL is sent", step.before)
     if isinstance(step, BatchStep):
         _add(messages, "after it succeeds", step.after)
@@ -65,6 +75,8 @@ def _view(plan: Plan, step: AnyStep, transaction: str) -> _StepView:
         transaction=transaction,
         allows=tuple(sorted(step.allow)),
         sql=sql,
+        sent_as=sent_as,
+        source=source,
         rows=rows,
         row_count=row_count,
         messages=tuple(messages),
@@ -127,6 +139,10 @@ def _text(plan: Plan, views: list[_StepView]) -> str:
             lines.append(f"  allows: {', '.join(view.allows)}")
         lines.append("  sql:")
         lines += [f"    {line}".rstrip() for line in view.sql.splitlines()]
+        if view.sent_as:
+            lines.append(f"  sent as: {view.sent_as}")
+        if view.source:
+            lines.append(f"  rows from: {view.source}")
         if view.row_count:
             lines.append(f"  rows ({view.row_count}):")
             header = ("#", *(f"${i}" for i in range(1, len(view.rows[0]) + 1)))
@@ -178,6 +194,10 @@ def _markdown(plan: Plan, views: list[_StepView]) -> str:
         if view.allows:
             summary += " Allows: " + ", ".join(_code(a) for a in view.allows) + "."
         lines += [summary, "", "```sql", *view.sql.splitlines(), "```"]
+        if view.sent_as:
+            lines += ["", f"Sent as {_code(view.sent_as)}."]
+        if view.source:
+            lines += ["", f"Rows from {_code(view.source)}."]
         if view.row_count:
             width = len(view.rows[0])
             lines += ["", f"{view.row_count} rows:", ""]

@@ -112,3 +112,47 @@ def line_at(sql: str, offset: int) -> tuple[str, int]:
     start = sql.rfind("\n", 0, offset) + 1
     end = sql.find("\n", offset)
     return sql[start : len(sql) if end < 0 else end], offset - start
+
+
+def copy_statement(statement: Statement) -> str | None:
+    """`COPY t (cols) FROM STDIN` doing exactly what `statement` does once per row, if there is one.
+
+    Only for `INSERT INTO t (c1, ..., cn) VALUES ($i, ...)` with one VALUES list of bare, distinct
+    placeholders $1..$n and nothing else (no ON CONFLICT, RETURNING, WITH, OVERRIDING, DEFAULT,
+    casts or expressions): then each row's values, in $-order, are one line of COPY data. The
+    names come from the parse tree and are quoted again; no value is ever part of the text.
+    """
+    if statement.kind != "InsertStmt":
+        return None
+    node = statement.node
+    if set(node) - {"relation", "cols", "selectStmt", "override"}:
+        return None
+    if node.get("override", "OVERRIDING_NOT_SET") != "OVERRIDING_NOT_SET":
+        return None
+    select = node.get("selectStmt", {}).get("SelectStmt", {})
+    lists = select.get("valuesLists", [])
+    if set(select) - {"valuesLists", "limitOption", "op"} or len(lists) != 1:
+        return None
+    items = lists[0].get("List", {}).get("items", [])
+    columns = [c.get("ResTarget", {}) for c in node.get("cols", [])]
+    if (
+        not items
+        or len(columns) != len(items)
+        or any(set(c) != {"name", "location"} for c in columns)
+    ):
+        return None
+    by_number: dict[int, str] = {}
+    for item, column in zip(items, columns, strict=True):
+        if set(item) != {"ParamRef"}:
+            return None
+        by_number[int(item["ParamRef"].get("number", 0))] = column["name"]
+    if sorted(by_number) != list(range(1, len(items) + 1)):
+        return None
+    relation = node.get("relation", {})
+    parts = [relation.get(k) for k in ("catalogname", "schemaname", "relname") if relation.get(k)]
+    names = ", ".join(_quote_ident(by_number[n]) for n in sorted(by_number))
+    return f"COPY {'.'.join(_quote_ident(str(p)) for p in parts)} ({names}) FROM STDIN"
+
+
+def _quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'

@@ -9,14 +9,16 @@ insert atomic without BEGIN and COMMIT. pg8000's own message handlers decode the
 
 from __future__ import annotations
 
+import contextlib
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pg8000.converters import make_params
+from pg8000.converters import make_param, make_params
 from pg8000.core import (
     COMMAND_COMPLETE,
+    COPY_IN_RESPONSE,
     READY_FOR_QUERY,
     ROW_DESCRIPTION,
     Context,
@@ -76,6 +78,65 @@ def extended(
     return _drain(con, sql, text_rows=text_rows)
 
 
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+COPY_CHUNK_BYTES = 1 << 18  # CopyData messages of about 256 KiB: streamed, never the whole load
+
+
+def copy_lines(con: Any, rows: Iterable[Sequence[object]]) -> Iterator[str]:
+    """Rows as COPY text-format lines, each value converted exactly as a bind parameter is."""
+    py_types = con.py_types
+    for row in rows:
+        yield (
+            "\t".join(
+                "\\N"
+                if v is None
+                else (v if type(v) is str else make_param(py_types, v)).translate(_COPY_ESCAPES)
+                for v in row
+            )
+            + "\n"
+        )
+
+
+def copy_in(
+    con: Any, sql: str, lines: Iterable[str], progress: Callable[[int], None] | None = None
+) -> Outcome:
+    """COPY ... FROM STDIN in one flight: the query, the data and CopyDone without waiting for
+    CopyInResponse. A COPY that fails at once makes the server ignore the data that follows.
+    If `lines` raises, CopyFail makes the server roll the COPY back before the error goes on."""
+    encoding = con._client_encoding
+    sock = con._sock
+    _write(sock, _message(b"Q", _cstr(con, sql)))
+    buffer: list[str] = []
+    size = sent = 0
+    try:
+        for line in lines:
+            buffer.append(line)
+            size += len(line)
+            if size >= COPY_CHUNK_BYTES:
+                sent += _copy_data(sock, "".join(buffer).encode(encoding))
+                buffer, size = [], 0
+                if progress is not None:
+                    progress(sent)
+        if buffer:
+            sent += _copy_data(sock, "".join(buffer).encode(encoding))
+    except Exception as e:
+        _write(sock, _message(b"f", str(e).encode(encoding, "replace") + b"\x00"))
+        _flush(sock)
+        with contextlib.suppress(ServerFailure):
+            _drain(con, sql, text_rows=False)
+        raise
+    _write(sock, b"c\x00\x00\x00\x04")  # CopyDone
+    _flush(sock)
+    return _drain(con, sql, text_rows=False)
+
+
+def _copy_data(sock: Any, data: bytes) -> int:
+    _write(sock, b"d" + struct.pack("!i", len(data) + 4))
+    _write(sock, data)
+    _flush(sock)
+    return len(data)
+
+
 def _message(code: bytes, payload: bytes) -> bytes:
     return code + struct.pack("!i", len(payload) + 4) + payload
 
@@ -121,6 +182,8 @@ def _drain(con: Any, sql: str, *, text_rows: bool) -> Outcome:
     while True:
         code, length = _HEADER.unpack(_read(sock, 5))
         data = _read(sock, length - 4)
+        if code == COPY_IN_RESPONSE:
+            continue  # the data went with the query (copy_in); pg8000's handler would send it again
         handlers[code](data, context)
         if code == ROW_DESCRIPTION:
             outcome.columns = tuple(c["name"] for c in context.columns)
