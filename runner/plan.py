@@ -381,13 +381,13 @@ class _Validator:
             allowed = self.schema.all_step_keys
             for key in instance:
                 if key not in allowed:
-                    self.unknown_key(node, str(key), allowed, "a step")
+                    self.unknown_key(node, key, allowed, "a step")
             return
         if validator == "additionalProperties" and isinstance(instance, dict):
             allowed = tuple(sub_schema.get("properties", {}))
             for key in instance:
                 if key not in allowed:
-                    self.unknown_key(node, str(key), allowed, subject)
+                    self.unknown_key(node, key, allowed, subject)
             return
         if validator == "required":
             missing = [k for k in rule if isinstance(instance, dict) and k not in instance]
@@ -423,7 +423,25 @@ class _Validator:
             return
         self.add(where, f"{subject}: {error.message}", "schema")
 
-    def unknown_key(self, mapping: Node, key: str, allowed: Sequence[str], subject: str) -> None:
+    def unknown_key(self, mapping: Node, key: object, allowed: Sequence[str], subject: str) -> None:
+        if not isinstance(key, str):
+            # `null:`, `true:` or `1:` are not text keys in YAML; find the node by its value
+            node = next(
+                (
+                    k
+                    for k, _ in getattr(mapping, "value", [])
+                    if isinstance(k, ScalarNode) and PlanLoader("").construct_object(k) == key
+                ),
+                None,
+            )
+            raw = node.value if node is not None else str(key)
+            where = self.node_position(node) if node is not None else self.node_position(mapping)
+            self.add(
+                where,
+                f"the key {raw!r} in {subject} is not text in YAML; quote it if you meant the name",
+                "unknown-key",
+            )
+            return
         key_node = _key_node(mapping, key)
         where = self.node_position(key_node) if key_node else self.node_position(mapping)
         self.add(
@@ -621,7 +639,7 @@ class _Validator:
             delimiter=raw.get("delimiter", ","),
             quote=quote,
             escape=raw.get("escape", quote),
-            null=raw.get("null", ""),
+            null=raw.get("null_string", ""),
             fields=fields,
         )
         if fmt == "csv" and source.header:

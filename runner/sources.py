@@ -85,7 +85,7 @@ class FileSource:
                 [_field_index(f, names, first[0]) for f in self.fields] if self.fields else None
             )
         elif self.fields:
-            select = [_position(f, 1) for f in self.fields]
+            select = [_position(f, 1) - 1 for f in self.fields]
         for line, values in records:
             if select is None:
                 yield line, values
