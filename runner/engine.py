@@ -162,14 +162,15 @@ def _run_bulk_insert(step: BulkInsertStep, con: Any, out: Output) -> None:
             second = next(flights, None)
             # One flight is one implicit transaction; several need BEGIN and COMMIT around them.
             explicit = second is not None and wire.transaction_status(con) == b"I"
-            if explicit:
-                wire.simple(con, "BEGIN")
-            for chunk in itertools.chain([first], [second] if second else [], flights):
-                count += max(wire.extended(con, step.sql.text, chunk).row_count, 0)
+            # BEGIN rides with the first flight and COMMIT with the last: no turn of their own.
+            chunks = _with_last(itertools.chain([first], [second] if second else [], flights))
+            for index, (chunk, last) in enumerate(chunks):
+                begin = "BEGIN" if explicit and index == 0 else None
+                commit = "COMMIT" if explicit and last else None
+                outcome = wire.extended(con, step.sql.text, chunk, before=begin, after=commit)
+                count += max(outcome.row_count, 0)
                 first_row += len(chunk)
                 report()
-            if explicit:
-                wire.simple(con, "COMMIT")
         report()
     except wire.ServerFailure as failure:
         _roll_back(con)
@@ -196,6 +197,18 @@ def _failed_row(failure: wire.ServerFailure, first_row: int, copy: bool) -> int 
         match = re.search(r"COPY [^,]+, line (\d+)", failure.fields.get("W", ""))
         return int(match.group(1)) - 1 if match else None
     return first_row + failure.completed
+
+
+def _with_last(
+    chunks: Iterable[list[tuple[object, ...]]],
+) -> Iterator[tuple[list[tuple[object, ...]], bool]]:
+    """Each chunk, and whether it is the last (known by reading one ahead)."""
+    iterator = iter(chunks)
+    current = next(iterator, None)
+    while current is not None:
+        following = next(iterator, None)
+        yield current, following is None
+        current = following
 
 
 def _batched(rows: Iterable[tuple[object, ...]], size: int) -> Iterator[list[tuple[object, ...]]]:

@@ -64,18 +64,45 @@ def simple(con: Any, sql: str) -> Outcome:
 
 
 def extended(
-    con: Any, sql: str, param_sets: Sequence[Sequence[object]], *, text_rows: bool = False
+    con: Any,
+    sql: str,
+    param_sets: Sequence[Sequence[object]],
+    *,
+    text_rows: bool = False,
+    before: str | None = None,
+    after: str | None = None,
 ) -> Outcome:
-    """One flight: Parse, then Bind/Execute for each parameter set, then one Sync."""
-    buffer = bytearray(_message(b"P", b"\x00" + _cstr(con, sql) + b"\x00\x00"))
+    """One flight: Parse, then Bind/Execute for each parameter set, then one Sync.
+
+    `before` and `after` are simple queries sent in the same flight (BEGIN, COMMIT): after an
+    error the server skips to the Sync, and a COMMIT of the failed transaction rolls it back.
+    """
+    buffer = bytearray(_message(b"Q", _cstr(con, before)) if before else b"")
+    buffer += _message(b"P", b"\x00" + _cstr(con, sql) + b"\x00\x00")
     for index, values in enumerate(param_sets):
         buffer += _bind(con, values)
         if index == 0:
             buffer += _DESCRIBE_PORTAL
         buffer += _EXECUTE_ALL
     buffer += _SYNC
+    if after:
+        buffer += _message(b"Q", _cstr(con, after))
     _send(con, bytes(buffer))
-    return _drain(con, sql, text_rows=text_rows)
+    failure: ServerFailure | None = None
+    outcome = Outcome()
+    for text, rows in ((before, False), (sql, text_rows), (after, False)):
+        if text is None:
+            continue
+        try:
+            result = _drain(con, text, text_rows=rows)
+        except ServerFailure as e:
+            failure = failure or e
+            continue
+        if text is sql:
+            outcome = result
+    if failure is not None:
+        raise failure
+    return outcome
 
 
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -374,3 +375,36 @@ def stop_pgbouncer(pooler: Pooler) -> None:
     pooler.process.terminate()
     pooler.process.wait(10)
     shutil.rmtree(pooler.base, ignore_errors=True)
+
+
+class TurnCounter:
+    """A loopback TCP proxy to a server's unix socket that counts the client's turns: bursts of
+    data from the client with a reply from the server between them (round trips, in effect)."""
+
+    def __init__(self, upstream_socket: str) -> None:
+        self.upstream_socket = upstream_socket
+        self.turns = 0
+        self._client_spoke_last = False
+        self._lock = threading.Lock()
+
+    def _relay(self, source: socket.socket, sink: socket.socket, from_client: bool) -> None:
+        try:
+            while data := source.recv(65536):
+                with self._lock:
+                    if from_client and not self._client_spoke_last:
+                        self.turns += 1
+                    self._client_spoke_last = from_client
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                sink.shutdown(socket.SHUT_WR)
+
+    def handle(self, conn: socket.socket, _: int) -> None:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as upstream:
+            upstream.connect(self.upstream_socket)
+            back = threading.Thread(target=self._relay, args=(upstream, conn, False), daemon=True)
+            back.start()
+            self._relay(conn, upstream, True)
+            back.join(10)
