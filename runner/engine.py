@@ -115,7 +115,7 @@ class _Rows:
                 self.count += 1
                 yield row
             return
-        for line, row in step.source.rows(self._read):
+        for line, row in step.source.rows(self.read_bytes):
             if len(row) != step.width:
                 raise SourceError(
                     f"the row has {len(row)} values, but the statement takes {step.width}", line
@@ -123,7 +123,7 @@ class _Rows:
             self.count += 1
             yield row
 
-    def _read(self, offset: int) -> None:
+    def read_bytes(self, offset: int) -> None:
         self.bytes_read = offset
 
     def progress(self) -> tuple[int, int]:
@@ -131,6 +131,16 @@ class _Rows:
         if self.step.source is None:
             return self.count, len(self.step.rows)
         return self.bytes_read, self.step.source.size()
+
+    def at_copy_line(self, line: int, whole_file: bool) -> tuple[int, Position] | None:
+        """The row COPY's error context names by its line: of the file as sent, or of the COPY
+        data sqlplan generated (one line a row)."""
+        step = self.step
+        if not whole_file or step.source is None:
+            position = self.position(line - 1)
+            return (line - 1, position) if position is not None else None
+        found = step.source.record_at_line(line)
+        return (found[0], Position(step.source.display, found[1], 1)) if found else None
 
     def position(self, index: int) -> Position | None:
         """Where row `index` (0-based) is written: the plan's line, or the file's."""
@@ -152,9 +162,20 @@ def _run_bulk_insert(step: BulkInsertStep, con: Any, out: Output) -> None:
         out.progress(label, *rows.progress())
 
     first_row = 0  # of the flight that failed
+    whole_file = False
     try:
-        if step.copy_sql is not None:
-            count = wire.copy_in(con, step.copy_sql, wire.copy_lines(con, rows), report).row_count
+        if (
+            step.copy_sql is not None
+            and step.source is not None
+            and step.source.is_whole_csv(step.width)
+        ):
+            # The file is PostgreSQL's CSV as it is: let the server parse it, as psql's \copy does.
+            whole_file = True
+            sql = f"{step.copy_sql} WITH {step.source.copy_options()}"
+            outcome = wire.copy_in(con, sql, step.source.raw_chunks(rows.read_bytes), report)
+            count = rows.count = outcome.row_count
+        elif step.copy_sql is not None:
+            count = wire.copy_in(con, step.copy_sql, wire.copy_text(con, rows), report).row_count
         else:
             count = 0
             flights = _batched(rows, BULK_CHUNK_ROWS)
@@ -174,8 +195,9 @@ def _run_bulk_insert(step: BulkInsertStep, con: Any, out: Output) -> None:
         report()
     except wire.ServerFailure as failure:
         _roll_back(con)
+        copy = step.copy_sql is not None
         raise _failed(
-            step, failure, True, _failed_row(failure, first_row, step.copy_sql is not None), rows
+            step, failure, True, _failed_row(failure, rows, first_row, copy, whole_file)
         ) from None
     except SourceError as e:
         _roll_back(con)
@@ -189,14 +211,19 @@ def _run_bulk_insert(step: BulkInsertStep, con: Any, out: Output) -> None:
     _print_count(out, step.after, step.after_no_rows, count, {"rows": str(rows.count)})
 
 
-def _failed_row(failure: wire.ServerFailure, first_row: int, copy: bool) -> int | None:
-    """The 0-based index of the row the server failed on, if the error is about one row."""
+def _failed_row(
+    failure: wire.ServerFailure, rows: _Rows, first_row: int, copy: bool, whole_file: bool
+) -> tuple[int, Position] | None:
+    """(0-based index, where it is written) of the row the server failed on, if the error is
+    about one row."""
     if "P" in failure.fields:
         return None  # an error with a position is about the statement, not one row's values
     if copy:
         match = re.search(r"COPY [^,]+, line (\d+)", failure.fields.get("W", ""))
-        return int(match.group(1)) - 1 if match else None
-    return first_row + failure.completed
+        return rows.at_copy_line(int(match.group(1)), whole_file) if match else None
+    index = first_row + failure.completed
+    position = rows.position(index)
+    return (index, position) if position is not None else None
 
 
 def _with_last(
@@ -285,8 +312,7 @@ def _failed(
     step: AnyStep,
     failure: wire.ServerFailure,
     rolled_back: bool,
-    row_index: int | None = None,
-    rows: _Rows | None = None,
+    row: tuple[int, Position] | None = None,
 ) -> StepFailed:
     server = ServerError.from_fields(failure.fields)
     sql_position: Position | None = None
@@ -295,9 +321,8 @@ def _failed(
     row_number = row_position = None
     note = "the open transaction was rolled back" if rolled_back else None
     if isinstance(step, BulkInsertStep):
-        if row_index is not None and rows is not None:
-            row_position = rows.position(row_index)
-            row_number = row_index + 1 if row_position is not None else None
+        if row is not None:
+            row_number, row_position = row[0] + 1, row[1]
         counted = f"the {len(step.rows)}" if step.source is None else "its"
         note = f"the transaction was rolled back: none of {counted} rows were inserted"
     return _step_failed(

@@ -55,6 +55,62 @@ class FileSource:
     def size(self) -> int:
         return self.path.stat().st_size
 
+    def is_whole_csv(self, width: int) -> bool:
+        """Whether the rows are the CSV's records as they are: every field, in file order."""
+        if self.format != "csv":
+            return False
+        if not self.fields:
+            return True
+        names = self._first_record()
+        if all(isinstance(f, int) for f in self.fields):
+            return list(self.fields) == list(range(1, width + 1)) and len(names) == width
+        return self.header and list(self.fields) == names
+
+    def _first_record(self) -> list[str]:
+        with open(self.path, encoding="utf-8-sig", newline="") as handle:
+            first = next(
+                _csv_records(handle, self.delimiter, self.quote, self.escape, self.null), None
+            )
+        return [] if first is None else ["" if v is None else str(v) for v in first[1]]
+
+    def copy_options(self) -> str:
+        """The options of a COPY that reads this file as PostgreSQL's CSV, as it is."""
+
+        def literal(text: str) -> str:  # a COPY option cannot be a bind parameter
+            return "E'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
+
+        return (
+            f"(FORMAT csv, HEADER {'true' if self.header else 'false'}, DELIMITER {literal(self.delimiter)}, "
+            f"QUOTE {literal(self.quote)}, ESCAPE {literal(self.escape)}, NULL {literal(self.null)})"
+        )
+
+    def raw_chunks(
+        self, progress: Callable[[int], None] | None = None, size: int = 1 << 18
+    ) -> Iterator[bytes]:
+        """The file's bytes, without a UTF-8 byte-order mark, in chunks."""
+        with open(self.path, "rb") as handle:
+            first = True
+            while chunk := handle.read(size):
+                if first and chunk.startswith(b"\xef\xbb\xbf"):
+                    chunk = chunk[3:]
+                first = False
+                yield chunk
+                if progress is not None:
+                    progress(handle.tell())
+
+    def record_at_line(self, line: int) -> tuple[int, int] | None:
+        """(0-based row index, first line) of the data record holding physical line `line`."""
+        found = None
+        try:
+            for index, (start, _) in enumerate(self.rows()):
+                if start > line:
+                    break
+                found = (index, start)
+        except SourceError as e:  # the record that does not parse, if it starts in time
+            if e.line <= line:
+                return (found[0] + 1 if found else 0, e.line)
+        return found
+
     def check_header(self, width: int) -> None:
         """Read just the header line: the named fields exist, or the file has `width` columns."""
         with open(self.path, encoding="utf-8-sig", newline="") as handle:

@@ -109,11 +109,15 @@ _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\
 COPY_CHUNK_BYTES = 1 << 18  # CopyData messages of about 256 KiB: streamed, never the whole load
 
 
-def copy_lines(con: Any, rows: Iterable[Sequence[object]]) -> Iterator[str]:
-    """Rows as COPY text-format lines, each value converted exactly as a bind parameter is."""
+def copy_text(con: Any, rows: Iterable[Sequence[object]]) -> Iterator[bytes]:
+    """Rows as COPY text-format data in chunks of about COPY_CHUNK_BYTES, each value converted
+    exactly as a bind parameter is."""
     py_types = con.py_types
+    encoding = con._client_encoding
+    buffer: list[str] = []
+    size = 0
     for row in rows:
-        yield (
+        line = (
             "\t".join(
                 "\\N"
                 if v is None
@@ -122,30 +126,30 @@ def copy_lines(con: Any, rows: Iterable[Sequence[object]]) -> Iterator[str]:
             )
             + "\n"
         )
+        buffer.append(line)
+        size += len(line)
+        if size >= COPY_CHUNK_BYTES:
+            yield "".join(buffer).encode(encoding)
+            buffer, size = [], 0
+    if buffer:
+        yield "".join(buffer).encode(encoding)
 
 
 def copy_in(
-    con: Any, sql: str, lines: Iterable[str], progress: Callable[[int], None] | None = None
+    con: Any, sql: str, chunks: Iterable[bytes], progress: Callable[[int], None] | None = None
 ) -> Outcome:
     """COPY ... FROM STDIN in one flight: the query, the data and CopyDone without waiting for
     CopyInResponse. A COPY that fails at once makes the server ignore the data that follows.
-    If `lines` raises, CopyFail makes the server roll the COPY back before the error goes on."""
+    If `chunks` raises, CopyFail makes the server roll the COPY back before the error goes on."""
     encoding = con._client_encoding
     sock = con._sock
     _write(sock, _message(b"Q", _cstr(con, sql)))
-    buffer: list[str] = []
-    size = sent = 0
+    sent = 0
     try:
-        for line in lines:
-            buffer.append(line)
-            size += len(line)
-            if size >= COPY_CHUNK_BYTES:
-                sent += _copy_data(sock, "".join(buffer).encode(encoding))
-                buffer, size = [], 0
-                if progress is not None:
-                    progress(sent)
-        if buffer:
-            sent += _copy_data(sock, "".join(buffer).encode(encoding))
+        for chunk in chunks:
+            sent += _copy_data(sock, chunk)
+            if progress is not None:
+                progress(sent)
     except Exception as e:
         _write(sock, _message(b"f", str(e).encode(encoding, "replace") + b"\x00"))
         _flush(sock)

@@ -219,9 +219,18 @@ def test_a_malformed_file_fails_with_its_line_and_inserts_nothing(
         cli, database, _step(PATHS[path], "    rows_from:\n      file: bad.csv\n")
     )
     assert (code, out) == (1, "")
-    assert err.splitlines()[0] == (
-        'bad.csv:2501:1: error: step 2 "Load" failed: bad.csv:2501:1: a quoted field is not closed before the end of the file'
-    )
+    # COPY gets the file as it is and PostgreSQL's parser finds the problem; row by row, sqlplan's
+    # own CSV reader does. Either way: the line, and not one row inserted.
+    if path == "copy":
+        assert err.splitlines()[:2] == [
+            'plan.yaml:11:5: error: step 2 "Load" failed: unterminated CSV quoted field [22P04]',
+            "  row: 2500 (at bad.csv:2501:1)",
+        ]
+    else:
+        assert err.splitlines()[0] == (
+            'bad.csv:2501:1: error: step 2 "Load" failed: bad.csv:2501:1: '
+            "a quoted field is not closed before the end of the file"
+        )
     assert database.query("SELECT count(*) FROM books") == [[0]]
 
 
