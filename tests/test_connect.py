@@ -325,6 +325,11 @@ steps:
     rows:
 {rows}
     after: "bulk: {{count}}"
+  - bulk_insert: INSERT INTO t (id, name) VALUES ($1, $2)
+    rows:
+      - [100000, copied]
+      - [100001, copied too]
+    after: "copy: {{count}}"
   - batch: BEGIN
   - execute: UPDATE t SET name = $1 WHERE id <= $2
     params: [changed, 10]
@@ -363,7 +368,7 @@ def test_every_step_kind_works_through_a_transaction_pooler(cli: Cli, pooler: Po
     result = cli("run", "pooled.yaml", env={"DATABASE_URL": url})
     assert (result.exit_code, result.stderr) == (0, "")
     assert result.stdout == (
-        f"connected\nsingle: 1\nbulk: {total}\nupdated: 10\nrows: {total + 1}, changed: 10\n"
+        f"connected\nsingle: 1\nbulk: {total}\ncopy: 2\nupdated: 10\nrows: {total + 3}, changed: 10\n"
     )
     # a failing bulk insert through the pooler still leaves none of its rows
     failing = (
