@@ -165,3 +165,33 @@ def test_check_never_loads_a_database_driver(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True,
                             env={"DATABASE_URL": UNREACHABLE["DATABASE_URL"], "PATH": "/usr/bin:/bin"})  # fmt: skip
     assert result.stdout == "0 False False\n"
+
+
+def test_show_describes_a_file_load_and_how_it_is_sent(tmp_path: Path) -> None:
+    from runner.plan import load_plan
+    from runner.show import render
+
+    (tmp_path / "books.csv").write_text("title,year\nDune,1965\n")
+    plan = tmp_path / "load.yaml"
+    plan.write_text(
+        "sqlplan: 1\nname: load\nsteps:\n"
+        "  - bulk_insert: INSERT INTO books (title, year) VALUES ($1, $2)\n    rows_from:\n      file: books.csv\n"
+        "  - bulk_insert: INSERT INTO books (title, year) SELECT $1, $2\n    rows_from:\n      file: books.csv\n"
+        "      fields: [year, title]\n"
+    )
+    shown = render(load_plan(plan), "text")
+    csv = tmp_path / "books.csv"
+    assert (
+        "  transaction: one COPY statement: all its rows or none\n"
+        "  sql:\n    INSERT INTO books (title, year) VALUES ($1, $2)\n"
+        '  sent as: COPY "books" ("title", "year") FROM STDIN\n'
+        f"  rows from: {csv} (csv, a header line, delimiter ',', NULL as ''; fields for $1..$2: all, in order)\n"
+    ) in shown
+    assert (
+        "  transaction: one transaction (BEGIN/COMMIT around flights of 1000 rows): all rows or none\n"
+        in shown
+    )
+    assert (
+        f"  rows from: {csv} (csv, a header line, delimiter ',', NULL as ''; fields for $1..$2: year, title)\n"
+        in shown
+    )
