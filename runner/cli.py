@@ -14,6 +14,7 @@ import click
 
 from . import __version__
 from .errors import ExitCode, SqlPlanError
+from .output import CHECK_FORMATS, SHOW_FORMATS
 
 if TYPE_CHECKING:
     from .errors import Position
@@ -195,7 +196,7 @@ def _close_quietly(con: Any) -> None:
 @click.option(
     "--format",
     "report_format",
-    type=click.Choice(["text", "json", "github"]),
+    type=click.Choice(CHECK_FORMATS),
     default="text",
     show_default=True,
     help="text: file:line:col: severity: message [code]; json: one document; github: workflow commands that annotate a pull request.",
@@ -236,7 +237,7 @@ def check(paths: tuple[str, ...], report_format: str, strict: bool) -> None:
 @click.option(
     "--format",
     "show_format",
-    type=click.Choice(["text", "markdown"]),
+    type=click.Choice(SHOW_FORMATS),
     default="text",
     show_default=True,
     help="markdown is ready to paste in a pull-request comment.",

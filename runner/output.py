@@ -43,6 +43,7 @@ def error_text(error: SqlPlanError) -> str:
 
 
 CHECK_FORMATS = ("text", "json", "github")
+SHOW_FORMATS = ("text", "markdown")  # rendered by show.py
 
 
 def check_report(format: str, files: list[str], diagnostics: list[Diagnostic]) -> str:

@@ -32,7 +32,6 @@ class Transaction:
     step: AnyStep
     opened_by: int | None  # the step whose BEGIN is still open when this step starts
     description: str
-    leaves_open: bool  # a transaction block is open after this step
 
 
 def transactions(plan: Plan) -> list[Transaction]:
@@ -46,9 +45,7 @@ def transactions(plan: Plan) -> list[Transaction]:
                 open_since = step.number
             elif kind in _CLOSES and not statement.node.get("chain"):
                 open_since = None
-        result.append(
-            Transaction(step, inside, _describe(step, inside, open_since), open_since is not None)
-        )
+        result.append(Transaction(step, inside, _describe(step, inside, open_since)))
     return result
 
 

@@ -10,7 +10,6 @@ from .plan import AnyStep, BatchStep, BulkInsertStep, ExecuteStep, Message, Plan
 from .review import transactions
 from .sqlparse import parse
 
-SHOW_FORMATS = ("text", "markdown")
 ROWS_SHOWN = 20  # a bulk insert's rows listed before "... N more"
 
 
