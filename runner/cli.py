@@ -140,6 +140,12 @@ def main() -> None:
     is_flag=True,
     help="Validate and show what would run (as `sqlplan show`); connect to nothing.",
 )
+@click.option(
+    "--no-pipeline",
+    envvar="SQLPLAN_NO_PIPELINE",
+    is_flag=True,
+    help="Send each step in a round trip of its own, even those that could share one. [env: SQLPLAN_NO_PIPELINE]",
+)
 def run(
     *,
     plan_file: str,
@@ -148,6 +154,7 @@ def run(
     connect_retries: int,
     connect_timeout: float | None,
     dry_run: bool,
+    no_pipeline: bool,
 ) -> None:
     """Validate PLAN, then run its steps in order on one connection.
 
@@ -171,7 +178,7 @@ def run(
     except SqlPlanError as e:
         _fail(e)
     try:
-        run_plan(plan, con, _StdoutLines())
+        run_plan(plan, con, _StdoutLines(), pipeline=not no_pipeline)
     except SqlPlanError as e:
         _fail(e)
     except KeyboardInterrupt:

@@ -9,7 +9,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
-from . import wire
+from . import turns, wire
 from .errors import Position, ServerError, StepFailed
 from .plan import (
     BULK_CHUNK_ROWS,
@@ -36,18 +36,24 @@ class Output(Protocol):
         """A warning the server raised while a step ran."""
 
 
-def run_plan(plan: Plan, con: Any, out: Output) -> None:
-    """Run every step; the first failure raises StepFailed after rolling back what it opened."""
+def run_plan(plan: Plan, con: Any, out: Output, *, pipeline: bool = True) -> None:
+    """Run every step; the first failure raises StepFailed after rolling back what it opened.
+
+    With `pipeline`, consecutive steps that need nothing from each other go in one round trip;
+    the output and the outcome are the same either way."""
     if plan.on_connect:
         out.line(_render(plan.on_connect, {}))
     opened_by: AnyStep | None = None  # the step that left a transaction block open
-    for step in plan.steps:
-        try:
-            _run_step(plan, step, con, out)
-        finally:
-            _report_warnings(step, con, out)
+    for group in turns.groups(plan.steps) if pipeline else ((s,) for s in plan.steps):
+        if len(group) == 1:
+            try:
+                _run_step(plan, group[0], con, out)
+            finally:
+                _report_warnings(group[0], _take(con.notices), out)
+        else:
+            _run_group(plan, group, con, out)
         in_block = wire.transaction_status(con) != b"I"
-        opened_by = (opened_by or step) if in_block else None
+        opened_by = (opened_by or group[-1]) if in_block else None
     if opened_by is not None:
         # Closing the connection would roll it back silently: the plan's work would vanish.
         _roll_back(con)
@@ -63,10 +69,13 @@ def run_plan(plan: Plan, con: Any, out: Output) -> None:
 _WARNING_SEVERITIES = (b"WARNING",)
 
 
-def _report_warnings(step: AnyStep, con: Any, out: Output) -> None:
-    notices = con.notices
+def _take(notices: Any) -> Iterator[dict[bytes, bytes]]:
     while notices:
-        notice = notices.popleft()
+        yield notices.popleft()
+
+
+def _report_warnings(step: AnyStep, notices: Iterable[dict[bytes, bytes]], out: Output) -> None:
+    for notice in notices:
         severity = notice.get(b"V") or notice.get(b"S")
         if severity in _WARNING_SEVERITIES:
             message = notice.get(b"M", b"").decode("utf-8", "replace")
@@ -98,6 +107,99 @@ def _run_step(plan: Plan, step: AnyStep, con: Any, out: Output) -> None:
         raise _step_failed(
             step, f"{step.label} failed: the connection to the server was lost ({e})"
         ) from None
+
+
+def _run_group(plan: Plan, group: Sequence[AnyStep], con: Any, out: Output) -> None:
+    """Steps that need nothing from each other's results, in one round trip (see turns.py)."""
+    from pg8000.exceptions import InterfaceError
+
+    commit_each = wire.transaction_status(con) == b"I"
+    pieces: list[wire.Piece] = []
+    owners: list[tuple[int, int]] = []  # per piece: its step's index in the group, SQL offset
+    for index, step in enumerate(group):
+        for piece, offset in _pieces(step, con):
+            pieces.append(piece)
+            owners.append((index, offset))
+        if commit_each and index < len(group) - 1:
+            # Alone, the step would commit at its Sync; here the next step follows at once.
+            pieces.append(wire.Piece("COMMIT", quiet=True))
+            owners.append((index, 0))
+    failure: wire.PipelineFailure | None = None
+    try:
+        outcomes = wire.pipeline(con, pieces)
+    except wire.PipelineFailure as e:
+        failure, outcomes = e, e.outcomes
+    except (InterfaceError, OSError) as e:
+        first = group[0]
+        raise _step_failed(
+            first, f"{first.label} failed: the connection to the server was lost ({e})"
+        ) from None
+    failed_step, offset = owners[failure.index] if failure is not None else (len(group), 0)
+    results: list[list[wire.Outcome]] = [[] for _ in group]
+    for (index, _), piece, outcome in zip(owners, pieces, outcomes, strict=False):
+        if not piece.quiet or index == failed_step:
+            results[index].append(outcome)
+    for index, step in enumerate(group[: failed_step + 1]):
+        step_outcomes = results[index]
+        _report_warnings(step, (n for o in step_outcomes for n in o.notices), out)
+        if index == failed_step:
+            assert failure is not None
+            _print(out, step.before, _before_fields(plan, step))
+            raise _group_failure(step, failure, offset, _roll_back(con))
+        _print_outcome(plan, step, step_outcomes, out)
+
+
+def _pieces(step: AnyStep, con: Any) -> Iterator[tuple[wire.Piece, int]]:
+    """What a step sends inside a pipeline, each with its first character in the step's SQL."""
+    if isinstance(step, BatchStep):
+        for statement in step.statements:
+            yield wire.Piece(statement.text), statement.offset
+    elif isinstance(step, ExecuteStep):
+        yield wire.Piece(step.sql.text, (step.params,)), 0
+    elif isinstance(step, BulkInsertStep):
+        if step.copy_sql is not None:
+            yield wire.Piece(step.copy_sql, copy=wire.copy_text(con, step.rows)), 0
+        else:
+            yield wire.Piece(step.sql.text, step.rows), 0
+    else:
+        yield wire.Piece(step.sql.text, (step.params,), rows=True), 0
+
+
+def _before_fields(plan: Plan, step: AnyStep) -> dict[str, str]:
+    if isinstance(step, (ExecuteStep, QueryStep)):
+        return param_values(step.params, plan.null_text)
+    if isinstance(step, BulkInsertStep) and step.source is None:
+        return {"rows": str(len(step.rows))}
+    return {}
+
+
+def _print_outcome(
+    plan: Plan, step: AnyStep, outcomes: Sequence[wire.Outcome], out: Output
+) -> None:
+    """A step's messages, from what the server answered to its statements."""
+    fields = _before_fields(plan, step)
+    if isinstance(step, QueryStep):
+        _show_query(plan, step, outcomes[0], out)
+        return
+    _print(out, step.before, fields)
+    if isinstance(step, BatchStep):
+        _print(out, step.after, fields)
+    else:
+        _print_count(out, step.after, step.after_no_rows, outcomes[0].row_count, fields)
+
+
+def _group_failure(
+    step: AnyStep, failure: wire.PipelineFailure, offset: int, rolled_back: bool
+) -> StepFailed:
+    fields = dict(failure.fields)
+    position = fields.get("P", "")
+    if offset and position.isdigit():
+        fields["P"] = str(int(position) + offset)  # the statement's place in the step's SQL
+    located = wire.ServerFailure(fields, failure.completed)
+    row = None
+    if isinstance(step, BulkInsertStep):
+        row = _failed_row(located, _Rows(step), 0, step.copy_sql is not None, False)
+    return _failed(step, located, rolled_back, row)
 
 
 class _Rows:
@@ -245,7 +347,10 @@ def _batched(rows: Iterable[tuple[object, ...]], size: int) -> Iterator[list[tup
 
 
 def _run_query(plan: Plan, step: QueryStep, con: Any, out: Output) -> None:
-    outcome = wire.extended(con, step.sql.text, [step.params], text_rows=True)
+    _show_query(plan, step, wire.extended(con, step.sql.text, [step.params], text_rows=True), out)
+
+
+def _show_query(plan: Plan, step: QueryStep, outcome: wire.Outcome, out: Output) -> None:
     params = param_values(step.params, plan.null_text)
     if step.row is not None:
         _check_columns(step, step.row, outcome.columns)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from .plan import AnyStep, BatchStep, BulkInsertStep, ExecuteStep, Message, Plan, QueryStep
 from .review import transactions
 from .sqlparse import parse
+from .turns import groups
 
 ROWS_SHOWN = 20  # a bulk insert's rows listed before "... N more"
 
@@ -21,6 +22,7 @@ class _StepView:
     kind: str
     where: str
     transaction: str
+    round_trip: str  # whether the step shares its round trip with its neighbours
     allows: tuple[str, ...]
     sql: str  # with each placeholder's bound value beside it, for execute and query
     sent_as: str | None  # the COPY a bulk insert is sent as
@@ -31,11 +33,16 @@ class _StepView:
 
 
 def render(plan: Plan, format: str) -> str:
-    views = [_view(plan, t.step, t.description) for t in transactions(plan)]
+    trips = {}
+    for group in groups(plan.steps):
+        shared = f"shared by steps {group[0].number}-{group[-1].number}"
+        for step in group:
+            trips[step.number] = shared if len(group) > 1 else "its own"
+    views = [_view(plan, t.step, t.description, trips[t.step.number]) for t in transactions(plan)]
     return _markdown(plan, views) if format == "markdown" else _text(plan, views)
 
 
-def _view(plan: Plan, step: AnyStep, transaction: str) -> _StepView:
+def _view(plan: Plan, step: AnyStep, transaction: str, round_trip: str) -> _StepView:
     sql = step.sql.text.strip("\n")
     rows: tuple[tuple[str, ...], ...] = ()
     row_count = 0
@@ -72,6 +79,7 @@ def _view(plan: Plan, step: AnyStep, transaction: str) -> _StepView:
         kind=_kind_of(step),
         where=str(step.position),
         transaction=transaction,
+        round_trip=round_trip,
         allows=tuple(sorted(step.allow)),
         sql=sql,
         sent_as=sent_as,
@@ -133,6 +141,7 @@ def _text(plan: Plan, views: list[_StepView]) -> str:
             "",
             f"{view.title} ({view.kind}, {view.where})",
             f"  transaction: {view.transaction}",
+            f"  round trip: {view.round_trip}",
         ]
         if view.allows:
             lines.append(f"  allows: {', '.join(view.allows)}")
@@ -189,7 +198,7 @@ def _markdown(plan: Plan, views: list[_StepView]) -> str:
         lines += ["", "> " + plan.description.strip().replace("\n", "\n> ")]
     for view in views:
         lines += ["", f"### {view.title[:1].upper()}{view.title[1:]} ({_code(view.kind)})", ""]
-        summary = f"Transaction: {view.transaction}."
+        summary = f"Transaction: {view.transaction}. Round trip: {view.round_trip}."
         if view.allows:
             summary += " Allows: " + ", ".join(_code(a) for a in view.allows) + "."
         lines += [summary, "", "```sql", *view.sql.splitlines(), "```"]

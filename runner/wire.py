@@ -19,6 +19,9 @@ from pg8000.converters import make_param, make_params
 from pg8000.core import (
     COMMAND_COMPLETE,
     COPY_IN_RESPONSE,
+    DATA_ROW,
+    ERROR_RESPONSE,
+    NOTICE_RESPONSE,
     READY_FOR_QUERY,
     ROW_DESCRIPTION,
     Context,
@@ -41,6 +44,7 @@ class Outcome:
     rows: list[list[Any]] = field(default_factory=list)
     row_count: int = -1  # rows affected or returned, summed; -1 when no command reported one
     completed: int = 0  # commands that completed in the last flight
+    notices: list[dict[bytes, bytes]] = field(default_factory=list)  # pipeline(): its own notices
 
 
 class ServerFailure(Exception):
@@ -103,6 +107,94 @@ def extended(
     if failure is not None:
         raise failure
     return outcome
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One statement of a pipeline: Parse, then Bind/Execute for each parameter set (and the
+    COPY data, for a COPY ... FROM STDIN)."""
+
+    sql: str
+    param_sets: Sequence[Sequence[object]] = ((),)
+    rows: bool = False  # Describe it, and keep its rows as text (a query)
+    copy: Iterable[bytes] | None = None
+    quiet: bool = False  # sqlplan's own statement: its notices are dropped
+
+
+class PipelineFailure(ServerFailure):
+    """A pipeline's statement failed: the server skipped every statement after it."""
+
+    def __init__(self, failure: ServerFailure, index: int, outcomes: list[Outcome]) -> None:
+        super().__init__(failure.fields, failure.completed)
+        self.index = index  # of the piece that failed
+        self.outcomes = outcomes  # of the pieces before it, and the failed one's notices last
+
+
+def pipeline(con: Any, pieces: Sequence[Piece]) -> list[Outcome]:
+    """Every piece in one flight ended by one Sync: one round trip for all of them.
+
+    Between two Syncs the statements share one transaction, unless the pieces themselves say
+    COMMIT; after an error the server ignores everything up to the Sync, so the statements after
+    a failed one never run.
+    """
+    sock = con._sock
+    for piece in pieces:
+        buffer = bytearray(_message(b"P", b"\x00" + _cstr(con, piece.sql) + b"\x00\x00"))
+        for index, values in enumerate(piece.param_sets):
+            buffer += _bind(con, values)
+            if index == 0 and piece.rows:
+                buffer += _DESCRIBE_PORTAL
+            buffer += _EXECUTE_ALL
+        _write(sock, bytes(buffer))
+        if piece.copy is not None:
+            for chunk in piece.copy:
+                _write(sock, b"d" + struct.pack("!i", len(chunk) + 4))
+                _write(sock, chunk)
+            _write(sock, b"c\x00\x00\x00\x04")  # CopyDone
+    _write(sock, _SYNC)
+    _flush(sock)
+    return _drain_pipeline(con, pieces)
+
+
+def _drain_pipeline(con: Any, pieces: Sequence[Piece]) -> list[Outcome]:
+    handlers: dict[bytes, Callable[[bytes, Any], None]] = con.message_types
+    sock = con._sock
+    outcomes: list[Outcome] = []
+    index, completed = 0, 0
+    context = Context(pieces[0].sql)
+    notices: list[dict[bytes, bytes]] = []
+    failed: PipelineFailure | None = None
+    while True:
+        code, length = _HEADER.unpack(_read(sock, 5))
+        data = _read(sock, length - 4)
+        if code == READY_FOR_QUERY:
+            handlers[code](data, context)
+            break
+        if failed is not None or code == COPY_IN_RESPONSE:
+            continue  # nothing after an error runs; COPY's data went with its Execute
+        piece = pieces[index]
+        if code == NOTICE_RESPONSE:
+            if not piece.quiet:
+                notices.append({s[0:1]: s[1:] for s in data.split(b"\x00")})
+            continue
+        if code == DATA_ROW and not piece.rows:
+            continue  # a statement whose rows nobody reads
+        handlers[code](data, context)
+        if code == ROW_DESCRIPTION:
+            _text_columns(context)
+        elif code == ERROR_RESPONSE:
+            outcomes.append(Outcome(notices=notices))
+            failed = PipelineFailure(_failure(context.error, completed), index, outcomes)
+        elif code == COMMAND_COMPLETE:
+            completed += 1
+            if completed == len(piece.param_sets):
+                outcomes.append(_outcome(context, completed, notices))
+                index, completed, notices = index + 1, 0, []
+                if index < len(pieces):
+                    context = Context(pieces[index].sql)
+    if failed is not None:
+        raise failed
+    return outcomes
 
 
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
@@ -205,7 +297,6 @@ def _bool_text(value: str) -> str:
 
 def _drain(con: Any, sql: str, *, text_rows: bool) -> Outcome:
     """Read replies up to ReadyForQuery through pg8000's handlers, counting completions."""
-    outcome = Outcome()
     context = Context(sql)
     handlers: dict[bytes, Callable[[bytes, Any], None]] = con.message_types
     sock = con._sock
@@ -216,24 +307,38 @@ def _drain(con: Any, sql: str, *, text_rows: bool) -> Outcome:
         if code == COPY_IN_RESPONSE:
             continue  # the data went with the query (copy_in); pg8000's handler would send it again
         handlers[code](data, context)
-        if code == ROW_DESCRIPTION:
-            outcome.columns = tuple(c["name"] for c in context.columns)
-            if text_rows:
-                # Rows are shown as PostgreSQL writes them; only booleans read as true/false.
-                context.input_funcs = [
-                    _bool_text if c["type_oid"] == _BOOL_OID else _text for c in context.columns
-                ]
+        if code == ROW_DESCRIPTION and text_rows:
+            _text_columns(context)
         elif code == COMMAND_COMPLETE:
             completed += 1
         elif code == READY_FOR_QUERY:
             break
     if context.error is not None:
-        error = context.error
-        fields = error.args[0] if isinstance(error, DatabaseError) and error.args else {}
-        if not isinstance(fields, dict):
-            raise error
-        raise ServerFailure(fields, completed)
-    outcome.rows = context.rows or []
-    outcome.row_count = context.row_count
-    outcome.completed = completed
-    return outcome
+        raise _failure(context.error, completed)
+    return _outcome(context, completed)
+
+
+def _text_columns(context: Any) -> None:
+    """Rows are shown as PostgreSQL writes them; only booleans read as true/false."""
+    context.input_funcs = [
+        _bool_text if c["type_oid"] == _BOOL_OID else _text for c in context.columns
+    ]
+
+
+def _outcome(
+    context: Any, completed: int, notices: list[dict[bytes, bytes]] | None = None
+) -> Outcome:
+    return Outcome(
+        columns=tuple(c["name"] for c in context.columns or ()),
+        rows=context.rows or [],
+        row_count=context.row_count,
+        completed=completed,
+        notices=notices or [],
+    )
+
+
+def _failure(error: Exception, completed: int) -> ServerFailure:
+    fields = error.args[0] if isinstance(error, DatabaseError) and error.args else {}
+    if not isinstance(fields, dict):
+        raise error
+    return ServerFailure(fields, completed)

@@ -183,6 +183,7 @@ def test_show_describes_a_file_load_and_how_it_is_sent(tmp_path: Path) -> None:
     csv = tmp_path / "books.csv"
     assert (
         "  transaction: one COPY statement: all its rows or none\n"
+        "  round trip: its own\n"
         "  sql:\n    INSERT INTO books (title, year) VALUES ($1, $2)\n"
         '  sent as: COPY "books" ("title", "year") FROM STDIN\n'
         f"  rows from: {csv} (csv, a header line, delimiter ',', NULL as ''; fields for $1..$2: all, in order)\n"

@@ -1,0 +1,94 @@
+"""Which consecutive steps travel together: one round trip for a run of steps that need nothing
+from each other's results.
+
+A run of steps is sent as one pipeline (Parse/Bind/Execute for every statement, one Sync at the
+end). Outside a transaction block the engine puts a COMMIT after each step but the last, so each
+step still commits on its own, as it would alone; an error makes the server skip everything after
+it. That is exact only for statements whose meaning does not change when they follow another
+statement in the same pipeline, so a step travels with others only if all its statements are of
+the kinds below. Anything else (transaction control, DO and CALL, VACUUM, CONCURRENTLY, COPY,
+LOCK, cursors, SET LOCAL, ...) goes alone, exactly as written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from .plan import BULK_CHUNK_ROWS, AnyStep, BulkInsertStep, QueryStep
+from .sqlparse import Statement
+
+# Statements that mean the same alone or inside an implicit transaction a pipeline shares.
+_PLAIN = frozenset(
+    {
+        "SelectStmt",
+        "InsertStmt",
+        "UpdateStmt",
+        "DeleteStmt",
+        "MergeStmt",
+        "CreateStmt",
+        "CreateTableAsStmt",
+        "DropStmt",
+        "AlterTableStmt",
+        "IndexStmt",
+        "ViewStmt",
+        "CreateSeqStmt",
+        "AlterSeqStmt",
+        "CreateSchemaStmt",
+        "CreateFunctionStmt",
+        "CreateEnumStmt",
+        "CompositeTypeStmt",
+        "CreateDomainStmt",
+        "CreateTrigStmt",
+        "CommentStmt",
+        "GrantStmt",
+        "TruncateStmt",
+        "RenameStmt",
+        "CreateExtensionStmt",
+        "VariableSetStmt",
+    }
+)
+
+
+def plain(statement: Statement) -> bool:
+    node = statement.node
+    # SET LOCAL warns outside a transaction block, but not inside a pipeline.
+    return (
+        statement.kind in _PLAIN
+        and not node.get("concurrent")
+        and not (statement.kind == "VariableSetStmt" and node.get("is_local"))
+    )
+
+
+def travels_with_others(step: AnyStep) -> bool:
+    """Whether the step can share a round trip with its neighbours."""
+    if not all(plain(s) for s in step.statements):
+        return False
+    if isinstance(step, BulkInsertStep):
+        # Inline rows only (a file's load streams on its own, with its progress bar), and in
+        # one COPY or one flight: more flights need a transaction of their own.
+        return step.source is None and (
+            step.copy_sql is not None or len(step.rows) <= BULK_CHUNK_ROWS
+        )
+    return True
+
+
+def groups(steps: Iterable[AnyStep]) -> Iterator[tuple[AnyStep, ...]]:
+    """The plan's steps in the runs that are sent together, in order.
+
+    A query ends its run: its rows are checked against its template before anything after it
+    is sent.
+    """
+    run: list[AnyStep] = []
+    for step in steps:
+        if not travels_with_others(step):
+            if run:
+                yield tuple(run)
+                run = []
+            yield (step,)
+            continue
+        run.append(step)
+        if isinstance(step, QueryStep):
+            yield tuple(run)
+            run = []
+    if run:
+        yield tuple(run)
