@@ -161,9 +161,9 @@ def run(
     Standard output carries only the plan's own messages; diagnostics go to standard error.
     Nothing connects to the database unless the whole plan is valid.
     """
+    from .compiled import load_plan
     from .connection import RetryPolicy, cancel, connect
     from .engine import run_plan
-    from .plan import load_plan
 
     try:
         plan = load_plan(plan_file)
@@ -218,9 +218,9 @@ def check(paths: tuple[str, ...], report_format: str, strict: bool) -> None:
     silenced per step with `allow: [code]`. Exit codes: 0 no problems, 1 problems found (errors,
     or with --strict warnings), 2 usage error.
     """
+    from .compiled import load_plan
     from .errors import Diagnostic, PlanInvalid
     from .output import check_report
-    from .plan import load_plan
     from .review import warnings
 
     files = sorted(set(_plan_files(paths or ("plans",))))
@@ -254,7 +254,7 @@ def show(plan_file: str, show_format: str) -> None:
     values beside their placeholders, transaction boundaries, the messages it can print, and the
     plan's fingerprint (which `run` prints too, so that what ran can be matched to what was
     reviewed)."""
-    from .plan import load_plan
+    from .compiled import load_plan
     from .show import render
 
     try:

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 from . import turns, wire
 from .errors import Position, ServerError, StepFailed
-from .plan import (
+from .model import (
     BULK_CHUNK_ROWS,
     AnyStep,
     BatchStep,

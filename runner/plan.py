@@ -8,28 +8,51 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import yaml
-from jsonschema import ValidationError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from . import schema as schema_module
 from . import sqlparse, templates
+from .compiled import read_plan
 from .errors import Diagnostic, PlanInvalid, Position
+from .model import (
+    BULK_CHUNK_ROWS,
+    AnyStep,
+    BatchStep,
+    BulkInsertStep,
+    ExecuteStep,
+    Locator,
+    Message,
+    Plan,
+    QueryStep,
+    SourceText,
+    Step,
+)
 from .sources import FileSource, SourceError
-from .sqlparse import Statement
-from .templates import Template
 
-Locator = Callable[[int], Position]
+if TYPE_CHECKING:
+    from jsonschema import ValidationError
 
-# Rows per flight of a bulk insert: bounded so that neither side's socket buffer can fill while
-# the other is still writing. One chunk needs no BEGIN/COMMIT (its Sync ends the implicit
-# transaction). The engine sends them so; `show` and `check` describe it.
-BULK_CHUNK_ROWS = 1000
+__all__ = [
+    "BULK_CHUNK_ROWS",
+    "AnyStep",
+    "BatchStep",
+    "BulkInsertStep",
+    "ExecuteStep",
+    "Message",
+    "Plan",
+    "QueryStep",
+    "SourceText",
+    "Step",
+    "load_plan",
+    "parse_plan",
+    "plan_from_bytes",
+]
+
 
 # --- YAML: one parse, YAML 1.2 core scalars -------------------------------------------------
 
@@ -89,102 +112,16 @@ PlanLoader.add_constructor("tag:yaml.org,2002:float", _construct_float)
 PlanLoader.add_constructor("tag:yaml.org,2002:bool", _construct_bool)
 
 
-# --- The domain objects ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SourceText:
-    """A scalar from the plan file and how to find any of its characters in that file."""
-
-    text: str
-    position: Position
-    locate: Locator = field(compare=False, repr=False)
-
-
-@dataclass(frozen=True)
-class Message:
-    template: Template
-    source: SourceText
-
-
-@dataclass(frozen=True)
-class Step:
-    number: int  # 1-based, in plan order
-    name: str | None
-    position: Position  # the step's kind key
-    sql: SourceText
-    statements: tuple[Statement, ...]  # as PostgreSQL's parser reads the SQL
-    allow: frozenset[str]  # review warnings this step silences
-    before: Message | None
-
-    @property
-    def label(self) -> str:
-        return f'step {self.number} "{self.name}"' if self.name else f"step {self.number}"
-
-
-@dataclass(frozen=True)
-class BatchStep(Step):
-    after: Message | None
-
-
-@dataclass(frozen=True)
-class ExecuteStep(Step):
-    params: tuple[object, ...]
-    after: Message | None
-    after_no_rows: Message | None
-
-
-@dataclass(frozen=True)
-class BulkInsertStep(Step):
-    rows: tuple[tuple[object, ...], ...]  # inline rows; empty when `source` gives them
-    row_positions: tuple[Position, ...]
-    source: FileSource | None  # rows_from: a file read as the step runs
-    width: int  # values per row: the statement's $1..$n
-    copy_sql: str | None  # the COPY that does the same, when there is one
-    after: Message | None
-    after_no_rows: Message | None
-
-
-@dataclass(frozen=True)
-class QueryStep(Step):
-    params: tuple[object, ...]
-    header: Message | None
-    row: Message | None
-    empty: Message | None
-    footer: Message | None
-
-
-AnyStep = BatchStep | ExecuteStep | BulkInsertStep | QueryStep
-
-
-@dataclass(frozen=True)
-class Plan:
-    path: str
-    name: str
-    description: str | None
-    on_connect: Message | None
-    null_text: str
-    steps: tuple[AnyStep, ...]
-    fingerprint: str  # SHA-256 of the validated data's canonical JSON: layout and comments aside
-
-    @property
-    def short_fingerprint(self) -> str:
-        return self.fingerprint[:16]
-
-
 # --- Loading ---------------------------------------------------------------------------------
 
 
 def load_plan(path: str | Path) -> Plan:
     """Read, parse and validate a plan file; raise PlanInvalid with every problem found."""
-    display = str(path)
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as e:
-        reason = e.strerror or str(e)
-        raise PlanInvalid(
-            [Diagnostic(Position(display, 1, 1), f"cannot read the plan: {reason}", "io")]
-        ) from e
+    return plan_from_bytes(read_plan(path), str(path))
+
+
+def plan_from_bytes(raw: bytes, display: str) -> Plan:
+    """Decode, parse and validate a plan file's contents."""
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -221,43 +158,15 @@ class _Validator:
         return SourceText(str(node.value), self.node_position(node), self._locator(node))
 
     def _locator(self, node: ScalarNode) -> Locator:
-        """Map an offset in a scalar's value to its place in the file.
-
-        The value differs from the source by indentation, line folding, quotes and escapes; an
-        alignment that walks both texts character by character undoes all of them well enough to
-        put a caret on the right character.
-        """
-        value = str(node.value)
+        """How to find the characters of a scalar's value in the file (see model.Locator)."""
         start = self.line_starts[node.start_mark.line] + node.start_mark.column
         end = self.line_starts[node.end_mark.line] + node.end_mark.column
         if node.style in ("|", ">"):
             start = self.text.find("\n", start) + 1 or end
         elif node.style in ("'", '"'):
             start += 1
-        source = self.text
-
-        def locate(offset: int) -> Position:
-            j = start
-            for i, char in enumerate(value):
-                if j >= end:
-                    break
-                if char != source[j]:
-                    if char in " \n" and source[j] in " \t\r\n":
-                        # a folded line break: the whole run of source white space became one char
-                        while j < end and source[j] in " \t\r\n":
-                            j += 1
-                        j -= 1
-                    else:
-                        k = j
-                        while k < end and source[k] != char:
-                            k += 1
-                        j = k if k < end else j
-                if i >= offset:
-                    return self.index_position(j)
-                j += 1
-            return self.index_position(min(j, max(start, end - 1)))
-
-        return locate
+        at = self.index_position(start)
+        return Locator(str(node.value), self.text[start:end], self.path, at.line, at.column)
 
     # the pipeline
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import Diagnostic
-from .plan import BULK_CHUNK_ROWS, AnyStep, BatchStep, BulkInsertStep, Plan
+from .model import BULK_CHUNK_ROWS, AnyStep, BatchStep, BulkInsertStep, Plan
 from .sqlparse import Statement
 
 # The codes a step can silence with `allow:`; the schema's enum for `allow` lists the same.

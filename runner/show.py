@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .plan import AnyStep, BatchStep, BulkInsertStep, ExecuteStep, Message, Plan, QueryStep
+from .model import AnyStep, BatchStep, BulkInsertStep, ExecuteStep, Message, Plan, QueryStep
 from .review import transactions
 from .sqlparse import parse
 from .turns import groups

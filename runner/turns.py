@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from .plan import BULK_CHUNK_ROWS, AnyStep, BulkInsertStep, QueryStep
+from .model import BULK_CHUNK_ROWS, AnyStep, BulkInsertStep, QueryStep
 from .sqlparse import Statement
 
 # Statements that mean the same alone or inside an implicit transaction a pipeline shares.

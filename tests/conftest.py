@@ -21,6 +21,9 @@ from runner.target import Target, with_database
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# Validated plans are cached per user; the tests keep theirs apart (subprocesses inherit it).
+os.environ["SQLPLAN_CACHE_DIR"] = tempfile.mkdtemp(prefix="sqlplan-tests-cache-")
+
 
 @dataclass
 class Server:

@@ -72,7 +72,7 @@ def _run(cli: Cli, db: Database, plan: str, *flags: str) -> tuple[int, int, str,
     return counter.turns, result.exit_code, result.stdout, result.stderr, state
 
 
-def _same_both_ways(cli: Cli, db: Database, plan: str) -> tuple[int, int, str, str, object]:
+def _same_both_ways(cli: Cli, db: Database, plan: str) -> tuple[int, int, int, str, str]:
     """(turns pipelined, turns alone, exit code, stdout, stderr) after checking they agree."""
     pipelined = _run(cli, db, plan)
     alone = _run(cli, db, plan, "--no-pipeline")

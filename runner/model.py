@@ -1,0 +1,144 @@
+"""A validated plan: frozen Plan and Step objects that remember their source positions.
+
+Nothing here imports the YAML, JSON Schema or SQL parsers: running a plan needs only these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .errors import Position
+from .sources import FileSource
+from .sqlparse import Statement
+from .templates import Template
+
+# Rows per flight of a bulk insert: bounded so that neither side's socket buffer can fill while
+# the other is still writing. One chunk needs no BEGIN/COMMIT (its Sync ends the implicit
+# transaction). The engine sends them so; `show` and `check` describe it.
+BULK_CHUNK_ROWS = 1000
+
+
+@dataclass(frozen=True)
+class Locator:
+    """Maps an offset in a scalar's value to its place in the file.
+
+    The value differs from the source by indentation, line folding, quotes and escapes; an
+    alignment that walks both texts character by character undoes all of them well enough to
+    put a caret on the right character. `source` is the file's text from where the value starts
+    (at `line`, `column`) to where its scalar ends.
+    """
+
+    value: str
+    source: str
+    path: str
+    line: int
+    column: int
+
+    def __call__(self, offset: int) -> Position:
+        value, source = self.value, self.source
+        end = len(source)
+        j = 0
+        for i, char in enumerate(value):
+            if j >= end:
+                break
+            if char != source[j]:
+                if char in " \n" and source[j] in " \t\r\n":
+                    # a folded line break: the whole run of source white space became one char
+                    while j < end and source[j] in " \t\r\n":
+                        j += 1
+                    j -= 1
+                else:
+                    k = j
+                    while k < end and source[k] != char:
+                        k += 1
+                    j = k if k < end else j
+            if i >= offset:
+                return self._at(j)
+            j += 1
+        return self._at(min(j, max(0, end - 1)))
+
+    def _at(self, index: int) -> Position:
+        newlines = self.source.count("\n", 0, index)
+        if not newlines:
+            return Position(self.path, self.line, self.column + index)
+        return Position(self.path, self.line + newlines, index - self.source.rfind("\n", 0, index))
+
+
+@dataclass(frozen=True)
+class SourceText:
+    """A scalar from the plan file and how to find any of its characters in that file."""
+
+    text: str
+    position: Position
+    locate: Locator = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Message:
+    template: Template
+    source: SourceText
+
+
+@dataclass(frozen=True)
+class Step:
+    number: int  # 1-based, in plan order
+    name: str | None
+    position: Position  # the step's kind key
+    sql: SourceText
+    statements: tuple[Statement, ...]  # as PostgreSQL's parser reads the SQL
+    allow: frozenset[str]  # review warnings this step silences
+    before: Message | None
+
+    @property
+    def label(self) -> str:
+        return f'step {self.number} "{self.name}"' if self.name else f"step {self.number}"
+
+
+@dataclass(frozen=True)
+class BatchStep(Step):
+    after: Message | None
+
+
+@dataclass(frozen=True)
+class ExecuteStep(Step):
+    params: tuple[object, ...]
+    after: Message | None
+    after_no_rows: Message | None
+
+
+@dataclass(frozen=True)
+class BulkInsertStep(Step):
+    rows: tuple[tuple[object, ...], ...]  # inline rows; empty when `source` gives them
+    row_positions: tuple[Position, ...]
+    source: FileSource | None  # rows_from: a file read as the step runs
+    width: int  # values per row: the statement's $1..$n
+    copy_sql: str | None  # the COPY that does the same, when there is one
+    after: Message | None
+    after_no_rows: Message | None
+
+
+@dataclass(frozen=True)
+class QueryStep(Step):
+    params: tuple[object, ...]
+    header: Message | None
+    row: Message | None
+    empty: Message | None
+    footer: Message | None
+
+
+AnyStep = BatchStep | ExecuteStep | BulkInsertStep | QueryStep
+
+
+@dataclass(frozen=True)
+class Plan:
+    path: str
+    name: str
+    description: str | None
+    on_connect: Message | None
+    null_text: str
+    steps: tuple[AnyStep, ...]
+    fingerprint: str  # SHA-256 of the validated data's canonical JSON: layout and comments aside
+
+    @property
+    def short_fingerprint(self) -> str:
+        return self.fingerprint[:16]

@@ -1,0 +1,153 @@
+"""The cache of validated plans: used only while nothing validation read has changed."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+from runner import compiled
+from runner.errors import PlanInvalid
+from runner.model import BulkInsertStep
+from runner.plan import load_plan as validate
+
+LOAD = """\
+sqlplan: 1
+name: load
+steps:
+  - name: Load
+    bulk_insert: >-
+      INSERT INTO books (title, year)
+      VALUES ($1, $2)
+    rows_from:
+      file: books.csv
+    after: "{count} books"
+  - execute: "UPDATE books SET year = $1 WHERE title = $2 -- a comment"
+    params: [1965, 'Dune', ]
+"""
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    directory = tmp_path / "cache"
+    monkeypatch.setenv("SQLPLAN_CACHE_DIR", str(directory))
+    monkeypatch.delenv("SQLPLAN_NO_CACHE", raising=False)
+    return directory
+
+
+def _entries(cache: Path) -> list[Path]:
+    return sorted((cache / "plans").glob("*.json")) if (cache / "plans").is_dir() else []
+
+
+@pytest.mark.parametrize("name", ["create_table", "read_data", "update_data", "delete_data"])
+def test_a_cached_plan_equals_the_validated_one(cache: Path, name: str) -> None:
+    path = ROOT / "plans" / f"{name}.yaml"
+    fresh = validate(path)
+    assert compiled.load_plan(path) == fresh  # a miss: validated and stored
+    assert len(_entries(cache)) == 1
+    cached = compiled.load_plan(path)  # a hit
+    assert cached == fresh
+    for step_cached, step_fresh in zip(cached.steps, fresh.steps, strict=True):
+        for offset in range(0, len(step_fresh.sql.text), 7):
+            assert step_cached.sql.locate(offset) == step_fresh.sql.locate(offset)
+
+
+def test_a_cache_hit_needs_none_of_the_parsers(cache: Path) -> None:
+    probe = (
+        "import sys\n"
+        "from runner.compiled import load_plan\n"
+        "load_plan(sys.argv[1])\n"
+        "print(sorted(m for m in ('yaml', 'jsonschema', 'pglast') if m in sys.modules))\n"
+    )
+    plan = str(ROOT / "plans" / "create_table.yaml")
+
+    def loaded() -> str:
+        env = {**os.environ, "SQLPLAN_CACHE_DIR": str(cache)}
+        run = subprocess.run([sys.executable, "-c", probe, plan], env=env, capture_output=True, text=True, check=True)  # fmt: skip
+        return run.stdout
+
+    assert loaded() == "['jsonschema', 'pglast', 'yaml']\n"
+    assert loaded() == "[]\n"
+
+
+def test_an_edited_plan_is_validated_again(cache: Path, tmp_path: Path) -> None:
+    (tmp_path / "books.csv").write_text("title,year\nDune,1965\n")
+    plan = tmp_path / "load.yaml"
+    plan.write_text(LOAD)
+    first = compiled.load_plan(plan)
+    assert isinstance(first.steps[0], BulkInsertStep)
+    where = first.steps[0].sql.locate(32)  # VALUES, on the folded scalar's second line
+    assert (where.line, where.column) == (7, 7)
+    plan.write_text(LOAD.replace("$2)", "$3)"))
+    with pytest.raises(PlanInvalid) as raised:
+        compiled.load_plan(plan)
+    assert "the SQL uses $3 but never $2" in str(raised.value.diagnostics[0])
+    assert len(_entries(cache)) == 1
+
+
+def test_a_changed_rows_from_file_is_validated_again(cache: Path, tmp_path: Path) -> None:
+    csv = tmp_path / "books.csv"
+    csv.write_text("title,year\nDune,1965\n")
+    plan = tmp_path / "load.yaml"
+    plan.write_text(LOAD)
+    compiled.load_plan(plan)
+    csv.write_text("name,year,extra\nDune,1965,x\n")  # a header that no longer matches
+    with pytest.raises(PlanInvalid) as raised:
+        compiled.load_plan(plan)
+    assert "books.csv:1:" in str(raised.value.diagnostics[0])
+    csv.unlink()
+    with pytest.raises(PlanInvalid) as raised:
+        compiled.load_plan(plan)
+    assert "no file 'books.csv' beside the plan" in str(raised.value.diagnostics[0])
+
+
+def test_the_path_a_plan_is_named_by_is_part_of_the_key(
+    cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "books.csv").write_text("title,year\nDune,1965\n")
+    (tmp_path / "load.yaml").write_text(LOAD)
+    monkeypatch.chdir(tmp_path)
+    relative = compiled.load_plan("load.yaml")
+    absolute = compiled.load_plan(tmp_path / "load.yaml")
+    assert relative.steps[0].position.path == "load.yaml"
+    assert absolute.steps[0].position.path == str(tmp_path / "load.yaml")
+    assert compiled.load_plan("load.yaml") == relative
+
+
+def test_a_damaged_entry_is_ignored_and_replaced(cache: Path) -> None:
+    path = ROOT / "plans" / "read_data.yaml"
+    fresh = compiled.load_plan(path)
+    (entry,) = _entries(cache)
+    for damage in (
+        "{",
+        json.dumps({"key": 1}),
+        entry.read_text().replace('"C": "Plan"', '"C": "Path"'),
+    ):
+        entry.write_text(damage)
+        assert compiled.load_plan(path) == fresh
+        assert json.loads(entry.read_text())["plan"]["C"] == "Plan"
+
+
+def test_no_cache_when_turned_off_or_unwritable(
+    cache: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    path = ROOT / "plans" / "read_data.yaml"
+    monkeypatch.setenv("SQLPLAN_NO_CACHE", "1")
+    compiled.load_plan(path)
+    assert not cache.exists()
+    monkeypatch.delenv("SQLPLAN_NO_CACHE")
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("SQLPLAN_CACHE_DIR", str(blocker / "cache"))  # under a file: unwritable
+    assert compiled.load_plan(path) == validate(path)
+
+
+def test_entries_are_private(cache: Path) -> None:
+    compiled.load_plan(ROOT / "plans" / "read_data.yaml")
+    (entry,) = _entries(cache)
+    assert (entry.stat().st_mode & 0o777, entry.parent.stat().st_mode & 0o777) == (0o600, 0o700)
