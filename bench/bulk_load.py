@@ -11,7 +11,9 @@ same run, for N rows:
 - `sqlplan run` of a plan whose bulk_insert reads the CSV (the whole process).
 
 It prints rows/s, the ratio to psql, and each process's peak RSS. Then each quickstart plan via
-`sqlplan run` against `psql -f` of the same SQL. Figures only; nothing is asserted.
+`sqlplan run` against `psql -f` of the same SQL: with the validated plan cached (every run of an
+unchanged plan after its first), without the cache, and with --no-pipeline. sqlplan's modules
+are byte-compiled first, as an installed package's are. Figures only; nothing is asserted.
 
     python bench/bulk_load.py [--rows 1000,10000,100000] [--rtt 0,20] [--runs 5] [--million]
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import compileall
 import functools
 import importlib.util
 import json
@@ -194,6 +197,7 @@ def main() -> None:
     run_process(
         [sys.executable, "-c", "pass"], Path.cwd(), dict(os.environ)
     )  # the spawner, while small
+    compileall.compile_dir(ROOT / "runner", quiet=1)
     work = Path(tempfile.mkdtemp(prefix="sqlplan-bulk-bench-"))
     work.chmod(0o755)  # ours; the server's user must reach it when run as root
     embedded = EmbeddedServer(work / ".sqlplan")
@@ -201,8 +205,11 @@ def main() -> None:
         server = embedded.ensure_running()
         psql = str(_wheel_install() / "bin" / "psql")
         base_env = {
-            k: v for k, v in os.environ.items() if not k.startswith("PG") and k != "DATABASE_URL"
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("PG", "SQLPLAN_")) and k != "DATABASE_URL"
         }
+        base_env["SQLPLAN_CACHE_DIR"] = str(work / "cache")
         for n in sorted(set(sizes + ([1_000_000] if args.million else []))):
             csv = work / f"books{n}.csv"
             with csv.open("w") as f:
@@ -241,6 +248,8 @@ def main() -> None:
                     ),
                 )
                 results["psql \\copy"] = (seconds, n, rss)
+                reset(server)
+                run_process([sys.executable, "-m", "runner", "run", f"load{n}.yaml"], work, env)
                 seconds, rss = median_of(
                     args.runs,
                     functools.partial(
@@ -296,28 +305,29 @@ def main() -> None:
                 print(f"  1,000,000 rows via sqlplan: {1_000_000 / seconds:,.0f} rows/s, peak RSS {rss_big / 1024:.1f} MiB "
                       f"= {rss_big / rss_small:.2f} x that of {sizes[1] if len(sizes) > 1 else sizes[0]:,} rows")  # fmt: skip
 
-            print(f"\n== RTT {rtt:g} ms: quickstart plans, whole process")
+            print(f"\n== RTT {rtt:g} ms: quickstart plans, whole process (ms)")
             shutil.copytree(ROOT / "plans", work / "plans", dirs_exist_ok=True)
             for name, sql in QUICKSTART_SQL.items():
                 (work / f"{name}.sql").write_text(sql)
+            print(
+                f"  {'plan':<14} {'psql -f':>8} {'sqlplan':>8} {'ratio':>6} {'no cache':>9} {'no pipeline':>12}"
+            )
             for name in QUICKSTART_SQL:
-                ours = median_of(
-                    args.runs,
-                    functools.partial(
-                        run_process,
-                        [sys.executable, "-m", "runner", "run", f"plans/{name}.yaml"],
-                        work,
-                        env,
-                    ),
-                )[0]
-                theirs = median_of(
-                    args.runs,
-                    functools.partial(
-                        run_process, [psql, "-X", "-q", "-d", url, "-f", f"{name}.sql"], work, env
-                    ),
-                )[0]
+                command = [sys.executable, "-m", "runner", "run", f"plans/{name}.yaml"]
+
+                def whole(command: list[str], env: dict[str, str]) -> float:
+                    return median_of(args.runs, functools.partial(run_process, command, work, env))[
+                        0
+                    ]
+
+                run_process(command, work, env)  # validates the plan once: the cache holds it
+                theirs = whole([psql, "-X", "-q", "-d", url, "-f", f"{name}.sql"], env)
+                ours = whole(command, env)
+                uncached = whole(command, {**env, "SQLPLAN_NO_CACHE": "1"})
+                alone = whole([*command, "--no-pipeline"], env)
                 print(
-                    f"  {name:<14} sqlplan {ours * 1000:7.1f} ms   psql -f {theirs * 1000:7.1f} ms   ratio {ours / theirs:5.2f}"
+                    f"  {name:<14} {theirs * 1000:8.1f} {ours * 1000:8.1f} {ours / theirs:6.2f} "
+                    f"{uncached * 1000:9.1f} {alone * 1000:12.1f}"
                 )
     finally:
         embedded.destroy()

@@ -97,11 +97,12 @@ def _state_dir(data_dir: str | None) -> Path:
 
 def _target(database_url: str | None, data_dir: str | None) -> Target:
     """The URL from the flag, the environment or .env; else the embedded server, started."""
-    from .embedded import EmbeddedServer
     from .target import resolve_target
 
     target = resolve_target(database_url, os.environ, Path.cwd())
     if target is None:
+        from .embedded import EmbeddedServer
+
         target = EmbeddedServer(_state_dir(data_dir)).ensure_running(_notify)
     return target
 
