@@ -51,11 +51,26 @@ _PLAIN = frozenset(
 
 def plain(statement: Statement) -> bool:
     node = statement.node
-    # SET LOCAL warns outside a transaction block, but not inside a pipeline.
+    if statement.kind not in _PLAIN or node.get("concurrent"):
+        return False
+    if statement.kind == "VariableSetStmt":
+        return _plain_set(node)
+    return True
+
+
+def _plain_set(node: dict[str, object]) -> bool:
+    """SET of a setting that later statements of the same flight can follow.
+
+    Not SET LOCAL (it warns outside a transaction block, but not inside a pipeline), not SET
+    TRANSACTION (first statement of a transaction only), and not client_encoding or RESET ALL:
+    the statements after them in the flight were encoded before the server changed encoding.
+    """
+    name = str(node.get("name", "")).lower()
     return (
-        statement.kind in _PLAIN
-        and not node.get("concurrent")
-        and not (statement.kind == "VariableSetStmt" and node.get("is_local"))
+        node.get("kind") in ("VAR_SET_VALUE", "VAR_SET_DEFAULT", "VAR_RESET")
+        and not node.get("is_local")
+        and name != "client_encoding"
+        and not name.startswith("transaction")
     )
 
 

@@ -10,6 +10,9 @@ import pytest
 from conftest import Cli, Database
 from servers import FakeServer, TurnCounter
 
+from runner.plan import parse_plan
+from runner.turns import groups
+
 SETUP = """\
 sqlplan: 1
 name: pipeline
@@ -232,3 +235,34 @@ def test_steps_that_must_go_alone_do(cli: Cli, database: Database) -> None:
     )
     assert "SET LOCAL can only be used in transaction blocks" in err
     assert (together, alone) == (1 + 1 + 3 + 1 + 1, 1 + 6 + 1)
+
+
+def test_which_steps_travel_together() -> None:
+    plan = parse_plan(
+        "sqlplan: 1\nname: p\nsteps:\n"
+        + "".join(
+            f"  - batch: {sql}\n"
+            for sql in (
+                "SET search_path = public",  # 1 travels
+                "CREATE TABLE t (a int)",  # 2 travels
+                "SET NAMES 'LATIN1'",  # 3 alone: later SQL was encoded already
+                "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE",  # 4 alone
+                "SET transaction_read_only = on",  # 5 alone
+                "RESET ALL",  # 6 alone
+                "DO $$ BEGIN END $$",  # 7 alone
+                "CALL p()",  # 8 alone
+                "LOCK t",  # 9 alone
+                "COPY t FROM STDIN",  # 10 alone
+                "DROP INDEX CONCURRENTLY i",  # 11 alone
+                "INSERT INTO t VALUES (1); COMMIT",  # 12 alone: transaction control
+                "RESET search_path",  # 13 travels
+                "SELECT 1",  # 14 travels
+            )
+        )
+        + "  - query: SELECT 1 AS a\n"  # 15 travels, and ends the run
+        + "  - execute: SELECT $1::int\n    params: [1]\n",  # 16
+        "plan.yaml",
+    )
+    assert [[s.number for s in g] for g in groups(plan.steps)] == [
+        [1, 2], [3], [4], [5], [6], [7], [8], [9], [10], [11], [12], [13, 14, 15], [16],
+    ]  # fmt: skip
