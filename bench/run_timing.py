@@ -9,6 +9,7 @@ on the same warm server, and a bare `python -c pass`. Prints medians and ratios;
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import shutil
 import statistics
@@ -41,10 +42,16 @@ def main() -> None:
     args = parser.parse_args()
 
     sqlplan = [sys.executable, "-m", "runner"]
+    compileall.compile_dir(ROOT / "runner", quiet=1)  # as an installed package is
     work = Path(tempfile.mkdtemp(prefix="sqlplan-bench-"))
     work.chmod(0o755)  # ours; lets the server's user reach it when run as root
     shutil.copytree(ROOT / "plans", work / "plans")
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "SQLPLAN_DATA_DIR")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DATABASE_URL", "SQLPLAN_DATA_DIR", "SQLPLAN_NO_CACHE")
+    }
+    env["SQLPLAN_CACHE_DIR"] = str(work / "cache")
     run_create = [*sqlplan, "run", "plans/create_table.yaml"]
     run_read = [*sqlplan, "run", "plans/read_data.yaml"]
 
@@ -61,6 +68,8 @@ def main() -> None:
         cold_read = median_of(max(1, args.runs // 2), cold)
         target = EmbeddedServer(work / ".sqlplan").ensure_running()
         warm_read = median_of(args.runs, lambda: timed(run_read, work, env))
+        uncached = {**env, "SQLPLAN_NO_CACHE": "1"}
+        warm_uncached = median_of(args.runs, lambda: timed(run_read, work, uncached))
         warm_create = median_of(args.runs, lambda: timed(run_create, work, env))
         psql = str(_wheel_install() / "bin" / "psql")
         psql_read = median_of(
@@ -76,6 +85,7 @@ def main() -> None:
         ("python -c pass (interpreter start)", python),
         ("psql -c '<read_data query>', warm server", psql_read),
         ("sqlplan run read_data.yaml, warm server", warm_read),
+        ("  the same, validation cache off", warm_uncached),
         ("sqlplan run read_data.yaml, cold (server stopped)", cold_read),
         ("sqlplan run create_table.yaml, warm server", warm_create),
         ("sqlplan run create_table.yaml, first use (initdb)", first),
