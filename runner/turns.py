@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from .model import BULK_CHUNK_ROWS, AnyStep, BulkInsertStep, QueryStep
+from .model import BULK_CHUNK_ROWS, AnyStep, BulkInsertStep, ExecuteStep, QueryStep
 from .sqlparse import Statement
 
 # Statements that mean the same alone or inside an implicit transaction a pipeline shares.
@@ -87,23 +87,46 @@ def travels_with_others(step: AnyStep) -> bool:
     return True
 
 
+# The most a run sends before it reads: that much always fits in the socket buffers between
+# client and server, so the client finishes writing even if the server, writing its answers,
+# reads nothing more; only then does the client read. Without the bound, a run that sent a
+# lot after a statement that answers a lot could leave both sides waiting on each other.
+RUN_BYTES = 64 * 1024
+
+
+def wire_size(step: AnyStep) -> int:
+    """An upper estimate of the bytes a step sends in a run."""
+    size = sum(len(s.text.encode()) + 64 for s in step.statements)
+    if isinstance(step, (ExecuteStep, QueryStep)):
+        size += sum(len(str(v).encode()) + 16 for v in step.params)
+    elif isinstance(step, BulkInsertStep):
+        size += sum(sum(len(str(v).encode()) + 16 for v in row) + 32 for row in step.rows)
+    return size
+
+
 def groups(steps: Iterable[AnyStep]) -> Iterator[tuple[AnyStep, ...]]:
     """The plan's steps in the runs that are sent together, in order.
 
     A query ends its run: its rows are checked against its template before anything after it
-    is sent.
+    is sent. A run sends at most RUN_BYTES.
     """
     run: list[AnyStep] = []
+    size = 0
     for step in steps:
-        if not travels_with_others(step):
+        step_size = wire_size(step)
+        if not travels_with_others(step) or step_size > RUN_BYTES:
             if run:
                 yield tuple(run)
                 run = []
             yield (step,)
             continue
+        if size + step_size > RUN_BYTES:
+            yield tuple(run)
+            run, size = [], 0
         run.append(step)
+        size += step_size
         if isinstance(step, QueryStep):
             yield tuple(run)
-            run = []
+            run, size = [], 0
     if run:
         yield tuple(run)

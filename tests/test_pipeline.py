@@ -11,7 +11,7 @@ from conftest import Cli, Database
 from servers import FakeServer, TurnCounter
 
 from runner.plan import parse_plan
-from runner.turns import groups
+from runner.turns import RUN_BYTES, groups, wire_size
 
 SETUP = """\
 sqlplan: 1
@@ -266,3 +266,15 @@ def test_which_steps_travel_together() -> None:
     assert [[s.number for s in g] for g in groups(plan.steps)] == [
         [1, 2], [3], [4], [5], [6], [7], [8], [9], [10], [11], [12], [13, 14, 15], [16],
     ]  # fmt: skip
+
+
+def test_a_run_sends_a_bounded_number_of_bytes() -> None:
+    value = "x" * 20_000
+    plan = parse_plan(
+        "sqlplan: 1\nname: p\nsteps:\n"
+        + "".join(f"  - execute: SELECT $1::text\n    params: [{value}]\n" for _ in range(7))
+        + f"  - execute: SELECT $1::text\n    params: [{'y' * (RUN_BYTES + 1)}]\n",
+        "plan.yaml",
+    )
+    assert [[s.number for s in g] for g in groups(plan.steps)] == [[1, 2, 3], [4, 5, 6], [7], [8]]
+    assert all(sum(map(wire_size, g)) <= RUN_BYTES for g in groups(plan.steps) if len(g) > 1)
