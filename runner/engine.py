@@ -92,12 +92,12 @@ def _run_step(plan: Plan, step: AnyStep, con: Any, out: Output) -> None:
             wire.simple(con, step.sql.text)
             _print(out, step.after, {})
         elif isinstance(step, ExecuteStep):
-            fields = param_values(step.params, plan.null_text)
+            fields = _before_fields(plan, step)
             _print(out, step.before, fields)
             outcome = wire.extended(con, step.sql.text, [step.params])
             _print_count(out, step.after, step.after_no_rows, outcome.row_count, fields)
         elif isinstance(step, BulkInsertStep):
-            _run_bulk_insert(step, con, out)
+            _run_bulk_insert(plan, step, con, out)
         else:
             _run_query(plan, step, con, out)
     except wire.ServerFailure as failure:
@@ -255,8 +255,8 @@ class _Rows:
         return None
 
 
-def _run_bulk_insert(step: BulkInsertStep, con: Any, out: Output) -> None:
-    _print(out, step.before, {"rows": str(len(step.rows))} if step.source is None else {})
+def _run_bulk_insert(plan: Plan, step: BulkInsertStep, con: Any, out: Output) -> None:
+    _print(out, step.before, _before_fields(plan, step))
     rows = _Rows(step)
     label = step.label + (f" from {step.source.display}" if step.source else "")
 

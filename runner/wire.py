@@ -36,6 +36,7 @@ _HEADER = struct.Struct("!ci")
 _SYNC = b"S\x00\x00\x00\x04"
 _EXECUTE_ALL = b"E\x00\x00\x00\x09\x00\x00\x00\x00\x00"
 _DESCRIBE_PORTAL = b"D\x00\x00\x00\x06P\x00"
+_COPY_DONE = b"c\x00\x00\x00\x04"
 
 
 @dataclass
@@ -148,9 +149,8 @@ def pipeline(con: Any, pieces: Sequence[Piece]) -> list[Outcome]:
         _write(sock, bytes(buffer))
         if piece.copy is not None:
             for chunk in piece.copy:
-                _write(sock, b"d" + struct.pack("!i", len(chunk) + 4))
-                _write(sock, chunk)
-            _write(sock, b"c\x00\x00\x00\x04")  # CopyDone
+                _copy_data(sock, chunk)
+            _write(sock, _COPY_DONE)
     _write(sock, _SYNC)
     _flush(sock)
     return _drain_pipeline(con, pieces)
@@ -240,6 +240,7 @@ def copy_in(
     try:
         for chunk in chunks:
             sent += _copy_data(sock, chunk)
+            _flush(sock)
             if progress is not None:
                 progress(sent)
     except Exception as e:
@@ -248,15 +249,15 @@ def copy_in(
         with contextlib.suppress(ServerFailure):
             _drain(con, sql, text_rows=False)
         raise
-    _write(sock, b"c\x00\x00\x00\x04")  # CopyDone
+    _write(sock, _COPY_DONE)
     _flush(sock)
     return _drain(con, sql, text_rows=False)
 
 
 def _copy_data(sock: Any, data: bytes) -> int:
+    """One CopyData message, written (not flushed); its payload's size."""
     _write(sock, b"d" + struct.pack("!i", len(data) + 4))
     _write(sock, data)
-    _flush(sock)
     return len(data)
 
 
