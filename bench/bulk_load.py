@@ -37,9 +37,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from runner.connection import connect
-from runner.embedded import EmbeddedServer, _wheel_install
-from runner.target import Target
+from runner.connect.connection import connect
+from runner.connect.embedded import EmbeddedServer, _wheel_install
+from runner.connect.target import Target
 
 ROOT = Path(__file__).resolve().parent.parent
 COLUMNS = "title, author, publication_year, in_stock"

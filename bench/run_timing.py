@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from runner.embedded import EmbeddedServer, _wheel_install
+from runner.connect.embedded import EmbeddedServer, _wheel_install
 
 ROOT = Path(__file__).resolve().parent.parent
 READ_SQL = "SELECT * FROM books ORDER BY publication_year;"

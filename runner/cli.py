@@ -17,8 +17,8 @@ from .errors import ExitCode, SqlPlanError
 from .output import CHECK_FORMATS, SHOW_FORMATS
 
 if TYPE_CHECKING:
+    from .connect.target import Target
     from .errors import Position
-    from .target import Target
 
 _data_dir_option = click.option(
     "--data-dir",
@@ -90,18 +90,18 @@ def _fail(error: SqlPlanError) -> NoReturn:
 
 
 def _state_dir(data_dir: str | None) -> Path:
-    from .embedded import default_state_dir
+    from .connect.embedded import default_state_dir
 
     return Path(data_dir) if data_dir else default_state_dir(Path.cwd(), os.environ)
 
 
 def _target(database_url: str | None, data_dir: str | None) -> Target:
     """The URL from the flag, the environment or .env; else the embedded server, started."""
-    from .target import resolve_target
+    from .connect.target import resolve_target
 
     target = resolve_target(database_url, os.environ, Path.cwd())
     if target is None:
-        from .embedded import EmbeddedServer
+        from .connect.embedded import EmbeddedServer
 
         target = EmbeddedServer(_state_dir(data_dir)).ensure_running(_notify)
     return target
@@ -162,14 +162,14 @@ def run(
     Standard output carries only the plan's own messages; diagnostics go to standard error.
     Nothing connects to the database unless the whole plan is valid.
     """
-    from .compiled import load_plan
-    from .connection import RetryPolicy, cancel, connect
-    from .engine import run_plan
+    from .connect.connection import RetryPolicy, cancel, connect
+    from .plan.cache import load_plan
+    from .run.engine import run_plan
 
     try:
         plan = load_plan(plan_file)
         if dry_run:
-            from .show import render
+            from .review.show import render
 
             click.echo(render(plan, "text"), nl=False)
             _exit(ExitCode.OK)
@@ -219,10 +219,10 @@ def check(paths: tuple[str, ...], report_format: str, strict: bool) -> None:
     silenced per step with `allow: [code]`. Exit codes: 0 no problems, 1 problems found (errors,
     or with --strict warnings), 2 usage error.
     """
-    from .compiled import load_plan
     from .errors import Diagnostic, PlanInvalid
     from .output import check_report
-    from .review import warnings
+    from .plan.cache import load_plan
+    from .review.warnings import warnings
 
     files = sorted(set(_plan_files(paths or ("plans",))))
     found: list[Diagnostic] = []
@@ -255,8 +255,8 @@ def show(plan_file: str, show_format: str) -> None:
     values beside their placeholders, transaction boundaries, the messages it can print, and the
     plan's fingerprint (which `run` prints too, so that what ran can be matched to what was
     reviewed)."""
-    from .compiled import load_plan
-    from .show import render
+    from .plan.cache import load_plan
+    from .review.show import render
 
     try:
         plan = load_plan(plan_file)
@@ -268,7 +268,7 @@ def show(plan_file: str, show_format: str) -> None:
 @main.command()
 def schema() -> None:
     """Print the plan format's JSON Schema (the file editors and CI can validate plans with)."""
-    from .schema import schema_text
+    from .plan.schema import schema_text
 
     click.echo(schema_text(), nl=False)
 
@@ -294,7 +294,7 @@ def db() -> None:
 @_data_dir_option
 def status(data_dir: str | None) -> None:
     """Show whether the embedded server runs, and where its data and socket are."""
-    from .embedded import EmbeddedServer
+    from .connect.embedded import EmbeddedServer
 
     info = EmbeddedServer(_state_dir(data_dir)).status()
     if info.running:
@@ -314,7 +314,7 @@ def status(data_dir: str | None) -> None:
 @_data_dir_option
 def start(data_dir: str | None) -> None:
     """Start the embedded server (initialising it on first use) and print its URL."""
-    from .embedded import EmbeddedServer
+    from .connect.embedded import EmbeddedServer
 
     try:
         target = EmbeddedServer(_state_dir(data_dir)).ensure_running(_notify)
@@ -327,7 +327,7 @@ def start(data_dir: str | None) -> None:
 @_data_dir_option
 def stop(data_dir: str | None) -> None:
     """Stop the embedded server; its data stays for the next run."""
-    from .embedded import EmbeddedServer
+    from .connect.embedded import EmbeddedServer
 
     try:
         stopped = EmbeddedServer(_state_dir(data_dir)).stop()
@@ -357,7 +357,7 @@ def url(data_dir: str | None, database_url: str | None) -> None:
 @click.confirmation_option(prompt="Delete the embedded database and all its data?")
 def destroy(data_dir: str | None) -> None:
     """Stop the embedded server and delete its data."""
-    from .embedded import EmbeddedServer
+    from .connect.embedded import EmbeddedServer
 
     try:
         existed = EmbeddedServer(_state_dir(data_dir)).destroy()
@@ -367,7 +367,7 @@ def destroy(data_dir: str | None) -> None:
 
 
 def _note_configured_url() -> None:
-    from .target import resolve_target
+    from .connect.target import resolve_target
 
     try:
         target = resolve_target(None, os.environ, Path.cwd())

@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterable
 
 from .errors import Diagnostic, SqlPlanError, StepFailed
-from .sqlparse import line_at
+from .plan.sqlparse import line_at
 
 
 def diagnostics_text(diagnostics: Iterable[Diagnostic]) -> str:

@@ -15,9 +15,9 @@ import pytest
 from click.testing import CliRunner
 
 from runner.cli import main
-from runner.connection import connect
-from runner.embedded import EmbeddedServer
-from runner.target import Target, with_database
+from runner.connect.connection import connect
+from runner.connect.embedded import EmbeddedServer
+from runner.connect.target import Target, with_database
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from runner.connection import connect
-from runner.target import Target
+from runner.connect.connection import connect
+from runner.connect.target import Target
 
 PASSWORD = "p@ss:w/rd%é"
 ENCODED = "p%40ss%3Aw%2Frd%25%C3%A9"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, Server
 
-from runner.plan import load_plan
+from runner.plan.validate import load_plan
 
 EXPECTED = ROOT.parent / "shared" / "acceptance" / "expected"
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import Cli, Database
 
-from runner.plan import BULK_CHUNK_ROWS, BulkInsertStep, parse_plan
+from runner.plan.validate import BULK_CHUNK_ROWS, BulkInsertStep, parse_plan
 
 TABLE = """\
 sqlplan: 1

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from runner import compiled
 from runner.errors import PlanInvalid
-from runner.model import BulkInsertStep
-from runner.plan import load_plan as validate
+from runner.plan import cache as compiled
+from runner.plan.model import BulkInsertStep
+from runner.plan.validate import load_plan as validate
 
 LOAD = """\
 sqlplan: 1
@@ -60,7 +60,7 @@ def test_a_cached_plan_equals_the_validated_one(cache: Path, name: str) -> None:
 def test_a_cache_hit_needs_none_of_the_parsers(cache: Path) -> None:
     probe = (
         "import sys\n"
-        "from runner.compiled import load_plan\n"
+        "from runner.plan.cache import load_plan\n"
         "load_plan(sys.argv[1])\n"
         "print(sorted(m for m in ('yaml', 'jsonschema', 'pglast') if m in sys.modules))\n"
     )

@@ -38,9 +38,9 @@ from servers import (
     tls_endpoint_asking_for_a_password,
 )
 
-from runner.connection import RetryPolicy, connect
+from runner.connect.connection import RetryPolicy, connect
+from runner.connect.target import Target, parse_target
 from runner.errors import ConfigError, ConnectError
-from runner.target import Target, parse_target
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import split_fingerprint
 
-from runner.embedded import SERVICE_USER, EmbeddedServer
+from runner.connect.embedded import SERVICE_USER, EmbeddedServer
 
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="only meaningful when run as root")
 

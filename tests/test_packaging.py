@@ -30,7 +30,7 @@ def test_wheel_ships_the_schema_file(tmp_path: Path) -> None:
     (wheel,) = tmp_path.glob("sqlplan-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
-        assert "runner/plan.schema.json" in names
+        assert "runner/plan/plan.schema.json" in names
         assert "runner/py.typed" in names
-        shipped = archive.read("runner/plan.schema.json")
+        shipped = archive.read("runner/plan/plan.schema.json")
     assert shipped == (ROOT / "schemas" / "plan.schema.json").read_bytes()

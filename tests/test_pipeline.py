@@ -10,8 +10,8 @@ import pytest
 from conftest import Cli, Database
 from servers import FakeServer, TurnCounter
 
-from runner.plan import parse_plan
-from runner.turns import RUN_BYTES, groups, wire_size
+from runner.plan.validate import parse_plan
+from runner.run.turns import RUN_BYTES, groups, wire_size
 
 SETUP = """\
 sqlplan: 1

@@ -6,7 +6,7 @@ import re
 
 from conftest import ROOT, Cli, Database
 
-from runner.plan import parse_plan
+from runner.plan.validate import parse_plan
 
 README = (ROOT / "README.md").read_text()
 

@@ -12,10 +12,10 @@ import yaml
 from conftest import ROOT, Cli
 from jsonschema import Draft202012Validator
 
-from runner import review
 from runner.errors import Diagnostic, Position
 from runner.output import check_report
-from runner.plan import parse_plan
+from runner.plan.validate import parse_plan
+from runner.review import warnings as review
 
 REVIEW = sorted((ROOT / "tests" / "plans" / "review").glob("*.yaml"))
 QUICKSTART = ("create_table", "read_data", "update_data", "delete_data")
@@ -95,7 +95,7 @@ def test_show_lists_a_long_bulk_insert_briefly_and_tracks_transactions() -> None
         "sqlplan: 1\nname: big\nsteps:\n  - batch: BEGIN\n  - bulk_insert: INSERT INTO t VALUES ($1)\n"
         f"    rows:\n{rows}  - batch: COMMIT\n  - bulk_insert: INSERT INTO t VALUES ($1)\n    rows:\n{rows}"
     )
-    from runner.show import render
+    from runner.review.show import render
 
     shown = render(parse_plan(text, "big.yaml"), "text")
     assert "    ... 1480 more rows" in shown
@@ -110,7 +110,7 @@ def test_show_lists_a_long_bulk_insert_briefly_and_tracks_transactions() -> None
 
 def test_bound_values_are_shown_safely_beside_their_placeholders() -> None:
     text = 'sqlplan: 1\nname: x\nsteps:\n  - execute: SELECT $2, $1, $1\n    params: ["it\'s */ odd", null]\n'
-    from runner.show import render
+    from runner.review.show import render
 
     assert (
         "    SELECT $2 /* NULL */, $1 /* 'it''s * / odd' */, $1 /* 'it''s * / odd' */\n"
@@ -160,7 +160,7 @@ def test_check_never_loads_a_database_driver(tmp_path: Path) -> None:
         "try:\n"
         "    main(['check', 'plans'])\n"
         "except SystemExit as e:\n"
-        "    print(e.code, 'pg8000' in sys.modules, 'runner.connection' in sys.modules)\n"
+        "    print(e.code, 'pg8000' in sys.modules, 'runner.connect.connection' in sys.modules)\n"
     )
     result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True,
                             env={"DATABASE_URL": UNREACHABLE["DATABASE_URL"], "PATH": "/usr/bin:/bin"})  # fmt: skip
@@ -168,8 +168,8 @@ def test_check_never_loads_a_database_driver(tmp_path: Path) -> None:
 
 
 def test_show_describes_a_file_load_and_how_it_is_sent(tmp_path: Path) -> None:
-    from runner.plan import load_plan
-    from runner.show import render
+    from runner.plan.validate import load_plan
+    from runner.review.show import render
 
     (tmp_path / "books.csv").write_text("title,year\nDune,1965\n")
     plan = tmp_path / "load.yaml"

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from runner.connection import ssl_context_for
+from runner.connect.connection import ssl_context_for
+from runner.connect.target import Target, mask_url, parse_target, resolve_target
 from runner.errors import ConfigError
-from runner.target import Target, mask_url, parse_target, resolve_target
 
 ME = getpass.getuser()
 SOCKET_DIR = "/var/run/postgresql" if Path("/var/run/postgresql").is_dir() else "/tmp"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runner import sqlparse, templates
+from runner.plan import sqlparse, templates
 
 
 @pytest.mark.parametrize(

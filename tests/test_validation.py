@@ -9,9 +9,9 @@ import pytest
 from conftest import ROOT, Cli, Database
 from jsonschema import Draft202012Validator
 
-from runner import schema
 from runner.errors import PlanInvalid
-from runner.plan import BulkInsertStep, ExecuteStep, QueryStep, load_plan
+from runner.plan import schema
+from runner.plan.validate import BulkInsertStep, ExecuteStep, QueryStep, load_plan
 
 INVALID = sorted((ROOT / "tests" / "plans" / "invalid").glob("*.yaml"))
 SHIPPED = sorted((ROOT / "plans").glob("*.yaml"))

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, EmbeddedServerError
+from ..errors import ConfigError, EmbeddedServerError
 from .target import Target
 
 SERVICE_USER = "sqlplan"

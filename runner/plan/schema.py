@@ -48,7 +48,7 @@ class PlanSchema:
 
 
 def schema_text() -> str:
-    return (resources.files("runner") / "plan.schema.json").read_text(encoding="utf-8")
+    return (resources.files("runner.plan") / "plan.schema.json").read_text(encoding="utf-8")
 
 
 @cache

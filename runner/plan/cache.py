@@ -22,7 +22,8 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
-from .errors import Diagnostic, PlanInvalid, Position
+from ..errors import Diagnostic, PlanInvalid, Position
+from .files import FileSource
 from .model import (
     BatchStep,
     BulkInsertStep,
@@ -33,7 +34,6 @@ from .model import (
     QueryStep,
     SourceText,
 )
-from .sources import FileSource
 from .sqlparse import Statement
 from .templates import Field, Template
 
@@ -102,7 +102,7 @@ def cache_dir() -> Path | None:
 
 
 def _validate(raw: bytes, display: str) -> Plan:
-    from .plan import plan_from_bytes
+    from .validate import plan_from_bytes
 
     return plan_from_bytes(raw, display)
 
@@ -119,9 +119,14 @@ def _stamp(path: str) -> list[object]:
 @cache
 def _code_stamp() -> str:
     """Changes whenever sqlplan's files, its schema or the parsers validation uses change."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    names = sorted(n for n in os.listdir(here) if n.endswith((".py", ".json")))
-    stamps = [_stamp(os.path.join(here, name)) for name in names]
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    names = sorted(
+        os.path.join(root, name)
+        for root, dirs, files in os.walk(package)
+        for name in files
+        if name.endswith((".py", ".json")) and "__pycache__" not in root
+    )
+    stamps = [_stamp(name) for name in names]
     for name in _PARSERS:
         spec = find_spec(name)
         stamps.append(_stamp(spec.origin) if spec and spec.origin else [name, None, None])

@@ -9,9 +9,9 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
-from . import turns, wire
-from .errors import Position, ServerError, StepFailed
-from .model import (
+from ..errors import Position, ServerError, StepFailed
+from ..plan.files import SourceError
+from ..plan.model import (
     BULK_CHUNK_ROWS,
     AnyStep,
     BatchStep,
@@ -21,8 +21,8 @@ from .model import (
     Plan,
     QueryStep,
 )
-from .sources import SourceError
-from .templates import param_values
+from ..plan.templates import param_values
+from . import turns, wire
 
 
 class Output(Protocol):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigError, ConnectError
+from ..errors import ConfigError, ConnectError
 from .target import Target
 
 if TYPE_CHECKING:

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import Diagnostic
-from .model import BULK_CHUNK_ROWS, AnyStep, BatchStep, BulkInsertStep, Plan
-from .sqlparse import Statement
+from ..errors import Diagnostic
+from ..plan.model import BULK_CHUNK_ROWS, AnyStep, BatchStep, BulkInsertStep, Plan
+from ..plan.sqlparse import Statement
 
 # The codes a step can silence with `allow:`; the schema's enum for `allow` lists the same.
 WARNING_CODES = (

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .errors import Position
-from .sources import FileSource
+from ..errors import Position
+from .files import FileSource
 from .sqlparse import Statement
 from .templates import Template
 

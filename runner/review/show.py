@@ -6,10 +6,10 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .model import AnyStep, BatchStep, BulkInsertStep, ExecuteStep, Message, Plan, QueryStep
-from .review import transactions
-from .sqlparse import parse
-from .turns import groups
+from ..plan.model import AnyStep, BatchStep, BulkInsertStep, ExecuteStep, Message, Plan, QueryStep
+from ..plan.sqlparse import parse
+from ..run.turns import groups
+from .warnings import transactions
 
 ROWS_SHOWN = 20  # a bulk insert's rows listed before "... N more"
 

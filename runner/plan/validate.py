@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from ..errors import Diagnostic, PlanInvalid, Position
 from . import schema as schema_module
 from . import sqlparse, templates
-from .compiled import read_plan
-from .errors import Diagnostic, PlanInvalid, Position
+from .cache import read_plan
+from .files import FileSource, SourceError
 from .model import (
     BULK_CHUNK_ROWS,
     AnyStep,
@@ -32,7 +33,6 @@ from .model import (
     SourceText,
     Step,
 )
-from .sources import FileSource, SourceError
 
 if TYPE_CHECKING:
     from jsonschema import ValidationError

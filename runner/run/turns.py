@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from .model import BULK_CHUNK_ROWS, AnyStep, BulkInsertStep, ExecuteStep, QueryStep
-from .sqlparse import Statement
+from ..plan.model import BULK_CHUNK_ROWS, AnyStep, BulkInsertStep, ExecuteStep, QueryStep
+from ..plan.sqlparse import Statement
 
 # Statements that mean the same alone or inside an implicit transaction a pipeline shares.
 _PLAIN = frozenset(
