@@ -23,6 +23,7 @@ from ..plan.model import (
 )
 from ..plan.templates import param_values
 from . import turns, wire
+from .sources import BulkRows, batched, with_last
 
 
 class Output(Protocol):
@@ -198,66 +199,13 @@ def _group_failure(
     located = wire.ServerFailure(fields, failure.completed)
     row = None
     if isinstance(step, BulkInsertStep):
-        row = _failed_row(located, _Rows(step), 0, step.copy_sql is not None, False)
+        row = _failed_row(located, BulkRows(step), 0, step.copy_sql is not None, False)
     return _failed(step, located, rolled_back, row)
-
-
-class _Rows:
-    """A bulk insert's rows, inline or streamed from its file, counted as they go by."""
-
-    def __init__(self, step: BulkInsertStep) -> None:
-        self.step = step
-        self.count = 0
-        self.bytes_read = 0
-
-    def __iter__(self) -> Iterator[tuple[object, ...]]:
-        step = self.step
-        if step.source is None:
-            for row in step.rows:
-                self.count += 1
-                yield row
-            return
-        for line, row in step.source.rows(self.read_bytes):
-            if len(row) != step.width:
-                raise SourceError(
-                    f"the row has {len(row)} values, but the statement takes {step.width}", line
-                )
-            self.count += 1
-            yield row
-
-    def read_bytes(self, offset: int) -> None:
-        self.bytes_read = offset
-
-    def progress(self) -> tuple[int, int]:
-        """(done, total): rows for inline rows, bytes for a file."""
-        if self.step.source is None:
-            return self.count, len(self.step.rows)
-        return self.bytes_read, self.step.source.size()
-
-    def at_copy_line(self, line: int, whole_file: bool) -> tuple[int, Position] | None:
-        """The row COPY's error context names by its line: of the file as sent, or of the COPY
-        data sqlplan generated (one line a row)."""
-        step = self.step
-        if not whole_file or step.source is None:
-            position = self.position(line - 1)
-            return (line - 1, position) if position is not None else None
-        found = step.source.record_at_line(line)
-        return (found[0], Position(step.source.display, found[1], 1)) if found else None
-
-    def position(self, index: int) -> Position | None:
-        """Where row `index` (0-based) is written: the plan's line, or the file's."""
-        step = self.step
-        if step.source is None:
-            return step.row_positions[index] if index < len(step.row_positions) else None
-        for i, (line, _) in enumerate(step.source.rows()):
-            if i == index:
-                return Position(step.source.display, line, 1)
-        return None
 
 
 def _run_bulk_insert(plan: Plan, step: BulkInsertStep, con: Any, out: Output) -> None:
     _print(out, step.before, _before_fields(plan, step))
-    rows = _Rows(step)
+    rows = BulkRows(step)
     label = step.label + (f" from {step.source.display}" if step.source else "")
 
     def report(_: int = 0) -> None:
@@ -280,13 +228,13 @@ def _run_bulk_insert(plan: Plan, step: BulkInsertStep, con: Any, out: Output) ->
             count = wire.copy_in(con, step.copy_sql, wire.copy_text(con, rows), report).row_count
         else:
             count = 0
-            flights = _batched(rows, BULK_CHUNK_ROWS)
+            flights = batched(rows, BULK_CHUNK_ROWS)
             first = next(flights, [])
             second = next(flights, None)
             # One flight is one implicit transaction; several need BEGIN and COMMIT around them.
             explicit = second is not None and wire.transaction_status(con) == b"I"
             # BEGIN rides with the first flight and COMMIT with the last: no turn of their own.
-            chunks = _with_last(itertools.chain([first], [second] if second else [], flights))
+            chunks = with_last(itertools.chain([first], [second] if second else [], flights))
             for index, (chunk, last) in enumerate(chunks):
                 begin = "BEGIN" if explicit and index == 0 else None
                 commit = "COMMIT" if explicit and last else None
@@ -314,7 +262,7 @@ def _run_bulk_insert(plan: Plan, step: BulkInsertStep, con: Any, out: Output) ->
 
 
 def _failed_row(
-    failure: wire.ServerFailure, rows: _Rows, first_row: int, copy: bool, whole_file: bool
+    failure: wire.ServerFailure, rows: BulkRows, first_row: int, copy: bool, whole_file: bool
 ) -> tuple[int, Position] | None:
     """(0-based index, where it is written) of the row the server failed on, if the error is
     about one row."""
@@ -326,24 +274,6 @@ def _failed_row(
     index = first_row + failure.completed
     position = rows.position(index)
     return (index, position) if position is not None else None
-
-
-def _with_last(
-    chunks: Iterable[list[tuple[object, ...]]],
-) -> Iterator[tuple[list[tuple[object, ...]], bool]]:
-    """Each chunk, and whether it is the last (known by reading one ahead)."""
-    iterator = iter(chunks)
-    current = next(iterator, None)
-    while current is not None:
-        following = next(iterator, None)
-        yield current, following is None
-        current = following
-
-
-def _batched(rows: Iterable[tuple[object, ...]], size: int) -> Iterator[list[tuple[object, ...]]]:
-    iterator = iter(rows)
-    while chunk := list(itertools.islice(iterator, size)):
-        yield chunk
 
 
 def _run_query(plan: Plan, step: QueryStep, con: Any, out: Output) -> None:
