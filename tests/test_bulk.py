@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from conftest import Cli, Database
 
-from runner.plan.validate import BULK_CHUNK_ROWS, BulkInsertStep, parse_plan
+from runner.plan.model import BULK_CHUNK_ROWS, BulkInsertStep
+from runner.plan.validate import parse_plan
 
 TABLE = """\
 sqlplan: 1
@@ -233,7 +234,7 @@ def test_a_malformed_file_fails_with_its_line_and_inserts_nothing(
     else:
         assert err.splitlines()[0] == (
             'bad.csv:2501:1: error: step 2 "Load" failed: bad.csv:2501:1: '
-            "a quoted field is not closed before the end of the file"
+            "unterminated CSV quoted field"
         )
     assert database.query("SELECT count(*) FROM books") == [[0]]
 
@@ -251,7 +252,7 @@ def test_file_problems_found_before_running(cli: Cli) -> None:
     result = cli("check", "plan.yaml")
     assert result.stdout.splitlines() == [
         "plan.yaml:12:13: error: no file 'missing.csv' beside the plan (looked for missing.csv) [rows-from]",
-        "plan.yaml:16:15: error: h.csv:1: the header has no field 'title' (it has name, year) [rows-from]",
+        "plan.yaml:16:15: error: h.csv:1:1: the header has no field 'title' (it has name, year) [rows-from]",
         "plan.yaml:19:13: error: cannot tell the format of 'h.txt' from its extension: add format: csv or jsonl [rows-from]",
         "plan.yaml:20:5: error: a bulk_insert step needs either rows or rows_from (one of them) [missing-key]",
         "plan.yaml:27:14: error: unknown field {rows}: 'before' has no fields (write {{ and }} for literal braces) [template-field]",

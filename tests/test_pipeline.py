@@ -252,7 +252,7 @@ def test_which_steps_travel_together() -> None:
                 "DO $$ BEGIN END $$",  # 7 alone
                 "CALL p()",  # 8 alone
                 "LOCK t",  # 9 alone
-                "COPY t FROM STDIN",  # 10 alone
+                "COPY t FROM '/dev/null'",  # 10 alone
                 "DROP INDEX CONCURRENTLY i",  # 11 alone
                 "INSERT INTO t VALUES (1); COMMIT",  # 12 alone: transaction control
                 "RESET search_path",  # 13 travels

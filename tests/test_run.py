@@ -11,7 +11,7 @@ from pathlib import Path
 
 from conftest import Cli, Database
 
-from runner.plan.validate import BULK_CHUNK_ROWS
+from runner.plan.model import BULK_CHUNK_ROWS
 
 BOOKS = """\
 sqlplan: 1

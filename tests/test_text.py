@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from runner.plan import sqlparse, templates
+from runner.plan.values import Number
 
 
 @pytest.mark.parametrize(
@@ -70,9 +71,10 @@ def test_templates_cannot_reach_attributes_or_code() -> None:
         template.render({"x": "value"})
 
 
-def test_value_text() -> None:
-    assert [templates.value_text(v, "NULL") for v in (None, True, False, 3, 1.5, "s", [1, 2])] == [
-        "NULL", "true", "false", "3", "1.5", "s", "[1, 2]",
+def test_parameters_read_in_messages_as_they_are_sent() -> None:
+    values = (None, True, False, 3, Number("1.50"), "s", [1, None], {"a": Number("1e3")})
+    assert list(templates.param_values(values, "NULL").values()) == [
+        "NULL", "true", "false", "3", "1.50", "s", "{1,NULL}", '{"a": 1e3}',
     ]  # fmt: skip
 
 

@@ -11,7 +11,8 @@ from jsonschema import Draft202012Validator
 
 from runner.errors import PlanInvalid
 from runner.plan import schema
-from runner.plan.validate import BulkInsertStep, ExecuteStep, QueryStep, load_plan
+from runner.plan.model import BulkInsertStep, ExecuteStep, QueryStep
+from runner.plan.validate import load_plan
 
 INVALID = sorted((ROOT / "tests" / "plans" / "invalid").glob("*.yaml"))
 SHIPPED = sorted((ROOT / "plans").glob("*.yaml"))

@@ -14,7 +14,9 @@ SQLPLAN_NO_CACHE=1 turns it off. A cache that cannot be read or written is ignor
 from __future__ import annotations
 
 import dataclasses
+import gc
 import hashlib
+import itertools
 import json
 import os
 from functools import cache
@@ -22,7 +24,7 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
-from ..errors import Diagnostic, PlanInvalid, Position
+from ..errors import Position
 from .files import FileSource
 from .model import (
     BatchStep,
@@ -32,12 +34,15 @@ from .model import (
     Message,
     Plan,
     QueryStep,
+    RowPositions,
     SourceText,
 )
+from .source import read_plan
 from .sqlparse import Statement
 from .templates import Field, Template
+from .values import Number
 
-FORMAT = 1  # of an entry; bumped when the encoding changes
+FORMAT = 2  # of an entry; bumped when the encoding changes
 _PARSERS = ("yaml", "jsonschema", "pglast")
 _CLASSES: dict[str, type[Any]] = {
     c.__name__: c
@@ -55,6 +60,7 @@ _CLASSES: dict[str, type[Any]] = {
         Statement,
         FileSource,
         Position,
+        RowPositions,
     )
 }
 
@@ -74,21 +80,18 @@ def load_plan(path: str | Path) -> Plan:
         "sha256": hashlib.sha256(raw).hexdigest(),
         "sqlplan": _code_stamp(),
     }
-    plan = _read(entry, key)
-    if plan is None:
-        plan = _validate(raw, display)
-        _write(entry, key, plan)
-    return plan
-
-
-def read_plan(path: str | Path) -> bytes:
+    # As in validation: millions of objects for a large plan, none in cycles.
+    enabled = gc.isenabled()
+    gc.disable()
     try:
-        return Path(path).read_bytes()
-    except OSError as e:
-        reason = e.strerror or str(e)
-        raise PlanInvalid(
-            [Diagnostic(Position(str(path), 1, 1), f"cannot read the plan: {reason}", "io")]
-        ) from e
+        plan = _read(entry, key)
+        if plan is None:
+            plan = _validate(raw, display)
+            _write(entry, key, plan)
+        return plan
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def cache_dir() -> Path | None:
@@ -144,7 +147,7 @@ def _sources(plan: Plan) -> list[list[object]]:
 def _read(entry: Path, key: dict[str, object]) -> Plan | None:
     try:
         with open(entry, encoding="utf-8") as f:
-            stored = json.load(f)
+            stored = json.load(f, object_hook=_number_hook)
         if stored.get("key") != key:
             return None
         plan = _decode(stored["plan"])
@@ -158,7 +161,9 @@ def _read(entry: Path, key: dict[str, object]) -> Plan | None:
 def _write(entry: Path, key: dict[str, object], plan: Plan) -> None:
     try:
         entry.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        data = json.dumps({"key": key, "sources": _sources(plan), "plan": _encode(plan)})
+        data = json.dumps(
+            {"key": key, "sources": _sources(plan), "plan": _encode(plan)}, default=_number
+        )
         temporary = entry.with_name(f".{entry.name}.{os.getpid()}")
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -168,9 +173,19 @@ def _write(entry: Path, key: dict[str, object], plan: Plan) -> None:
         pass  # a cache that cannot be written only costs the next run its validation
 
 
+_PLAIN = frozenset({type(None), bool, int, str})
+_ROW_VALUES = _PLAIN | {Number}
+
+
 def _encode(value: object) -> object:
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
+    if _is_rows(value):
+        # Most of a large plan: its rows. Rows of scalars go as JSON lists, as they are; a
+        # Number as {"N": text} (json.dumps asks _number for it; reading turns it back).
+        return {"R": value}
+    if type(value) is tuple and all(type(v) in _PLAIN for v in value):
+        return {"T": list(value)}  # positions, statements' offsets
     if isinstance(value, list):
         return {"L": [_encode(v) for v in value]}
     if isinstance(value, tuple):
@@ -181,6 +196,8 @@ def _encode(value: object) -> object:
         return {"D": [[_encode(k), _encode(v)] for k, v in value.items()]}
     if isinstance(value, Path):
         return {"P": str(value)}
+    if isinstance(value, Number):
+        return _number(value)
     name = type(value).__name__
     if dataclasses.is_dataclass(value) and _CLASSES.get(name) is type(value):
         return {
@@ -188,6 +205,28 @@ def _encode(value: object) -> object:
             "F": {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)},
         }
     raise TypeError(f"cannot cache a {name}")
+
+
+def _is_rows(value: object) -> bool:
+    return (
+        type(value) is tuple
+        and bool(value)
+        and all(type(row) is tuple for row in value)
+        and set(map(type, itertools.chain.from_iterable(value))) <= _ROW_VALUES
+    )
+
+
+def _number(value: object) -> object:
+    if isinstance(value, Number):
+        return {"N": value.text}
+    raise TypeError(f"cannot cache a {type(value).__name__}")
+
+
+def _number_hook(entry: dict[str, Any]) -> object:
+    # A one-key {"N": text} is always a Number: a plan's own mappings are written as {"D": ...}.
+    if len(entry) == 1 and "N" in entry:
+        return Number(entry["N"])
+    return entry
 
 
 def _decode(value: Any) -> Any:
@@ -207,4 +246,6 @@ def _decode(value: Any) -> Any:
         return {_decode(k): _decode(v) for k, v in body}
     if tag == "P":
         return Path(body)
+    if tag == "R":
+        return tuple(map(tuple, body))
     raise ValueError(f"unknown tag {tag!r}")

@@ -1,26 +1,86 @@
-"""Rows for a bulk insert from a file beside the plan, streamed: CSV (as PostgreSQL reads CSV) or
-JSON Lines. Each row comes with the file line it starts on, for error messages."""
+"""Rows from a file beside the plan, streamed: CSV read exactly as PostgreSQL's COPY reads CSV,
+and JSON Lines with every value kept as written. Each row comes with the file line it starts on.
+
+CSV follows PostgreSQL's own reader (copyfromparse.c) rather than Python's csv module, which
+cannot tell an empty quoted field from a NULL and reads quotes inside a field differently:
+
+- a record ends at an unquoted line break; the first one sets the file's style (LF, CRLF or CR)
+  and a later unquoted break of another style is an error, as in COPY;
+- a field is any mix of unquoted text and quoted sections; inside quotes the escape character
+  (by default the quote itself) followed by the quote or the escape stands for that character,
+  and delimiters and line breaks are data;
+- a field with no quote whose text equals the NULL string is NULL;
+- a line holding only `\\.` ends the data, as it does for COPY FROM STDIN;
+- every record has as many fields as the statement takes (or, when `fields` picks some, as
+  many as the header, else the first record, has);
+- the text must be UTF-8 without NUL characters (a leading byte-order mark is skipped).
+"""
 
 from __future__ import annotations
 
-import io
+import codecs
 import json
+import os
 import re
+import stat
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
-from typing import Any, TextIO
+from typing import IO, Any
 
 Row = tuple[object, ...]
 
+_BOM = "\ufeff"
+_BLOCK = 1 << 20  # characters decoded at a time
+
 
 class SourceError(ValueError):
-    """A row the file cannot give: malformed CSV or JSON, a missing field."""
+    """A row the file cannot give: malformed CSV or JSON, a missing field, an unreadable file."""
 
-    def __init__(self, message: str, line: int) -> None:
+    def __init__(self, message: str, line: int, column: int = 1) -> None:
         super().__init__(message)
         self.line = line
+        self.column = column
+
+
+def file_kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def open_regular(path: Path) -> IO[bytes]:
+    """Open a regular file for reading without blocking on a FIFO or device; SourceError for
+    anything else (OSError when it cannot be opened at all)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise SourceError(f"{path} is {file_kind(mode)}, not a regular file", 1)
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def regular_file_problem(path: Path) -> str | None:
+    """Why `path` cannot be a rows_from file (missing, unreadable, not a regular file), or None."""
+    try:
+        open_regular(path).close()
+    except SourceError as e:
+        return str(e)
+    except OSError as e:
+        return e.strerror or str(e)
+    return None
 
 
 @dataclass(frozen=True)
@@ -35,14 +95,16 @@ class FileSource:
     null: str = ""
     fields: tuple[str | int, ...] = ()  # names, or 1-based positions; () means all, in order
 
-    def rows(self, progress: Callable[[int], None] | None = None) -> Iterator[tuple[int, Row]]:
-        """(file line, row values for $1..$n) for each row, read lazily; `progress` hears how
-        many bytes of the file have been read, every few thousand rows."""
-        with (
-            open(self.path, "rb") as raw,
-            io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as handle,
-        ):
-            rows = self._csv_rows(handle) if self.format == "csv" else self._jsonl_rows(handle)
+    def rows(
+        self, progress: Callable[[int], None] | None = None, width: int | None = None
+    ) -> Iterator[tuple[int, Row]]:
+        """(file line, row values for $1..$n) for each row, read lazily. `width` is the number
+        of values the statement takes; `progress` hears how many bytes have been read."""
+        with open_regular(self.path) as raw:
+            if self.format == "csv":
+                rows = self._csv_rows(_text_blocks(raw), width)
+            else:
+                rows = self._jsonl_rows(_text_blocks(raw))
             if progress is None:
                 yield from rows
                 return
@@ -66,11 +128,12 @@ class FileSource:
             return list(self.fields) == list(range(1, width + 1)) and len(names) == width
         return self.header and list(self.fields) == names
 
+    def _reader(self, blocks: Iterator[str]) -> _CsvReader:
+        return _CsvReader(blocks, self.delimiter, self.quote, self.escape, self.null)
+
     def _first_record(self) -> list[str]:
-        with open(self.path, encoding="utf-8-sig", newline="") as handle:
-            first = next(
-                _csv_records(handle, self.delimiter, self.quote, self.escape, self.null), None
-            )
+        with open_regular(self.path) as raw:
+            first = next(self._reader(_text_blocks(raw)).records(), None)
         return [] if first is None else ["" if v is None else str(v) for v in first[1]]
 
     def copy_options(self) -> str:
@@ -88,7 +151,7 @@ class FileSource:
         self, progress: Callable[[int], None] | None = None, size: int = 1 << 18
     ) -> Iterator[bytes]:
         """The file's bytes, without a UTF-8 byte-order mark, in chunks."""
-        with open(self.path, "rb") as handle:
+        with open_regular(self.path) as handle:
             first = True
             while chunk := handle.read(size):
                 if first and chunk.startswith(b"\xef\xbb\xbf"):
@@ -112,11 +175,9 @@ class FileSource:
         return found
 
     def check_header(self, width: int) -> None:
-        """Read just the header line: the named fields exist, or the file has `width` columns."""
-        with open(self.path, encoding="utf-8-sig", newline="") as handle:
-            first = next(
-                _csv_records(handle, self.delimiter, self.quote, self.escape, self.null), None
-            )
+        """Read just the header line: the named fields exist, or it has `width` fields."""
+        with open_regular(self.path) as raw:
+            first = next(self._reader(_text_blocks(raw)).records(), None)
         if first is None:
             return
         names = ["" if v is None else str(v) for v in first[1]]
@@ -124,75 +185,83 @@ class FileSource:
             _field_index(field, names, first[0])
         if not self.fields and len(names) != width:
             raise SourceError(
-                f"the header has {len(names)} fields ({', '.join(names)}), but the statement takes "
+                f"the header has {len(names)} fields ({_listed(names)}), but the statement takes "
                 f"{width}: list the ones to use in fields",
                 first[0],
             )
 
-    def _csv_rows(self, handle: TextIO) -> Iterator[tuple[int, Row]]:
-        records = _csv_records(handle, self.delimiter, self.quote, self.escape, self.null)
+    def _csv_rows(self, blocks: Iterator[str], width: int | None) -> Iterator[tuple[int, Row]]:
+        reader = self._reader(blocks)
+        records = reader.records()
         select: list[int] | None = None
+        expected = width if not self.fields else None
         if self.header:
             first = next(records, None)
             if first is None:
                 return
             names = ["" if v is None else str(v) for v in first[1]]
-            select = (
-                [_field_index(f, names, first[0]) for f in self.fields] if self.fields else None
-            )
+            if self.fields:
+                select = [_field_index(f, names, first[0]) for f in self.fields]
+                expected = len(names)
         elif self.fields:
             select = [_position(f, 1) - 1 for f in self.fields]
         for line, values in records:
+            if expected is None:
+                expected = len(values)
+            if len(values) != expected:
+                raise SourceError(
+                    f"the record has {len(values)} field{'s' * (len(values) != 1)}, but "
+                    + (
+                        f"the statement takes {expected}"
+                        if not self.fields
+                        else f"the {'header' if self.header else 'first record'} has {expected}"
+                    ),
+                    line,
+                    reader.column_of_field(min(len(values), expected)),
+                )
             if select is None:
                 yield line, values
-                continue
-            try:
-                yield line, tuple(values[i] for i in select)
-            except IndexError:
-                raise SourceError(
-                    f"the row has {len(values)} fields, fewer than the mapping needs", line
-                ) from None
+            else:
+                try:
+                    yield line, tuple(values[i] for i in select)
+                except IndexError:
+                    raise SourceError(
+                        f"the record has {len(values)} fields, fewer than the mapping needs", line
+                    ) from None
 
-    def _jsonl_rows(self, handle: TextIO) -> Iterator[tuple[int, Row]]:
-        for line_number, line in enumerate(handle, 1):
-            if not line.strip():
+    def _jsonl_rows(self, blocks: Iterator[str]) -> Iterator[tuple[int, Row]]:
+        for line_number, line in _lines(blocks):
+            if not line.strip(" \t\r\n"):
                 continue
-            try:
-                value = json.loads(line, parse_float=Decimal)  # numeric precision survives
-            except json.JSONDecodeError as e:
-                raise SourceError(
-                    f"invalid JSON: {e.msg} (column {e.colno})", line_number
-                ) from None
-            if isinstance(value, dict):
-                if not self.fields:
+            kind, values = _json_line(line, line_number)
+            if kind == "object":
+                assert isinstance(values, dict)
+                if not self.fields or not all(isinstance(f, str) for f in self.fields):
                     raise SourceError(
                         "an object row needs a 'fields' list naming its keys", line_number
                     )
                 try:
-                    yield line_number, tuple(_json_value(value[f]) for f in self.fields)
+                    yield line_number, tuple(values[str(f)] for f in self.fields)
                 except KeyError as e:
                     raise SourceError(f"the object has no key {e.args[0]!r}", line_number) from None
-            elif isinstance(value, list):
+            else:
+                assert isinstance(values, list)
                 if self.fields:
                     try:
-                        picked = [value[_position(f, line_number) - 1] for f in self.fields]
+                        picked = [values[_position(f, line_number) - 1] for f in self.fields]
                     except IndexError:
                         raise SourceError(
-                            f"the array has {len(value)} values, fewer than the mapping needs",
+                            f"the array has {len(values)} values, fewer than the mapping needs",
                             line_number,
                         ) from None
                 else:
-                    picked = value
-                yield line_number, tuple(_json_value(v) for v in picked)
-            else:
-                raise SourceError("each line must be a JSON object or array", line_number)
+                    picked = values
+                yield line_number, tuple(picked)
 
 
-def _json_value(value: Any) -> object:
-    """JSON values as bind values: nested arrays and objects travel as JSON text (json, jsonb)."""
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, ensure_ascii=False, default=str)
-    return value
+def _listed(names: Sequence[str]) -> str:
+    shown = ", ".join(n if len(n) <= 40 else n[:39] + "…" for n in names[:20])
+    return shown + (", …" if len(names) > 20 else "")
 
 
 def _field_index(field: str | int, names: Sequence[str], line: int) -> int:
@@ -202,7 +271,7 @@ def _field_index(field: str | int, names: Sequence[str], line: int) -> int:
         return list(names).index(field)
     except ValueError:
         raise SourceError(
-            f"the header has no field {field!r} (it has {', '.join(names)})", line
+            f"the header has no field {field!r} (it has {_listed(names)})", line
         ) from None
 
 
@@ -212,61 +281,386 @@ def _position(field: str | int, line: int) -> int:
     return field
 
 
-def _csv_records(
-    handle: TextIO, delimiter: str, quote: str, escape: str, null: str
-) -> Iterator[tuple[int, Row]]:
-    """PostgreSQL's CSV: a quoted empty string is '', an unquoted `null` marker is NULL.
+# --- decoding ------------------------------------------------------------------------------
 
-    Python's csv module cannot tell "" from an empty field, so this reads records itself: a regular
-    expression per field, more lines while a quoted field is open.
-    """
-    d, q, e = re.escape(delimiter), re.escape(quote), re.escape(escape)
-    # a quote inside a quoted field is doubled, or follows the escape character
-    quoted = f"{q}(?:[^{q}]|{q}{q})*{q}" if escape == quote else f"{q}(?:[^{q}{e}]|{e}.)*{q}"
-    field = re.compile(f"({quoted})|([^{d}{q}\\r\\n]*)", re.S)
-    line_number = 0
+
+def _text_blocks(raw: IO[bytes]) -> Iterator[str]:
+    """The file as text, in blocks: strict UTF-8 without NUL, a leading BOM dropped. Errors
+    name the line and column of the offending byte."""
+    decoder = codecs.getincrementaldecoder("utf-8")("strict")
+    line, column = 1, 1  # where the next block starts
+    first = True
+    while True:
+        data = raw.read(_BLOCK)
+        final = not data
+        try:
+            text = decoder.decode(data, final=final)
+        except UnicodeDecodeError as e:
+            good = e.object[: e.start].decode("utf-8", "replace")
+            at_line, at_column = _advance(line, column, good)
+            raise SourceError(
+                f"the file is not valid UTF-8 (byte 0x{e.object[e.start]:02x})", at_line, at_column
+            ) from None
+        if first and text:
+            first = False
+            if text.startswith(_BOM):
+                text = text[1:]
+        nul = text.find("\0")
+        if nul >= 0:
+            at_line, at_column = _advance(line, column, text[:nul])
+            raise SourceError(
+                "the file holds a NUL character, which PostgreSQL text cannot", at_line, at_column
+            )
+        if text:
+            yield text
+            line, column = _advance(line, column, text)
+        if final:
+            return
+
+
+def _advance(line: int, column: int, text: str) -> tuple[int, int]:
+    """Line and column after `text`, counting CRLF, LF and a lone CR as one line break each."""
+    breaks = text.count("\n") + text.count("\r") - text.count("\r\n")
+    if not breaks:
+        return line, column + len(text)
+    last = max(text.rfind("\n"), text.rfind("\r"))
+    return line + breaks, len(text) - last
+
+
+def _lines(blocks: Iterator[str]) -> Iterator[tuple[int, str]]:
+    """Physical lines (LF or CRLF), numbered from 1, without their line break."""
+    number = 0
     pending = ""
-    start_line = 0
-    for raw in handle:
-        line_number += 1
-        if not pending:
-            start_line = line_number
-        text = pending + raw
-        values: list[object] = []
-        position = 0
-        complete = True
-        while True:
-            match = field.match(text, position)
-            if match is None or (
-                match.end() == position and position < len(text) and text[position] == quote
-            ):
-                complete = False  # a quoted field continues on the next line
-                break
-            if match.group(1) is not None:
-                inner = match.group(1)[1:-1]
-                values.append(
-                    inner.replace(quote + quote, quote)
-                    if escape == quote
-                    else re.sub(f"{e}(.)", r"\1", inner, flags=re.S)
-                )
-            else:
-                unquoted = match.group(2)
-                values.append(None if unquoted == null else unquoted)
-            position = match.end()
-            if position >= len(text) or text[position] in "\r\n":
-                break
-            if text[position] != delimiter:
-                raise SourceError(
-                    f"unexpected {text[position]!r} after a field (column {position + 1})",
-                    start_line,
-                )
-            position += 1
-        if not complete:
-            pending = text
-            continue
-        pending = ""
-        if values == [None] and not text.strip("\r\n"):
-            continue  # a blank line
-        yield start_line, tuple(values)
+    for block in blocks:
+        pending += block
+        start = 0
+        while (end := pending.find("\n", start)) >= 0:
+            number += 1
+            yield number, pending[start:end].removesuffix("\r")
+            start = end + 1
+        pending = pending[start:]
     if pending:
-        raise SourceError("a quoted field is not closed before the end of the file", start_line)
+        yield number + 1, pending
+
+
+# --- CSV, as PostgreSQL reads it -------------------------------------------------------------
+
+
+class _CsvReader:
+    """PostgreSQL's CSV reader: logical lines (CopyReadLineText), then fields
+    (CopyReadAttributesCSV). Records come as (first physical line, values)."""
+
+    def __init__(
+        self, blocks: Iterator[str], delimiter: str, quote: str, escape: str, null: str
+    ) -> None:
+        self.blocks = blocks
+        self.delimiter, self.quote, self.escape, self.null = delimiter, quote, escape, null
+        self.buffer = ""
+        self.pos = 0  # where the next logical line starts in the buffer
+        self.eof = False
+        self.eol: str | None = None  # "\n", "\r\n" or "\r" once the first line break is seen
+        self.line = 1  # physical line and column at self.pos
+        self.column = 1
+        q, d = re.escape(quote), re.escape(delimiter)
+        self._out = re.compile(f"[{q}\\r\\n]")
+        self._in = re.compile(f"[{q}{re.escape(escape)}]")
+        if escape == quote:
+            inside = f"(?>{q}{q}|[^{q}])*+"
+        else:
+            e = re.escape(escape)
+            inside = f"(?>{e}[{e}{q}]|[^{q}])*+"
+        self._field = re.compile(f"(?:[^{d}{q}]++|{q}{inside}{q})*+")
+        self._parts = re.compile(f"([^{q}]+)|{q}({inside}){q}")
+        self._unescape = re.compile(f"{re.escape(escape)}([{re.escape(escape)}{q}])")
+        self._last = ""  # the last record's text, for error columns
+
+    def column_of_field(self, index: int) -> int:
+        """The column where field `index` (0-based) of the last record starts (or where the
+        record ends, past its last field)."""
+        content, position = self._last, 0
+        for _ in range(index):
+            match = self._field.match(content, position)
+            assert match is not None
+            if match.end() >= len(content):
+                position = len(content)
+                break
+            position = match.end() + 1
+        return _advance(self._record_line, self._record_column, content[:position])[1]
+
+    def records(self) -> Iterator[tuple[int, tuple[str | None, ...]]]:
+        while True:
+            found = self._logical_line()
+            if found is None:
+                return
+            end, after = found
+            start = self.pos
+            content = self.buffer[start:end]
+            self._last = content
+            self._record_line, self._record_column = self.line, self.column
+            values = self._fields(content)
+            yield self.line, values
+            consumed = self.buffer[start:after]
+            if "\n" in consumed or "\r" in consumed:
+                self.line, self.column = _advance(self.line, self.column, consumed)
+            else:
+                self.column += len(consumed)
+            self.pos = after
+
+    def _error(self, message: str, offset: int) -> SourceError:
+        line, column = _advance(self.line, self.column, self.buffer[self.pos : offset])
+        return SourceError(message, line, column)
+
+    def _logical_line(self) -> tuple[int, int] | None:
+        """(end of content, start of the next line) of the logical line at self.pos, reading
+        more as needed; None at the end of the data."""
+        while True:
+            result = self._scan()
+            if result != "more":
+                return result  # type: ignore[return-value]
+            block = None if self.eof else next(self.blocks, None)
+            if block is None:
+                self.eof = True
+            else:
+                self.buffer = self.buffer[self.pos :] + block
+                self.pos = 0
+
+    def _scan(self) -> tuple[int, int] | str | None:
+        buffer, eof, start = self.buffer, self.eof, self.pos
+        size = len(buffer)
+        if start >= size:
+            return None if eof else "more"
+        if size - start < 4 and not eof:
+            return "more"
+        i = start
+        quote, escape = self.quote, self.escape
+        # \. alone on a line ends the data (looked for at the first character of a line only)
+        if buffer.startswith("\\.", start):
+            marker = self._end_marker(start + 2)
+            if marker == "more":
+                return "more"
+            if marker == "end":
+                return None
+            assert isinstance(marker, int)
+            i = marker  # data after all; PostgreSQL skips the characters it looked at
+        in_quote = False
+        while True:
+            if not in_quote:
+                match = self._out.search(buffer, i)
+                if match is None:
+                    return (size, size) if eof else "more"
+                j = match.start()
+                char = buffer[j]
+                if char == quote:
+                    in_quote, i = True, j + 1
+                    continue
+                if char == "\r":
+                    if j + 1 >= size and not eof:
+                        return "more"
+                    following = buffer[j + 1] if j + 1 < size else ""
+                    if self.eol in (None, "\r\n"):
+                        if following == "\n":
+                            self.eol = "\r\n"
+                            return (j, j + 2)
+                        if self.eol == "\r\n":
+                            raise self._error("unquoted carriage return found in data", j)
+                        self.eol = "\r"
+                        return (j, j + 1)
+                    if self.eol == "\n":
+                        raise self._error("unquoted carriage return found in data", j)
+                    return (j, j + 1)
+                if self.eol in ("\r", "\r\n"):
+                    raise self._error("unquoted newline found in data", j)
+                self.eol = "\n"
+                return (j, j + 1)
+            if escape == quote:
+                j = buffer.find(quote, i)
+                if j < 0:
+                    return (size, size) if eof else "more"
+                in_quote, i = False, j + 1
+                continue
+            match = self._in.search(buffer, i)
+            if match is None:
+                return (size, size) if eof else "more"
+            j = match.start()
+            if buffer[j] == quote:
+                in_quote, i = False, j + 1
+                continue
+            k = j
+            while k < size and buffer[k] == escape:
+                k += 1
+            if k >= size and not eof:
+                return "more"
+            escaped = (k - j) % 2 == 1
+            if k < size and buffer[k] == quote:
+                if not escaped:
+                    in_quote = False
+                i = k + 1
+            else:
+                i = k
+
+    def _end_marker(self, i: int) -> int | str:
+        """After \\. at the start of a line: "end" if it ends the data, "more" to read on,
+        else where scanning resumes."""
+        buffer, eof = self.buffer, self.eof
+
+        def char(at: int) -> str | None:
+            if at < len(buffer):
+                return buffer[at]
+            return "" if eof else None
+
+        if self.eol == "\r\n":
+            c2 = char(i)
+            if c2 is None:
+                return "more"
+            i += 1
+            if c2 == "\n" or c2 != "\r":
+                return i
+        c2 = char(i)
+        if c2 is None:
+            return "more"
+        i += 1
+        if c2 not in ("\r", "\n"):
+            return i
+        if (self.eol in ("\n", "\r\n") and c2 != "\n") or (self.eol == "\r" and c2 != "\r"):
+            raise self._error("end-of-copy marker does not match previous newline style", self.pos)
+        return "end"
+
+    def _fields(self, content: str) -> tuple[str | None, ...]:
+        quote, null = self.quote, self.null
+        if quote not in content:
+            return tuple(None if p == null else p for p in content.split(self.delimiter))
+        values: list[str | None] = []
+        position = 0
+        size = len(content)
+        while True:
+            match = self._field.match(content, position)
+            assert match is not None  # the pattern matches the empty string
+            end = match.end()
+            if end < size and content[end] == quote:
+                raise self._error("unterminated CSV quoted field", self.pos + end)
+            raw = match.group()
+            values.append(
+                (None if raw == null else raw) if quote not in raw else self._dequote(raw)
+            )
+            if end >= size:
+                return tuple(values)
+            position = end + 1  # past the delimiter
+
+    def _dequote(self, raw: str) -> str:
+        """A field's value from its text: quoted sections lose their quotes and escapes."""
+        return "".join(
+            plain or self._unescape.sub(r"\1", quoted) for plain, quoted in self._parts.findall(raw)
+        )
+
+
+# --- JSON Lines -----------------------------------------------------------------------------
+
+
+def _reject_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
+
+
+# Numbers stay text (their digits, any length); NaN and Infinity are refused.
+_JSON = json.JSONDecoder(parse_int=str, parse_float=str, parse_constant=_reject_constant)
+_SPACE = re.compile(r"[ \t\r\n]*")
+
+
+def _json_line(line: str, number: int) -> tuple[str, dict[str, object] | list[object]]:
+    """A JSON Lines row: ("object", {key: value}) or ("array", [values]). Values are bind
+    values: strings as text, numbers as the text written, true/false, null, and nested arrays
+    and objects as their JSON text exactly as written."""
+    i = _SPACE.match(line, 0).end()  # type: ignore[union-attr]
+    opening = line[i : i + 1]
+    if opening not in ("{", "["):
+        raise SourceError("each line must be a JSON object or array", number, i + 1)
+    closing = "}" if opening == "{" else "]"
+    members: dict[str, object] = {}
+    items: list[object] = []
+    i = _SPACE.match(line, i + 1).end()  # type: ignore[union-attr]
+    if line.startswith(closing, i):
+        i += 1
+    else:
+        while True:
+            if opening == "{":
+                if not line.startswith('"', i):
+                    raise SourceError("expected a key in double quotes", number, i + 1)
+                try:
+                    key, i = json.decoder.scanstring(line, i + 1)  # type: ignore[attr-defined]
+                except json.JSONDecodeError as e:
+                    raise SourceError(f"invalid JSON: {e.msg}", number, e.pos + 1) from None
+                _check_text(key, number, i)
+                i = _SPACE.match(line, i).end()  # type: ignore[union-attr]
+                if not line.startswith(":", i):
+                    raise SourceError("expected ':' after the key", number, i + 1)
+                i = _SPACE.match(line, i + 1).end()  # type: ignore[union-attr]
+                value, i = _json_value(line, i, number)
+                if key in members:
+                    members[key] = _Duplicate(key)
+                else:
+                    members[key] = value
+            else:
+                value, i = _json_value(line, i, number)
+                items.append(value)
+            i = _SPACE.match(line, i).end()  # type: ignore[union-attr]
+            if line.startswith(",", i):
+                i = _SPACE.match(line, i + 1).end()  # type: ignore[union-attr]
+                continue
+            if line.startswith(closing, i):
+                i += 1
+                break
+            raise SourceError(f"expected ',' or '{closing}'", number, i + 1)
+    rest = _SPACE.match(line, i).end()  # type: ignore[union-attr]
+    if rest != len(line):
+        raise SourceError("extra data after the JSON value", number, rest + 1)
+    if opening == "{":
+        return "object", _Members(members, number)
+    return "array", items
+
+
+class _Duplicate:
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+
+class _Members(dict[str, object]):
+    """An object's members; a key written twice cannot be a field."""
+
+    def __init__(self, members: dict[str, object], line: int) -> None:
+        super().__init__(members)
+        self.line = line
+
+    def __getitem__(self, key: str) -> object:
+        value = super().__getitem__(key)
+        if isinstance(value, _Duplicate):
+            raise SourceError(f"the object has the key {key!r} twice", self.line)
+        return value
+
+
+def _json_value(line: str, i: int, number: int) -> tuple[object, int]:
+    try:
+        value, end = _JSON.raw_decode(line, i)
+    except json.JSONDecodeError as e:
+        raise SourceError(f"invalid JSON: {e.msg}", number, e.pos + 1) from None
+    except ValueError as e:
+        raise SourceError(f"invalid JSON: {e}", number, i + 1) from None
+    first = line[i]
+    if first == '"':
+        _check_text(value, number, i)
+        return value, end
+    if first in "{[":
+        return line[i:end], end  # JSON text for json/jsonb, exactly as written
+    if first in "tfn":
+        return value, end  # true, false, null
+    return line[i:end], end  # a number, as written
+
+
+def _check_text(value: Any, number: int, offset: int) -> None:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise SourceError(
+                "the string holds an unpaired surrogate escape (\\ud800-\\udfff)",
+                number,
+                offset + 1,
+            ) from None

@@ -65,6 +65,22 @@ class Locator:
 
 
 @dataclass(frozen=True)
+class RowPositions:
+    """Where each inline row of a bulk insert is written: a line and column per row, packed
+    into one integer each, so that 200,000 rows cost a tuple of ints rather than of Positions."""
+
+    path: str
+    packed: tuple[int, ...]
+
+    def __len__(self) -> int:
+        return len(self.packed)
+
+    def __getitem__(self, index: int) -> Position:
+        value = self.packed[index]
+        return Position(self.path, value >> 32, value & 0xFFFFFFFF)
+
+
+@dataclass(frozen=True)
 class SourceText:
     """A scalar from the plan file and how to find any of its characters in that file."""
 
@@ -109,7 +125,7 @@ class ExecuteStep(Step):
 @dataclass(frozen=True)
 class BulkInsertStep(Step):
     rows: tuple[tuple[object, ...], ...]  # inline rows; empty when `source` gives them
-    row_positions: tuple[Position, ...]
+    row_positions: RowPositions
     source: FileSource | None  # rows_from: a file read as the step runs
     width: int  # values per row: the statement's $1..$n
     copy_sql: str | None  # the COPY that does the same, when there is one

@@ -8,7 +8,9 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, validators
+
+from .values import Number
 
 
 @dataclass(frozen=True)
@@ -29,8 +31,9 @@ class StepKind:
 @dataclass(frozen=True)
 class PlanSchema:
     document: dict[str, Any]
-    validator: Draft202012Validator
+    validator: Any  # a Draft 2020-12 validator that knows plan Numbers
     kinds: tuple[StepKind, ...]
+    rows_by_shape: bool  # a bulk row's validity depends only on its values' JSON types
 
     def kind(self, key: str) -> StepKind:
         return next(k for k in self.kinds if k.key == key)
@@ -60,4 +63,32 @@ def load() -> PlanSchema:
     for branch, ref in enumerate(defs["step"]["oneOf"]):
         definition = defs[ref["$ref"].rsplit("/", 1)[1]]
         kinds.append(StepKind(definition["required"][0], branch, definition))
-    return PlanSchema(document, Draft202012Validator(document), tuple(kinds))
+    return PlanSchema(document, _Validator(document), tuple(kinds), _rows_by_shape(defs))
+
+
+_ANNOTATIONS = frozenset({"title", "description", "examples", "$comment"})
+
+
+def _rows_by_shape(defs: dict[str, Any]) -> bool:
+    """Whether the schema constrains a bulk row's values by their JSON types alone, so that
+    rows of the same types validate alike (schema_errors.py validates one of each)."""
+    row = defs["bulkInsertStep"]["properties"]["rows"]["items"]
+    if set(row) - _ANNOTATIONS - {"type", "items"} or row.get("type") != "array":
+        return False
+    item = row.get("items", {})
+    if set(item) == {"$ref"}:
+        item = defs.get(item["$ref"].rsplit("/", 1)[-1], {"unknown": True})
+    return not (set(item) - _ANNOTATIONS - {"type"})
+
+
+def _is_number(checker: object, instance: object) -> bool:
+    # A plan's numbers that are not integers are Number (their written text), never float.
+    return isinstance(instance, Number) or Draft202012Validator.TYPE_CHECKER.is_type(
+        instance, "number"
+    )
+
+
+_Validator = validators.extend(  # type: ignore[no-untyped-call]
+    Draft202012Validator,
+    type_checker=Draft202012Validator.TYPE_CHECKER.redefine("number", _is_number),
+)

@@ -6,10 +6,10 @@ looked up in a mapping of ready-made strings, so a plan can never run code throu
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from decimal import Decimal
+
+from .values import message_text
 
 
 class TemplateSyntaxError(ValueError):
@@ -80,17 +80,5 @@ def param_fields(count: int) -> tuple[str, ...]:
 
 
 def param_values(params: Iterable[object], null_text: str) -> dict[str, str]:
-    return {f"${i}": value_text(v, null_text) for i, v in enumerate(params, start=1)}
-
-
-def value_text(value: object, null_text: str) -> str:
-    """How a plan value reads in a message: booleans as true/false, NULL as the plan says."""
-    if value is None:
-        return null_text
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, Decimal, str)):
-        return str(value)
-    if isinstance(value, float):
-        return repr(value)
-    return json.dumps(value, ensure_ascii=False, default=str)
+    """The {$n} fields of a message: each parameter as it is sent (values.message_text)."""
+    return {f"${i}": message_text(v, null_text) for i, v in enumerate(params, start=1)}

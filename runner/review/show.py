@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..plan.model import AnyStep, BatchStep, BulkInsertStep, ExecuteStep, Message, Plan, QueryStep
 from ..plan.sqlparse import parse
+from ..plan.values import literal
 from ..run.turns import groups
 from .warnings import transactions
 
@@ -52,7 +52,7 @@ def _view(plan: Plan, step: AnyStep, transaction: str, round_trip: str) -> _Step
         sql = _annotate(sql, step.params)
     if isinstance(step, BulkInsertStep):
         row_count = len(step.rows)
-        rows = tuple(tuple(_literal(v) for v in row) for row in step.rows[:ROWS_SHOWN])
+        rows = tuple(tuple(literal(v) for v in row) for row in step.rows[:ROWS_SHOWN])
         sent_as = step.copy_sql
         if step.source is not None:
             s = step.source
@@ -110,22 +110,9 @@ def _annotate(sql: str, params: Sequence[object]) -> str:
     for placeholder in parse(sql).placeholders:
         end = placeholder.offset + len(f"${placeholder.number}")
         value = params[placeholder.number - 1]
-        out.append(sql[last:end] + f" /* {_literal(value).replace('*/', '* /')} */")
+        out.append(sql[last:end] + f" /* {literal(value).replace('*/', '* /')} */")
         last = end
     return "".join(out) + sql[last:]
-
-
-def _literal(value: object) -> str:
-    """A value as it would read in SQL."""
-    if value is None:
-        return "NULL"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        return "'" + value.replace("'", "''") + "'"
-    return "'" + json.dumps(value, ensure_ascii=False).replace("'", "''") + "'"
 
 
 def _escaped(text: str) -> str:

@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pg8000.converters import make_param, make_params
 from pg8000.core import (
     COMMAND_COMPLETE,
     COPY_IN_RESPONSE,
@@ -30,6 +29,8 @@ from pg8000.core import (
     _write,
 )
 from pg8000.exceptions import DatabaseError
+
+from ..plan.values import sql_text
 
 _BOOL_OID = 16
 _HEADER = struct.Struct("!ci")
@@ -202,9 +203,8 @@ COPY_CHUNK_BYTES = 1 << 18  # CopyData messages of about 256 KiB: streamed, neve
 
 
 def copy_text(con: Any, rows: Iterable[Sequence[object]]) -> Iterator[bytes]:
-    """Rows as COPY text-format data in chunks of about COPY_CHUNK_BYTES, each value converted
-    exactly as a bind parameter is."""
-    py_types = con.py_types
+    """Rows as COPY text-format data in chunks of about COPY_CHUNK_BYTES, each value the text
+    a bind parameter carries (values.sql_text)."""
     encoding = con._client_encoding
     buffer: list[str] = []
     size = 0
@@ -213,7 +213,7 @@ def copy_text(con: Any, rows: Iterable[Sequence[object]]) -> Iterator[bytes]:
             "\t".join(
                 "\\N"
                 if v is None
-                else (v if type(v) is str else make_param(py_types, v)).translate(_COPY_ESCAPES)
+                else (v if type(v) is str else sql_text(v)).translate(_COPY_ESCAPES)  # type: ignore[union-attr]
                 for v in row
             )
             + "\n"
@@ -273,7 +273,7 @@ def _bind(con: Any, values: Sequence[object]) -> bytes:
     encoding = con._client_encoding
     payload = bytearray(b"\x00\x00\x00\x00")  # unnamed portal, unnamed statement, all params text
     payload += struct.pack("!h", len(values))
-    for value in make_params(con.py_types, values):
+    for value in map(sql_text, values):
         if value is None:
             payload += b"\xff\xff\xff\xff"
         else:

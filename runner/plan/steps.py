@@ -1,0 +1,420 @@
+"""Schema-valid step data -> frozen Step objects, checked for what a schema cannot say:
+parameters against `$n`, one statement where one is run, rows_from files, template fields,
+values a column's input function cannot be given, and SQL that is psql's rather than SQL."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from ..errors import Position
+from . import sqlparse, templates
+from .document import Document, Map, Scalar, Seq
+from .files import FileSource, SourceError, regular_file_problem
+from .model import (
+    AnyStep,
+    BatchStep,
+    BulkInsertStep,
+    ExecuteStep,
+    Message,
+    QueryStep,
+    RowPositions,
+    SourceText,
+)
+from .schema import PlanSchema
+from .schema_errors import article, did_you_mean
+from .values import value_problems
+
+Add = Callable[[Position, str, str], None]
+
+_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+
+
+class StepBuilder:
+    def __init__(self, document: Document, schema: PlanSchema, add: Add) -> None:
+        self.document = document
+        self.schema = schema
+        self.add = add
+
+    def at(self, offset: int) -> Position:
+        return self.document.position(offset)
+
+    def build(self, index: int, node: Map, raw: dict[str, Any]) -> AnyStep | None:
+        """Step `index` (0-based) from its schema-valid mapping."""
+        kind = next(k for k in self.schema.kind_keys if k in raw)
+        sql_node = node.value(kind)
+        key_node = node.key(kind)
+        assert isinstance(sql_node, Scalar)
+        assert key_node is not None
+        sql = self.document.source(sql_node)
+        try:
+            facts = sqlparse.parse(sql.text)
+        except sqlparse.SqlSyntaxError as e:
+            self.sql_syntax_error(sql, e)
+            return None
+        common: dict[str, Any] = {
+            "number": index + 1,
+            "name": raw.get("name"),
+            "position": self.at(key_node.start),
+            "sql": sql,
+            "statements": facts.statements,
+            "allow": frozenset(raw.get("allow", ())),
+        }
+        if not facts.statements:
+            self.add(sql.position, "the SQL holds no statement", "no-statement")
+            return None
+        self.check_client_side(sql, facts)
+        params_fields = templates.param_fields(facts.highest_placeholder)
+
+        if kind == "batch":
+            for placeholder in facts.placeholders:
+                self.add(
+                    sql.locate(placeholder.offset),
+                    f"a batch step takes no parameters, but its SQL uses ${placeholder.number} "
+                    "(use an execute step)",
+                    "batch-params",
+                )
+            return BatchStep(
+                **common,
+                before=self.message(node, raw, "before", ()),
+                after=self.message(node, raw, "after", ()),
+            )
+
+        if len(facts.statements) > 1:
+            self.add(
+                sql.locate(facts.statements[1].offset),
+                f"{article(kind)} step runs exactly one statement, but its SQL has "
+                f"{len(facts.statements)} (use a batch step for several)",
+                "one-statement",
+            )
+        self.check_placeholders(sql, facts)
+
+        if kind == "bulk_insert":
+            return self.bulk_insert(index, node, raw, facts, common)
+
+        params = tuple(raw.get("params", ()))
+        params_node = node.value("params")
+        for value_index, value in enumerate(params):
+            self.check_value(["steps", index, "params", value_index], value)
+        if len(params) != facts.highest_placeholder:
+            where = self.at(params_node.start if params_node else node.start)
+            self.add(
+                where,
+                f"the SQL takes {count(facts.highest_placeholder, 'parameter')}"
+                f"{param_range(facts.highest_placeholder)}, but params has {count(len(params), 'value')}",
+                "param-count",
+            )
+        if kind == "execute":
+            return ExecuteStep(
+                **common,
+                params=params,
+                before=self.message(node, raw, "before", params_fields),
+                after=self.message(node, raw, "after", ("count", *params_fields)),
+                after_no_rows=self.message(node, raw, "after_no_rows", ("count", *params_fields)),
+            )
+        outer = ("count", *params_fields)
+        return QueryStep(
+            **common,
+            params=params,
+            before=None,
+            header=self.message(node, raw, "header", outer),
+            row=self.message(node, raw, "row", params_fields, open_fields=True),
+            empty=self.message(node, raw, "empty", outer),
+            footer=self.message(node, raw, "footer", outer),
+        )
+
+    def bulk_insert(
+        self,
+        index: int,
+        node: Map,
+        raw: dict[str, Any],
+        facts: sqlparse.ParsedSql,
+        common: dict[str, Any],
+    ) -> BulkInsertStep:
+        width = facts.highest_placeholder
+        rows: list[Any] = raw.get("rows", [])
+        rows_node = node.value("rows")
+        source = None
+        if ("rows" in raw) == ("rows_from" in raw):
+            self.add(
+                self.at(node.start),
+                "a bulk_insert step needs either rows or rows_from (one of them)",
+                "missing-key",
+            )
+        elif "rows_from" in raw:
+            from_node = node.value("rows_from")
+            assert isinstance(from_node, Map)
+            source = self.file_source(from_node, raw["rows_from"], width)
+        starts = rows_node.starts if isinstance(rows_node, Seq) else ()
+        for row_index, row in enumerate(rows):
+            if len(row) != width:
+                self.add(
+                    self.at(starts[row_index]),
+                    f"row {row_index + 1} has {count(len(row), 'value')}, "
+                    f"but the statement takes {count(width, 'parameter')}{param_range(width)}",
+                    "row-width",
+                )
+            for value_index, value in enumerate(row):
+                if type(value) in (list, dict):
+                    self.check_value(["steps", index, "rows", row_index, value_index], value)
+        # A file's row count is known only once it is read: {rows} cannot go in `before`.
+        before_fields = ("rows",) if source is None else ()
+        return BulkInsertStep(
+            **common,
+            rows=tuple(map(tuple, rows)),
+            row_positions=RowPositions(self.document.path, self.document.packed_positions(starts)),
+            source=source,
+            width=width,
+            copy_sql=sqlparse.copy_statement(facts.statements[0])
+            if len(facts.statements) == 1
+            else None,
+            before=self.message(node, raw, "before", before_fields),
+            after=self.message(node, raw, "after", ("count", "rows")),
+            after_no_rows=self.message(node, raw, "after_no_rows", ("count", "rows")),
+        )
+
+    def check_value(self, path: list[object], value: object) -> None:
+        """What a value cannot carry: infinities and NaN inside JSON, keys that are not text."""
+        for inner, problem in value_problems(value):
+            self.add(self.at(self.document.offset_at([*path, *inner])), problem, "value")
+
+    def file_source(self, node: Map, raw: dict[str, Any], width: int) -> FileSource | None:
+        """rows_from: a regular file beside the plan; CSV options PostgreSQL accepts; a CSV
+        header holding the fields named."""
+        file_node = node.value("file")
+        assert file_node is not None
+        where = self.at(file_node.start)
+        name = raw["file"]
+        shown = name if len(name) <= 120 else name[:119] + "…"
+        path = Path(self.document.path).parent / name
+        fmt = raw.get("format") or _FORMATS.get(_suffix(name))
+        if fmt is None:
+            self.add(
+                where,
+                f"cannot tell the format of {shown!r} from its extension: add format: csv or jsonl",
+                "rows-from",
+            )
+            return None
+        problem = regular_file_problem(path)
+        if problem is not None:
+            reason = (
+                f"no file {shown!r} beside the plan (looked for {_shorten(str(path))})"
+                if problem == "No such file or directory"
+                else f"cannot read {shown!r}: {problem.replace(str(path), _shorten(str(path)))}"
+            )
+            self.add(where, reason, "rows-from")
+            return None
+        fields = tuple(raw.get("fields", ()))
+        fields_node = node.value("fields")
+        if fields and len(fields) != width:
+            self.add(
+                self.at(fields_node.start) if fields_node else where,
+                f"fields names {count(len(fields), 'field')}, but the statement takes {count(width, 'parameter')}{param_range(width)}",
+                "row-width",
+            )
+        quote = raw.get("quote", '"')
+        source = FileSource(
+            path=path,
+            display=str(path),
+            format=fmt,
+            header=raw.get("header", True),
+            delimiter=raw.get("delimiter", ","),
+            quote=quote,
+            escape=raw.get("escape", quote),
+            null=raw.get("null_string", ""),
+            fields=fields,
+        )
+        if fmt == "csv":
+            if not self.check_csv_options(node, source):
+                return None
+            if source.header:
+                try:
+                    source.check_header(width)
+                except SourceError as e:
+                    self.add(
+                        self.at(fields_node.start) if fields_node else where,
+                        f"{shown}:{e.line}:{e.column}: {e}",
+                        "rows-from",
+                    )
+                    return None
+        return source
+
+    def check_csv_options(self, node: Map, source: FileSource) -> bool:
+        """The option checks of PostgreSQL's COPY (FORMAT csv), at the option's key."""
+        problems: list[tuple[str, str]] = []
+        for key, value in (
+            ("delimiter", source.delimiter),
+            ("quote", source.quote),
+            ("escape", source.escape),
+        ):
+            if len(value.encode("utf-8")) != 1:
+                problems.append((key, f"the CSV {key} must be a single one-byte (ASCII) character"))
+            elif value in "\r\n":
+                problems.append((key, f"the CSV {key} cannot be a line break"))
+        if "\r" in source.null or "\n" in source.null:
+            problems.append(("null_string", "the NULL string cannot hold a line break"))
+        if source.delimiter == source.quote:
+            problems.append(("quote", "the CSV delimiter and quote must be different"))
+        if source.delimiter in source.null:
+            problems.append(("null_string", "the NULL string cannot hold the delimiter"))
+        if source.quote in source.null:
+            problems.append(("null_string", "the NULL string cannot hold the quote character"))
+        for key, message in problems:
+            at = node.value(key) or node
+            self.add(self.at(at.start), message, "rows-from")
+        return not problems
+
+    def check_placeholders(self, sql: SourceText, facts: sqlparse.ParsedSql) -> None:
+        used = {p.number for p in facts.placeholders}
+        for placeholder in facts.placeholders:
+            if placeholder.number == 0:
+                self.add(
+                    sql.locate(placeholder.offset), "parameters are numbered from $1", "placeholder"
+                )
+        for missing in sorted(set(range(1, facts.highest_placeholder + 1)) - used):
+            self.add(
+                sql.position,
+                f"the SQL uses ${facts.highest_placeholder} but never ${missing}: "
+                "PostgreSQL cannot tell the type of an unused parameter",
+                "placeholder",
+            )
+
+    def sql_syntax_error(self, sql: SourceText, error: sqlparse.SqlSyntaxError) -> None:
+        meta = _psql_meta_command(sql.text)
+        if meta is not None:
+            offset, command = meta
+            self.add(
+                sql.locate(offset),
+                f"{command} is a psql meta-command, not SQL: psql runs it itself and never "
+                f"sends it to the server{_META_HINTS.get(command, '')}",
+                "psql-meta-command",
+            )
+            return
+        copy = _copy_before(sql.text, error.offset)
+        if copy is not None:
+            self.add(
+                sql.locate(copy),
+                "COPY ... FROM STDIN reads its data from the client: psql takes the lines after "
+                "it, a plan cannot; put the rows in a bulk_insert step (rows or rows_from)",
+                "copy-stdin",
+            )
+            return
+        self.add(sql.locate(error.offset), f"SQL syntax error: {error}", "sql-syntax")
+
+    def check_client_side(self, sql: SourceText, facts: sqlparse.ParsedSql) -> None:
+        """COPY to or from the client needs a data stream a plan's SQL step does not have."""
+        for statement in facts.statements:
+            if statement.kind != "CopyStmt" or statement.node.get("filename"):
+                continue
+            if statement.node.get("is_program"):
+                continue
+            if statement.node.get("is_from"):
+                message = (
+                    "COPY ... FROM STDIN reads its data from the client, which a plan's SQL "
+                    "cannot send; put the rows in a bulk_insert step (rows or rows_from)"
+                )
+            else:
+                message = (
+                    "COPY ... TO STDOUT sends its rows to the client, which a plan's SQL step "
+                    "cannot print; use a query step"
+                )
+            self.add(sql.locate(statement.offset), message, "copy-stdin")
+
+    def message(
+        self,
+        mapping: Map,
+        raw: dict[str, Any],
+        key: str,
+        fields: Iterable[str],
+        *,
+        open_fields: bool = False,
+    ) -> Message | None:
+        """Parse a template; its fields must be among `fields` (or be columns, when open)."""
+        if key not in raw:
+            return None
+        node = mapping.value(key)
+        if not isinstance(node, Scalar) or not isinstance(node.value, str):
+            return None  # the schema reports it
+        source = self.document.source(node)
+        try:
+            template = templates.parse(source.text)
+        except templates.TemplateSyntaxError as e:
+            self.add(source.locate(e.offset), f"in '{key}': {e}", "template")
+            return None
+        known = tuple(fields)
+        for f in template.fields:
+            if f.name in known or (open_fields and not f.name.startswith("$")):
+                continue
+            name = f.name if len(f.name) <= 60 else f.name[:59] + "…"
+            if open_fields:
+                extra = ", ".join("{" + k + "}" for k in known)
+                hint = f"'{key}' can use the query's columns" + (f" and {extra}" if extra else "")
+                hint += " (the query takes no parameters)" if not known else ""
+            elif not known:
+                hint = f"'{key}' has no fields (write {{{{ and }}}} for literal braces)"
+            else:
+                names = ", ".join("{" + k + "}" for k in known)
+                hint = f"'{key}' can use {names}{did_you_mean(f.name, known, braces=True)}"
+            self.add(source.locate(f.offset), f"unknown field {{{name}}}: {hint}", "template-field")
+        return Message(template, source)
+
+
+def _suffix(name: str) -> str:
+    dot = name.rfind(".")
+    return name[dot:].lower() if dot > name.rfind("/") else ""
+
+
+def _shorten(text: str) -> str:
+    return text if len(text) <= 160 else text[:80] + "…" + text[-79:]
+
+
+# A backslash command at the start of a line (after white space): psql's, not the server's.
+_META = re.compile(r"^[ \t]*(\\[A-Za-z!?.]+|\\\\)", re.M)
+_META_HINTS = {
+    "\\c": "; choose the database with the URL (DATABASE_URL or --database-url)",
+    "\\connect": "; choose the database with the URL (DATABASE_URL or --database-url)",
+    "\\copy": "; load a file with a bulk_insert step's rows_from",
+    "\\i": "; put the file's statements in a batch step",
+    "\\ir": "; put the file's statements in a batch step",
+    "\\set": "; write the value where it is used, as a parameter",
+    "\\.": "; it ends psql's inline COPY data, which a plan gives with a bulk_insert step",
+}
+
+
+def _psql_meta_command(sql: str) -> tuple[int, str] | None:
+    """(offset, command) of the first line that starts with a backslash command, if the SQL
+    fails to parse because of it."""
+    match = _META.search(sql)
+    if match is None:
+        return None
+    try:
+        sqlparse.parse(sql[: match.start()])
+    except sqlparse.SqlSyntaxError:
+        return None  # the SQL is already broken before it: report that
+    return match.start(1), match.group(1)
+
+
+def _copy_before(sql: str, offset: int) -> int | None:
+    """The offset of a COPY ... FROM STDIN that the failing text follows, as in a psql script
+    whose COPY data comes on the next lines."""
+    line_start = sql.rfind("\n", 0, offset) + 1
+    try:
+        facts = sqlparse.parse(sql[:line_start])
+    except sqlparse.SqlSyntaxError:
+        return None
+    for statement in reversed(facts.statements):
+        node = statement.node
+        if statement.kind == "CopyStmt" and node.get("is_from") and not node.get("filename"):
+            return statement.offset
+        return None
+    return None
+
+
+def count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def param_range(n: int) -> str:
+    return "" if n == 0 else (" ($1)" if n == 1 else f" ($1..${n})")
