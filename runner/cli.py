@@ -107,14 +107,38 @@ def _target(database_url: str | None, data_dir: str | None) -> Target:
     return target
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """The command group; an exception no command expected is reported as a bug in sqlplan,
+    with exit code 70, rather than as a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as e:
+            sys.stdout.flush()
+            click.echo(f"sqlplan: {internal_error(e)}", err=True)
+            _exit(ExitCode.INTERNAL)
+
+
+def internal_error(error: BaseException) -> str:
+    detail = str(error)
+    detail = detail if len(detail) <= 300 else detail[:299] + "…"
+    return (
+        f"internal error: {type(error).__name__}: {detail} "
+        "(a bug in sqlplan; please report it with the plan that caused it)"
+    )
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="sqlplan")
 def main() -> None:
     """Run declarative SQL plans (YAML) against PostgreSQL.
 
     With no DATABASE_URL (environment, ./.env or --database-url) plans run on an embedded
     PostgreSQL kept in ./.sqlplan. Exit codes: 0 ok, 1 a step failed, 2 usage error,
-    3 invalid plan, 4 configuration error, 5 cannot connect.
+    3 invalid plan, 4 configuration error, 5 cannot connect, 70 internal error, 130 interrupted.
     """
 
 
@@ -219,7 +243,7 @@ def check(paths: tuple[str, ...], report_format: str, strict: bool) -> None:
     silenced per step with `allow: [code]`. Exit codes: 0 no problems, 1 problems found (errors,
     or with --strict warnings), 2 usage error.
     """
-    from .errors import Diagnostic, PlanInvalid
+    from .errors import Diagnostic, PlanInvalid, Position
     from .output import check_report
     from .plan.cache import load_plan
     from .review.warnings import warnings
@@ -231,6 +255,8 @@ def check(paths: tuple[str, ...], report_format: str, strict: bool) -> None:
             found.extend(warnings(load_plan(file)))
         except PlanInvalid as e:
             found.extend(e.diagnostics)
+        except Exception as e:  # a bug: this file says so, the others keep their reports
+            found.append(Diagnostic(Position(file, 1, 1), internal_error(e), "internal"))
     click.echo(check_report(report_format, files, found), nl=False)
     errors = sum(d.severity == "error" for d in found)
     count = len(found) - errors

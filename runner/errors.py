@@ -15,6 +15,7 @@ class ExitCode(IntEnum):
     INVALID_PLAN = 3  # the plan file is not valid; nothing was sent to the database
     CONFIG = 4  # bad configuration: a malformed DATABASE_URL, an unusable data directory
     CONNECTION = 5  # could not connect, or the embedded server could not start
+    INTERNAL = 70  # a bug in sqlplan (an unexpected exception); reported, never a traceback
     INTERRUPTED = 130  # Ctrl-C (SIGINT); the connection is closed, so the server rolls back
 
 

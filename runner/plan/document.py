@@ -158,6 +158,17 @@ class Document:
                 return None
         return node
 
+    def key_offset_at(self, path: Sequence[object]) -> int | None:
+        """Where the key of the mapping entry at a data path is written."""
+        if not path:
+            return None
+        mapping = self.node_at(path[:-1])
+        if not isinstance(mapping, Map):
+            return None
+        key = path[-1]
+        found = [k for k, _ in mapping.entries if k.value == key and type(k.value) is type(key)]
+        return found[-1].start if found else None
+
     def offset_at(self, path: Sequence[object]) -> int:
         """Where the value at a data path starts: the deepest node the path reaches."""
         node: Node = self.root

@@ -10,7 +10,8 @@ cannot tell an empty quoted field from a NULL and reads quotes inside a field di
   (by default the quote itself) followed by the quote or the escape stands for that character,
   and delimiters and line breaks are data;
 - a field with no quote whose text equals the NULL string is NULL;
-- a line holding only `\\.` ends the data, as it does for COPY FROM STDIN;
+- before PostgreSQL 18, a line holding only `\\.` ends the data, as it does for COPY FROM STDIN
+  there (`end_marker`); from 18 it is data like any other;
 - every record has as many fields as the statement takes (or, when `fields` picks some, as
   many as the header, else the first record, has);
 - the text must be UTF-8 without NUL characters (a leading byte-order mark is skipped).
@@ -43,6 +44,13 @@ class SourceError(ValueError):
         self.column = column
 
 
+class NotRegularFile(SourceError):
+    """A FIFO, device, directory or socket where a data file was expected."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, 1)
+
+
 def file_kind(mode: int) -> str:
     if stat.S_ISDIR(mode):
         return "a directory"
@@ -64,7 +72,7 @@ def open_regular(path: Path) -> IO[bytes]:
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
-            raise SourceError(f"{path} is {file_kind(mode)}, not a regular file", 1)
+            raise NotRegularFile(f"is {file_kind(mode)}, not a regular file")
         os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
     except BaseException:
@@ -72,14 +80,14 @@ def open_regular(path: Path) -> IO[bytes]:
         raise
 
 
-def regular_file_problem(path: Path) -> str | None:
-    """Why `path` cannot be a rows_from file (missing, unreadable, not a regular file), or None."""
+def regular_file_problem(path: Path) -> tuple[str, int | None] | None:
+    """Why `path` cannot be a rows_from file, with its errno (None: not a regular file)."""
     try:
         open_regular(path).close()
-    except SourceError as e:
-        return str(e)
+    except NotRegularFile as e:
+        return str(e), None
     except OSError as e:
-        return e.strerror or str(e)
+        return e.strerror or str(e), e.errno
     return None
 
 
@@ -96,13 +104,18 @@ class FileSource:
     fields: tuple[str | int, ...] = ()  # names, or 1-based positions; () means all, in order
 
     def rows(
-        self, progress: Callable[[int], None] | None = None, width: int | None = None
+        self,
+        progress: Callable[[int], None] | None = None,
+        width: int | None = None,
+        *,
+        end_marker: bool = False,
     ) -> Iterator[tuple[int, Row]]:
         """(file line, row values for $1..$n) for each row, read lazily. `width` is the number
-        of values the statement takes; `progress` hears how many bytes have been read."""
+        of values the statement takes; `progress` hears how many bytes have been read;
+        `end_marker`: a CSV line holding only \\. ends the data (PostgreSQL 17 and older)."""
         with open_regular(self.path) as raw:
             if self.format == "csv":
-                rows = self._csv_rows(_text_blocks(raw), width)
+                rows = self._csv_rows(_text_blocks(raw), width, end_marker)
             else:
                 rows = self._jsonl_rows(_text_blocks(raw))
             if progress is None:
@@ -128,8 +141,15 @@ class FileSource:
             return list(self.fields) == list(range(1, width + 1)) and len(names) == width
         return self.header and list(self.fields) == names
 
-    def _reader(self, blocks: Iterator[str]) -> _CsvReader:
-        return _CsvReader(blocks, self.delimiter, self.quote, self.escape, self.null)
+    def _reader(self, blocks: Iterator[str], end_marker: bool = False) -> _CsvReader:
+        return _CsvReader(
+            blocks,
+            delimiter=self.delimiter,
+            quote=self.quote,
+            escape=self.escape,
+            null=self.null,
+            end_marker=end_marker,
+        )
 
     def _first_record(self) -> list[str]:
         with open_regular(self.path) as raw:
@@ -161,11 +181,11 @@ class FileSource:
                 if progress is not None:
                     progress(handle.tell())
 
-    def record_at_line(self, line: int) -> tuple[int, int] | None:
+    def record_at_line(self, line: int, *, end_marker: bool = False) -> tuple[int, int] | None:
         """(0-based row index, first line) of the data record holding physical line `line`."""
         found = None
         try:
-            for index, (start, _) in enumerate(self.rows()):
+            for index, (start, _) in enumerate(self.rows(end_marker=end_marker)):
                 if start > line:
                     break
                 found = (index, start)
@@ -190,19 +210,26 @@ class FileSource:
                 first[0],
             )
 
-    def _csv_rows(self, blocks: Iterator[str], width: int | None) -> Iterator[tuple[int, Row]]:
-        reader = self._reader(blocks)
+    def _csv_rows(
+        self, blocks: Iterator[str], width: int | None, end_marker: bool
+    ) -> Iterator[tuple[int, Row]]:
+        reader = self._reader(blocks, end_marker)
         records = reader.records()
         select: list[int] | None = None
         expected = width if not self.fields else None
-        if self.header:
+        if self.header and not any(isinstance(f, str) for f in self.fields):
+            # COPY skips the header line unread; so does sqlplan when it needs no names
+            if not reader.skip_line():
+                return
+            if self.fields:
+                select = [_position(f, 1) - 1 for f in self.fields]
+        elif self.header:
             first = next(records, None)
             if first is None:
                 return
             names = ["" if v is None else str(v) for v in first[1]]
-            if self.fields:
-                select = [_field_index(f, names, first[0]) for f in self.fields]
-                expected = len(names)
+            select = [_field_index(f, names, first[0]) for f in self.fields]
+            expected = len(names)
         elif self.fields:
             select = [_position(f, 1) - 1 for f in self.fields]
         for line, values in records:
@@ -293,27 +320,31 @@ def _text_blocks(raw: IO[bytes]) -> Iterator[str]:
     while True:
         data = raw.read(_BLOCK)
         final = not data
+        problem = None
         try:
             text = decoder.decode(data, final=final)
         except UnicodeDecodeError as e:
-            good = e.object[: e.start].decode("utf-8", "replace")
-            at_line, at_column = _advance(line, column, good)
-            raise SourceError(
-                f"the file is not valid UTF-8 (byte 0x{e.object[e.start]:02x})", at_line, at_column
-            ) from None
+            # The text before the bad byte is given first: as in COPY, the error comes only if
+            # the reader gets that far (a \. line before it ends the data).
+            text = e.object[: e.start].decode("utf-8", "replace")
+            problem = f"the file is not valid UTF-8 (byte 0x{e.object[e.start]:02x})"
+            final = True
         if first and text:
             first = False
             if text.startswith(_BOM):
                 text = text[1:]
         nul = text.find("\0")
         if nul >= 0:
-            at_line, at_column = _advance(line, column, text[:nul])
-            raise SourceError(
-                "the file holds a NUL character, which PostgreSQL text cannot", at_line, at_column
+            text, problem = (
+                text[:nul],
+                "the file holds a NUL character, which PostgreSQL text cannot",
             )
+            final = True
         if text:
             yield text
             line, column = _advance(line, column, text)
+        if problem is not None:
+            raise SourceError(problem, line, column)
         if final:
             return
 
@@ -351,9 +382,17 @@ class _CsvReader:
     (CopyReadAttributesCSV). Records come as (first physical line, values)."""
 
     def __init__(
-        self, blocks: Iterator[str], delimiter: str, quote: str, escape: str, null: str
+        self,
+        blocks: Iterator[str],
+        *,
+        delimiter: str,
+        quote: str,
+        escape: str,
+        null: str,
+        end_marker: bool = False,
     ) -> None:
         self.blocks = blocks
+        self.end_marker = end_marker
         self.delimiter, self.quote, self.escape, self.null = delimiter, quote, escape, null
         self.buffer = ""
         self.pos = 0  # where the next logical line starts in the buffer
@@ -386,6 +425,16 @@ class _CsvReader:
                 break
             position = match.end() + 1
         return _advance(self._record_line, self._record_column, content[:position])[1]
+
+    def skip_line(self) -> bool:
+        """Read past one logical line without parsing its fields; False at the end of data."""
+        found = self._logical_line()
+        if found is None:
+            return False
+        consumed = self.buffer[self.pos : found[1]]
+        self.line, self.column = _advance(self.line, self.column, consumed)
+        self.pos = found[1]
+        return True
 
     def records(self) -> Iterator[tuple[int, tuple[str | None, ...]]]:
         while True:
@@ -429,20 +478,21 @@ class _CsvReader:
         size = len(buffer)
         if start >= size:
             return None if eof else "more"
-        if size - start < 4 and not eof:
-            return "more"
         i = start
         quote, escape = self.quote, self.escape
         # \. alone on a line ends the data (looked for at the first character of a line only)
-        if buffer.startswith("\\.", start):
+        if self.end_marker and buffer.startswith("\\", start) and start + 1 >= size and not eof:
+            return "more"
+        if self.end_marker and buffer.startswith("\\.", start):
             marker = self._end_marker(start + 2)
             if marker == "more":
                 return "more"
             if marker == "end":
                 return None
-            assert isinstance(marker, int)
-            i = marker  # data after all; PostgreSQL skips the characters it looked at
         in_quote = False
+        if i == start and self.end_marker and buffer.startswith("\\", start):
+            # PostgreSQL handled the backslash as a character first: it may be the quote
+            in_quote, i = quote == "\\", start + 1
         while True:
             if not in_quote:
                 match = self._out.search(buffer, i)
@@ -500,8 +550,10 @@ class _CsvReader:
 
     def _end_marker(self, i: int) -> int | str:
         """After \\. at the start of a line: "end" if it ends the data, "more" to read on,
-        else where scanning resumes."""
+        else where scanning resumes: just after the backslash, as PostgreSQL undoes its
+        read-ahead."""
         buffer, eof = self.buffer, self.eof
+        data = self.pos + 1
 
         def char(at: int) -> str | None:
             if at < len(buffer):
@@ -513,14 +565,13 @@ class _CsvReader:
             if c2 is None:
                 return "more"
             i += 1
-            if c2 == "\n" or c2 != "\r":
-                return i
+            if c2 != "\r":
+                return data
         c2 = char(i)
         if c2 is None:
             return "more"
-        i += 1
         if c2 not in ("\r", "\n"):
-            return i
+            return data
         if (self.eol in ("\n", "\r\n") and c2 != "\n") or (self.eol == "\r" and c2 != "\r"):
             raise self._error("end-of-copy marker does not match previous newline style", self.pos)
         return "end"

@@ -4,6 +4,7 @@ values a column's input function cannot be given, and SQL that is psql's rather 
 
 from __future__ import annotations
 
+import errno
 import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -177,8 +178,12 @@ class StepBuilder:
 
     def check_value(self, path: list[object], value: object) -> None:
         """What a value cannot carry: infinities and NaN inside JSON, keys that are not text."""
-        for inner, problem in value_problems(value):
-            self.add(self.at(self.document.offset_at([*path, *inner])), problem, "value")
+        for inner, problem, at_key in value_problems(value):
+            where = [*path, *inner]
+            offset = self.document.key_offset_at(where) if at_key else None
+            if offset is None:
+                offset = self.document.offset_at(where)
+            self.add(self.at(offset), problem, "value")
 
     def file_source(self, node: Map, raw: dict[str, Any], width: int) -> FileSource | None:
         """rows_from: a regular file beside the plan; CSV options PostgreSQL accepts; a CSV
@@ -199,11 +204,13 @@ class StepBuilder:
             return None
         problem = regular_file_problem(path)
         if problem is not None:
-            reason = (
-                f"no file {shown!r} beside the plan (looked for {_shorten(str(path))})"
-                if problem == "No such file or directory"
-                else f"cannot read {shown!r}: {problem.replace(str(path), _shorten(str(path)))}"
-            )
+            reason, code = problem
+            if code == errno.ENOENT:
+                reason = f"no file {shown!r} beside the plan (looked for {_shorten(str(path))})"
+            elif code is None:
+                reason = f"{shown!r} {reason}"
+            else:
+                reason = f"cannot read {shown!r}: {reason}"
             self.add(where, reason, "rows-from")
             return None
         fields = tuple(raw.get("fields", ()))

@@ -62,7 +62,8 @@ class Number:
         if self.special:
             raise ValueError(f"JSON has no {self.special}")
         match = _FLOAT.fullmatch(self.text)
-        assert match is not None, self.text
+        if match is None:  # a hexadecimal or octal integer too long to convert
+            raise ValueError("JSON has no hexadecimal or octal numbers; write it in decimal")
         sign, whole, fraction, exponent = _split_float(match)
         whole = (whole or "0").lstrip("0") or "0"
         fraction = f".{fraction}" if fraction else ""
@@ -210,31 +211,34 @@ def _json_default(value: object) -> object:
     raise TypeError(f"not a JSON value: {type(value).__name__}")
 
 
-def json_problems(value: object) -> Iterator[tuple[tuple[object, ...], str]]:
-    """(path inside `value`, problem) for everything in a mapping value that JSON cannot
-    hold: infinities, NaN and keys that are not text."""
+def json_problems(value: object) -> Iterator[tuple[tuple[object, ...], str, bool]]:
+    """(path inside `value`, problem, whether it is about the key at that path) for what a
+    mapping value holds that JSON cannot: infinities, NaN, keys that are not text."""
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
-                yield (key,), f"a JSON key must be text, not {key!r}; quote it"
-            for path, problem in json_problems(item):
-                yield (key, *path), problem
+                yield (key,), f"a JSON key must be text, not {key!r}; quote it", True
+            for path, problem, at_key in json_problems(item):
+                yield (key, *path), problem, at_key
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            for path, problem in json_problems(item):
-                yield (index, *path), problem
-    elif isinstance(value, Number) and value.special:
-        yield (), f"JSON has no {value.special}"
+            for path, problem, at_key in json_problems(item):
+                yield (index, *path), problem, at_key
+    elif isinstance(value, Number):
+        try:
+            value.json  # noqa: B018 - raises for what JSON cannot hold
+        except ValueError as e:
+            yield (), str(e), False
 
 
-def value_problems(value: object) -> Iterator[tuple[tuple[object, ...], str]]:
+def value_problems(value: object) -> Iterator[tuple[tuple[object, ...], str, bool]]:
     """Problems of a parameter or row value: inside mappings (JSON) and in lists' mappings."""
     if isinstance(value, dict):
         yield from json_problems(value)
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            for path, problem in value_problems(item):
-                yield (index, *path), problem
+            for path, problem, at_key in value_problems(item):
+                yield (index, *path), problem, at_key
 
 
 # --- How values read to people --------------------------------------------------------------

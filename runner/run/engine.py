@@ -205,7 +205,7 @@ def _group_failure(
 
 def _run_bulk_insert(plan: Plan, step: BulkInsertStep, con: Any, out: Output) -> None:
     _print(out, step.before, _before_fields(plan, step))
-    rows = BulkRows(step)
+    rows = BulkRows(step, end_marker=wire.csv_end_marker(con))
     label = step.label + (f" from {step.source.display}" if step.source else "")
 
     def report(_: int = 0) -> None:

@@ -14,8 +14,9 @@ from ..plan.model import BulkInsertStep
 class BulkRows:
     """A bulk insert's rows, inline or streamed from its file, counted as they go by."""
 
-    def __init__(self, step: BulkInsertStep) -> None:
+    def __init__(self, step: BulkInsertStep, *, end_marker: bool = False) -> None:
         self.step = step
+        self.end_marker = end_marker  # the server reads a CSV line of \. as the end (< 18)
         self.count = 0
         self.bytes_read = 0
 
@@ -26,7 +27,7 @@ class BulkRows:
                 self.count += 1
                 yield row
             return
-        for line, row in step.source.rows(self.read_bytes):
+        for line, row in step.source.rows(self.read_bytes, step.width, end_marker=self.end_marker):
             if len(row) != step.width:
                 raise SourceError(
                     f"the row has {len(row)} values, but the statement takes {step.width}", line
@@ -50,7 +51,7 @@ class BulkRows:
         if not whole_file or step.source is None:
             position = self.position(line - 1)
             return (line - 1, position) if position is not None else None
-        found = step.source.record_at_line(line)
+        found = step.source.record_at_line(line, end_marker=self.end_marker)
         return (found[0], Position(step.source.display, found[1], 1)) if found else None
 
     def position(self, index: int) -> Position | None:
@@ -58,7 +59,7 @@ class BulkRows:
         step = self.step
         if step.source is None:
             return step.row_positions[index] if index < len(step.row_positions) else None
-        for i, (line, _) in enumerate(step.source.rows()):
+        for i, (line, _) in enumerate(step.source.rows(end_marker=self.end_marker)):
             if i == index:
                 return Position(step.source.display, line, 1)
         return None

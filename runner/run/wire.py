@@ -58,6 +58,19 @@ class ServerFailure(Exception):
         self.completed = completed
 
 
+def server_major(con: Any) -> int:
+    """The server's major version (18 for "18.6", 15 for "15.18 (Debian ...)"); 0 if unknown."""
+    version = str(con.parameter_statuses.get("server_version", ""))
+    digits = version.split(".", 1)[0].split(" ", 1)[0]
+    return int(digits) if digits.isdigit() else 0
+
+
+def csv_end_marker(con: Any) -> bool:
+    """Whether the server's COPY (FORMAT csv) ends the data at a line holding only \\. (before
+    PostgreSQL 18); sqlplan's own CSV reader must do the same."""
+    return 0 < server_major(con) < 18
+
+
 def transaction_status(con: Any) -> bytes:
     """b'I' idle, b'T' in a transaction block, b'E' in a failed one."""
     return bytes(con._transaction_status or b"I")
