@@ -70,7 +70,11 @@ def csv_files(draw: st.DrawFn) -> tuple[Options, int, bytes]:
                 usable = pieces if quoted or draw(st.integers(0, 3)) == 0 else safe
                 text = "".join(draw(st.lists(st.sampled_from(usable), max_size=4)))
                 if quoted:
-                    inner = text.replace(options.escape, options.escape * 2) if options.escape != options.quote else text
+                    inner = (
+                        text.replace(options.escape, options.escape * 2)
+                        if options.escape != options.quote
+                        else text
+                    )
                     inner = inner.replace(options.quote, options.escape + options.quote)
                     fields.append(options.quote + inner + options.quote)
                 else:

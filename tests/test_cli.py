@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 import pytest
 from conftest import Cli, Database
@@ -27,8 +29,55 @@ def test_exit_codes_are_the_documented_ones() -> None:
         "INVALID_PLAN": 3,
         "CONFIG": 4,
         "CONNECTION": 5,
+        "INTERNAL": 70,
         "INTERRUPTED": 130,
     }
+
+
+def test_a_bug_is_reported_with_exit_70_not_a_traceback(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runner.plan import cache
+
+    def broken(path: object) -> object:
+        raise RuntimeError("something sqlplan did not expect")
+
+    monkeypatch.setattr(cache, "load_plan", broken)
+    cli.write("ok.yaml", OK_PLAN)
+    for command in ("run", "show"):
+        result = cli(command, "ok.yaml")
+        assert result.exit_code == 70
+        assert result.stderr == (
+            "sqlplan: internal error: RuntimeError: something sqlplan did not expect "
+            "(a bug in sqlplan; please report it with the plan that caused it)\n"
+        )
+
+
+def test_check_of_many_files_reports_every_file_when_one_hits_a_bug(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runner.review import warnings as review
+
+    real = review.warnings
+
+    def sometimes_broken(plan: Any) -> Any:
+        if plan.name == "second":
+            raise RecursionError("deep")
+        return real(plan)
+
+    monkeypatch.setattr(review, "warnings", sometimes_broken)
+    cli.write("a.yaml", OK_PLAN.replace("name: ok", "name: first"))
+    cli.write("b.yaml", OK_PLAN.replace("name: ok", "name: second"))
+    cli.write("c.yaml", "sqlplan: 1\nname: third\nsteps:\n  - batch: DROP TABLE t\n")
+    result = cli("check", "a.yaml", "b.yaml", "c.yaml")
+    assert result.exit_code == 1
+    assert result.stdout.splitlines() == [
+        "b.yaml:1:1: error: internal error: RecursionError: deep (a bug in sqlplan; please "
+        "report it with the plan that caused it) [internal]",
+        "c.yaml:4:12: warning: step 1: DROP TABLE t deletes it and all its data (if intended, "
+        "add 'drop' to the step's allow list) [drop]",
+    ]
+    assert result.stderr == "3 plans checked: 1 error, 1 warning\n"
 
 
 def test_run_ok_exits_0(cli: Cli, database: Database) -> None:
