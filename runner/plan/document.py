@@ -215,6 +215,7 @@ def position_in(text: str, path: str, starts: list[int], offset: int) -> Positio
 # --- composing ------------------------------------------------------------------------------
 
 _CORE = "tag:yaml.org,2002:"
+_TAGGED_INT = re.compile(r"[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+")
 
 
 def compose(text: str, path: str) -> Document:
@@ -410,30 +411,35 @@ class _Composer:
         return self.text.count("\n", 0, offset) + 1
 
     def _scalar_value(self, event: Any) -> object:
+        """A tagged or quoted scalar's value; a tag that cannot apply is a problem, and the
+        scalar stays text so that composing goes on."""
         tag = event.tag
         text = event.value
         if tag is None:
             return resolve_plain(text) if not event.style else text
         if tag == "!" or tag == _CORE + "str":
             return text
-        offset = event.start_mark.index
         if tag == _CORE + "int":
-            if re.fullmatch(r"[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+", text):
-                return parse_int(text)
-            raise Problem(offset, f"!!int {text!r} is not an integer", "tag")
+            if _TAGGED_INT.fullmatch(text):
+                return parse_int(text) if len(text) <= 4000 else Number(text)
+            return self._refuse(event, f"!!int {text!r} is not an integer")
         if tag == _CORE + "float":
             if is_number_text(text):
                 return Number(text)
-            raise Problem(offset, f"!!float {text!r} is not a number", "tag")
+            return self._refuse(event, f"!!float {text!r} is not a number")
         if tag == _CORE + "bool":
             if text in ("true", "True", "TRUE", "false", "False", "FALSE"):
                 return text.lower() == "true"
-            raise Problem(offset, f"!!bool {text!r} is not true or false", "tag")
+            return self._refuse(event, f"!!bool {text!r} is not true or false")
         if tag == _CORE + "null":
             if text in ("", "~", "null", "Null", "NULL"):
                 return None
-            raise Problem(offset, f"!!null {text!r} is not null", "tag")
-        raise Problem(offset, f"the tag {_tag_name(tag)} is not supported in a plan", "tag")
+            return self._refuse(event, f"!!null {text!r} is not null")
+        return self._refuse(event, f"the tag {_tag_name(tag)} is not supported in a plan")
+
+    def _refuse(self, event: Any, message: str) -> str:
+        self.problems.append(Problem(event.start_mark.index, message, "tag"))
+        return str(event.value)
 
     def _check_collection_tag(self, event: Any, sequence: bool) -> None:
         tag = event.tag

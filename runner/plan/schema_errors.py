@@ -191,11 +191,8 @@ class _Reporter:
             self.add(where, f"{subject} must not be empty", "empty")
             return
         if validator == "maxLength" and isinstance(instance, str):
-            self.add(
-                where,
-                f"{subject} is {len(instance):,} characters long; at most {rule:,} are allowed",
-                "value",
-            )
+            most = "one character" if rule == 1 else f"at most {rule:,} characters"
+            self.add(where, f"{subject} must be {most}, not {len(instance):,}", "value")
             return
         self.add(where, f"{subject}: {_short(error.message)}", "schema")
 
