@@ -19,20 +19,26 @@ steps:
 """
 
 
+def _make(kind: str, directory: Path) -> str:
+    if kind == "fifo":
+        os.mkfifo(directory / "data.csv")
+    elif kind == "directory":
+        (directory / "data.csv").mkdir()
+    else:
+        return "/dev/zero"
+    return "data.csv"
+
+
 @pytest.mark.parametrize(
-    ("make", "what"),
+    ("kind", "what"),
     [
-        (
-            lambda d: os.mkfifo(d / "data.csv") or "data.csv",
-            "is a FIFO (named pipe), not a regular file",
-        ),
-        (lambda d: "/dev/zero", "is a character device, not a regular file"),
-        (lambda d: (d / "data.csv").mkdir() or "data.csv", "is a directory, not a regular file"),
+        ("fifo", "is a FIFO (named pipe), not a regular file"),
+        ("device", "is a character device, not a regular file"),
+        ("directory", "is a directory, not a regular file"),
     ],
-    ids=["fifo", "device", "directory"],
 )
-def test_rows_from_must_be_a_regular_file(cli: Cli, make: object, what: str) -> None:
-    name = make(cli.cwd)  # type: ignore[operator]
+def test_rows_from_must_be_a_regular_file(cli: Cli, kind: str, what: str) -> None:
+    name = _make(kind, cli.cwd)
     cli.write("plan.yaml", PLAN.format(file=name))
     for command in ("check", "run", "show"):
         result = cli(command, "plan.yaml", env={"DATABASE_URL": "postgresql://x@127.0.0.1:9/x"})

@@ -33,3 +33,22 @@ def test_readme_plan_prints_what_the_readme_shows(cli: Cli, database: Database) 
     result = cli("run", "library.yaml", env={"DATABASE_URL": database.url})
     assert (result.exit_code, result.stderr) == (0, "")
     assert result.stdout == output
+
+
+def test_the_first_two_commands_make_their_own_virtual_environment() -> None:
+    """A fresh Debian or Ubuntu refuses `pip install` outside a venv (PEP 668); .ci/run runs
+    the second command as the README writes it."""
+    blocks = re.findall(
+        r"\*\*Install and run (the quickstart|the tests)\*\*.*?```sh\n(.*?)\n```", README, re.S
+    )
+    assert [name for name, _ in blocks] == ["the quickstart", "the tests"]
+    for _, command in blocks:
+        assert command.startswith(
+            "python3 -m venv .venv && . .venv/bin/activate && pip install -e "
+        )
+    assert blocks[0][1].endswith(
+        "sqlplan run plans/create_table.yaml && sqlplan run plans/read_data.yaml"
+    )
+    assert blocks[1][1].endswith("&& pytest")
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "**Install and run the tests**" in ci.replace("\\*", "*")
