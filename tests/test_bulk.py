@@ -233,8 +233,7 @@ def test_a_malformed_file_fails_with_its_line_and_inserts_nothing(
         ]
     else:
         assert err.splitlines()[0] == (
-            'bad.csv:2501:1: error: step 2 "Load" failed: bad.csv:2501:1: '
-            "unterminated CSV quoted field"
+            'bad.csv:2501:1: error: step 2 "Load" failed: unterminated CSV quoted field'
         )
     assert database.query("SELECT count(*) FROM books") == [[0]]
 
@@ -292,3 +291,29 @@ def test_progress_shows_on_a_terminal_only(database: Database, tmp_path: Path) -
     assert stdout == f"inserted {rows} of {rows}\n".encode()
     assert b'step 2 "Load" from big.csv' in seen
     assert b"100%" in seen
+
+
+@pytest.mark.parametrize(
+    ("data", "where", "message"),
+    [
+        (
+            "title,year\na,1\nb,2,extra\n",
+            "bad.csv:3:5",
+            "the record has 3 fields, but the statement takes 2",
+        ),
+        ("title,year\na,1\r\nb,2\n", "bad.csv:2:4", "unquoted carriage return found in data"),
+        ('title,year\na,1\nb,"2\n', "bad.csv:3:3", "unterminated CSV quoted field"),
+        ("title,year\na,1\nb,\xff\n", "bad.csv:3:3", "the file is not valid UTF-8 (byte 0xff)"),
+    ],
+)
+def test_a_file_error_names_its_line_and_column(
+    cli: Cli, database: Database, data: str, where: str, message: str
+) -> None:
+    (cli.cwd / "bad.csv").write_bytes(data.encode("latin-1"))
+    # a statement COPY cannot do, so that sqlplan's own reader reads the file
+    code, out, err = _run(
+        cli, database, _step(PATHS["rows"], "    rows_from:\n      file: bad.csv\n")
+    )
+    assert (code, out) == (1, "")
+    assert err.splitlines()[0] == f'{where}: error: step 2 "Load" failed: {message}'
+    assert database.query("SELECT count(*) FROM books") == [[0]]

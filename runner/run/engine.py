@@ -251,10 +251,12 @@ def _run_bulk_insert(plan: Plan, step: BulkInsertStep, con: Any, out: Output) ->
         ) from None
     except SourceError as e:
         _roll_back(con)
-        where = Position(step.source.display if step.source else step.sql.position.path, e.line, 1)
+        where = Position(
+            step.source.display if step.source else step.sql.position.path, e.line, e.column
+        )
         raise _step_failed(
             step,
-            f"{step.label} failed: {where}: {e}",
+            f"{step.label} failed: {e}",
             position=where,
             rolled_back="the transaction was rolled back: none of its rows were inserted",
         ) from None
