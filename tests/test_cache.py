@@ -12,7 +12,7 @@ import pytest
 from conftest import ROOT
 
 from runner.errors import PlanInvalid
-from runner.plan import cache as compiled
+from runner.plan import cache as plan_cache
 from runner.plan.model import BulkInsertStep
 from runner.plan.validate import load_plan as validate
 
@@ -44,13 +44,17 @@ def _entries(cache: Path) -> list[Path]:
     return sorted((cache / "plans").glob("*.json")) if (cache / "plans").is_dir() else []
 
 
-@pytest.mark.parametrize("name", ["create_table", "read_data", "update_data", "delete_data"])
+@pytest.mark.parametrize(
+    "name",
+    ["create_table", "read_data", "update_data", "delete_data", "valid/values", "valid/literals"],
+)
 def test_a_cached_plan_equals_the_validated_one(cache: Path, name: str) -> None:
-    path = ROOT / "plans" / f"{name}.yaml"
+    folder = ROOT / "tests" / "plans" if "/" in name else ROOT / "plans"
+    path = folder / f"{name}.yaml"
     fresh = validate(path)
-    assert compiled.load_plan(path) == fresh  # a miss: validated and stored
+    assert plan_cache.load_plan(path) == fresh  # a miss: validated and stored
     assert len(_entries(cache)) == 1
-    cached = compiled.load_plan(path)  # a hit
+    cached = plan_cache.load_plan(path)  # a hit
     assert cached == fresh
     for step_cached, step_fresh in zip(cached.steps, fresh.steps, strict=True):
         for offset in range(0, len(step_fresh.sql.text), 7):
@@ -79,13 +83,13 @@ def test_an_edited_plan_is_validated_again(cache: Path, tmp_path: Path) -> None:
     (tmp_path / "books.csv").write_text("title,year\nDune,1965\n")
     plan = tmp_path / "load.yaml"
     plan.write_text(LOAD)
-    first = compiled.load_plan(plan)
+    first = plan_cache.load_plan(plan)
     assert isinstance(first.steps[0], BulkInsertStep)
     where = first.steps[0].sql.locate(32)  # VALUES, on the folded scalar's second line
     assert (where.line, where.column) == (7, 7)
     plan.write_text(LOAD.replace("$2)", "$3)"))
     with pytest.raises(PlanInvalid) as raised:
-        compiled.load_plan(plan)
+        plan_cache.load_plan(plan)
     assert "the SQL uses $3 but never $2" in str(raised.value.diagnostics[0])
     assert len(_entries(cache)) == 1
 
@@ -95,14 +99,14 @@ def test_a_changed_rows_from_file_is_validated_again(cache: Path, tmp_path: Path
     csv.write_text("title,year\nDune,1965\n")
     plan = tmp_path / "load.yaml"
     plan.write_text(LOAD)
-    compiled.load_plan(plan)
+    plan_cache.load_plan(plan)
     csv.write_text("name,year,extra\nDune,1965,x\n")  # a header that no longer matches
     with pytest.raises(PlanInvalid) as raised:
-        compiled.load_plan(plan)
+        plan_cache.load_plan(plan)
     assert "books.csv:1:" in str(raised.value.diagnostics[0])
     csv.unlink()
     with pytest.raises(PlanInvalid) as raised:
-        compiled.load_plan(plan)
+        plan_cache.load_plan(plan)
     assert "no file 'books.csv' beside the plan" in str(raised.value.diagnostics[0])
 
 
@@ -112,16 +116,16 @@ def test_the_path_a_plan_is_named_by_is_part_of_the_key(
     (tmp_path / "books.csv").write_text("title,year\nDune,1965\n")
     (tmp_path / "load.yaml").write_text(LOAD)
     monkeypatch.chdir(tmp_path)
-    relative = compiled.load_plan("load.yaml")
-    absolute = compiled.load_plan(tmp_path / "load.yaml")
+    relative = plan_cache.load_plan("load.yaml")
+    absolute = plan_cache.load_plan(tmp_path / "load.yaml")
     assert relative.steps[0].position.path == "load.yaml"
     assert absolute.steps[0].position.path == str(tmp_path / "load.yaml")
-    assert compiled.load_plan("load.yaml") == relative
+    assert plan_cache.load_plan("load.yaml") == relative
 
 
 def test_a_damaged_entry_is_ignored_and_replaced(cache: Path) -> None:
     path = ROOT / "plans" / "read_data.yaml"
-    fresh = compiled.load_plan(path)
+    fresh = plan_cache.load_plan(path)
     (entry,) = _entries(cache)
     for damage in (
         "{",
@@ -129,7 +133,7 @@ def test_a_damaged_entry_is_ignored_and_replaced(cache: Path) -> None:
         entry.read_text().replace('"C": "Plan"', '"C": "Path"'),
     ):
         entry.write_text(damage)
-        assert compiled.load_plan(path) == fresh
+        assert plan_cache.load_plan(path) == fresh
         assert json.loads(entry.read_text())["plan"]["C"] == "Plan"
 
 
@@ -138,16 +142,16 @@ def test_no_cache_when_turned_off_or_unwritable(
 ) -> None:
     path = ROOT / "plans" / "read_data.yaml"
     monkeypatch.setenv("SQLPLAN_NO_CACHE", "1")
-    compiled.load_plan(path)
+    plan_cache.load_plan(path)
     assert not cache.exists()
     monkeypatch.delenv("SQLPLAN_NO_CACHE")
     blocker = tmp_path / "file"
     blocker.write_text("")
     monkeypatch.setenv("SQLPLAN_CACHE_DIR", str(blocker / "cache"))  # under a file: unwritable
-    assert compiled.load_plan(path) == validate(path)
+    assert plan_cache.load_plan(path) == validate(path)
 
 
 def test_entries_are_private(cache: Path) -> None:
-    compiled.load_plan(ROOT / "plans" / "read_data.yaml")
+    plan_cache.load_plan(ROOT / "plans" / "read_data.yaml")
     (entry,) = _entries(cache)
     assert (entry.stat().st_mode & 0o777, entry.parent.stat().st_mode & 0o777) == (0o600, 0o700)
