@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 
 _FAST = settings(
     max_examples=300,
-    deadline=None,
+    deadline=5000,  # milliseconds: a guard against a hang, not a speed target
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     derandomize=True,
 )
@@ -18,7 +18,7 @@ _FAST = settings(
 
 @_FAST
 @given(raw=mutated_seed())
-def test_mutated_plans_get_positioned_diagnostics(raw: bytes, tmp_path_factory: object) -> None:
+def test_mutated_plans_get_positioned_diagnostics(raw: bytes) -> None:
     check_any(raw, Path("/nonexistent-dir/fuzz.yaml"))
 
 

@@ -282,36 +282,36 @@ def _inline(statement: str) -> Callable[[Kind, Sequence[Any], Path], str]:
     return plan
 
 
+def _file_plan(
+    kind: Kind, directory: Path, name: str, lines: list[str], *, statement: str, fields: bool
+) -> str:
+    (directory / name).write_bytes(("\n".join(lines) + "\n").encode())
+    mapping = "\n      fields: [v]" if fields else ""
+    return (
+        _header(kind)
+        + f"  - bulk_insert: {statement}\n    rows_from:\n      file: {name}{mapping}\n"
+    )
+
+
 def plan_csv(whole: bool) -> Callable[[Kind, Sequence[Any], Path], str]:
     def plan(kind: Kind, values: Sequence[Any], directory: Path) -> str:
-        lines = ["v" if whole else "v,other"]
-        for v in values:
-            field = csv_field(file_text(kind, v))
-            lines.append(field if whole else f"{field},x")
-        (directory / "data.csv").write_bytes(("\n".join(lines) + "\n").encode())
-        fields = "" if whole else "\n      fields: [v]"
-        return (
-            _header(kind)
-            + f"  - bulk_insert: {_PLAIN}\n    rows_from:\n      file: data.csv{fields}\n"
-        )
+        fields = [csv_field(file_text(kind, v)) for v in values]
+        lines = ["v", *fields] if whole else ["v,other", *(f"{f},x" for f in fields)]
+        return _file_plan(kind, directory, "data.csv", lines, statement=_PLAIN, fields=not whole)
 
     return plan
 
 
 def plan_jsonl(objects: bool) -> Callable[[Kind, Sequence[Any], Path], str]:
     def plan(kind: Kind, values: Sequence[Any], directory: Path) -> str:
-        lines = [
-            f'{{"v": {jsonl_value(kind, v)}, "other": 1}}'
-            if objects
-            else f"[{jsonl_value(kind, v)}]"
-            for v in values
-        ]
-        (directory / "data.jsonl").write_bytes(("\n".join(lines) + "\n").encode())
-        fields = "\n      fields: [v]" if objects else ""
-        return (
-            _header(kind)
-            + f"  - bulk_insert: {_ROW_BY_ROW if objects else _PLAIN}\n    rows_from:\n      file: data.jsonl{fields}\n"
-        )
+        texts = [jsonl_value(kind, v) for v in values]
+        if objects:
+            lines = [f'{{"v": {text}, "other": 1}}' for text in texts]
+            return _file_plan(
+                kind, directory, "data.jsonl", lines, statement=_ROW_BY_ROW, fields=True
+            )
+        lines = [f"[{text}]" for text in texts]
+        return _file_plan(kind, directory, "data.jsonl", lines, statement=_PLAIN, fields=False)
 
     return plan
 

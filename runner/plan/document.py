@@ -13,8 +13,8 @@ from __future__ import annotations
 import bisect
 import re
 from array import array
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from yaml import events
@@ -22,6 +22,9 @@ from yaml import events
 from ..errors import Diagnostic, Position
 from .model import Locator, SourceText
 from .values import Number, is_number_text, parse_int, resolve_plain
+
+if TYPE_CHECKING:
+    from .schema import PlanSchema
 
 MAX_DEPTH = 100  # collections inside collections; a plan needs about 6
 ALIAS_NODES = 10_000  # nodes that aliases may add to a plan, in all (see README, "Values")
@@ -89,6 +92,24 @@ class Map:
 
 
 Node = Scalar | Seq | Map
+
+
+class Checker:
+    """A part of validation that reports diagnostics about a document: `at` turns an offset
+    into a position, `add` records a diagnostic."""
+
+    def __init__(
+        self,
+        document: Document,
+        schema: PlanSchema,
+        add: Callable[[Position, str, str], None],
+    ) -> None:
+        self.document = document
+        self.schema = schema
+        self.add = add
+
+    def at(self, offset: int) -> Position:
+        return self.document.position(offset)
 
 
 class Problem(Exception):

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import Position
-from .document import Document, Map
+from .document import Checker, Document, Map
 from .schema import PlanSchema
 from .values import Number
 
@@ -98,15 +98,7 @@ def _expand(path: Sequence[object], shapes: dict[int, list[list[int]]]) -> Itera
 # --- reporting -------------------------------------------------------------------------------
 
 
-class _Reporter:
-    def __init__(self, document: Document, schema: PlanSchema, add: Add) -> None:
-        self.document = document
-        self.schema = schema
-        self.add = add
-
-    def at(self, offset: int) -> Position:
-        return self.document.position(offset)
-
+class _Reporter(Checker):
     def leaf_errors(self, error: ValidationError) -> Iterator[ValidationError]:
         """Resolve a step's oneOf to the branch its kind key selects, like a discriminator."""
         if error.validator != "oneOf":

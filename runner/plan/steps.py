@@ -12,7 +12,7 @@ from typing import Any
 
 from ..errors import Position
 from . import sqlparse, templates
-from .document import Document, Map, Scalar, Seq
+from .document import Checker, Map, Scalar, Seq
 from .files import FileSource, SourceError, regular_file_problem
 from .model import (
     AnyStep,
@@ -24,7 +24,6 @@ from .model import (
     RowPositions,
     SourceText,
 )
-from .schema import PlanSchema
 from .schema_errors import article, did_you_mean
 from .values import value_problems
 
@@ -33,15 +32,7 @@ Add = Callable[[Position, str, str], None]
 _FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
 
-class StepBuilder:
-    def __init__(self, document: Document, schema: PlanSchema, add: Add) -> None:
-        self.document = document
-        self.schema = schema
-        self.add = add
-
-    def at(self, offset: int) -> Position:
-        return self.document.position(offset)
-
+class StepBuilder(Checker):
     def build(self, index: int, node: Map, raw: dict[str, Any]) -> AnyStep | None:
         """Step `index` (0-based) from its schema-valid mapping."""
         kind = next(k for k in self.schema.kind_keys if k in raw)
