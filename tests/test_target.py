@@ -202,10 +202,18 @@ def test_sslmodes_and_certificates(tmp_path: Path) -> None:
 
 
 def test_masking_hides_every_password_form() -> None:
-    assert mask_url("postgresql://u:secret@h/d") == "postgresql://u:****@h/d"
-    assert mask_url("postgresql://u:p@ss@h/d") == "postgresql://u:****@h/d"
+    assert mask_url("postgresql://u:secret@h/d") == "postgresql://****@h/d"
+    assert mask_url("postgresql://u:p@ss@h/d") == "postgresql://****@h/d"
     assert mask_url("postgresql://u@h/d?password=secret&sslmode=require") == (
-        "postgresql://u@h/d?password=****&sslmode=require"
+        "postgresql://****@h/d?password=****&sslmode=require"
+    )
+    # mistyped URLs: the password may hold '/', '#' or '?', the scheme may be broken
+    assert mask_url("postgresql://alex:ab/cd#ef@host/db") == "postgresql://****@host/db"
+    assert mask_url("postgres:/alex:ab/cd@host/db") == "****@host/db"
+    assert mask_url("postgres:alex:secret@host/db") == "****@host/db"
+    assert mask_url("alex:secret@host/db") == "****@host/db"
+    assert mask_url("postgresql://h/d?sslmode=require&PASSWORD=x y") == (
+        "postgresql://h/d?sslmode=require&PASSWORD=**** y"
     )
     target = Target(host="h", port=5432, user="u", password="secret", database="d")
     assert "secret" not in target.url()

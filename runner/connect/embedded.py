@@ -382,8 +382,7 @@ class EmbeddedServer:
         *,
         log_on_failure: bool = False,
     ) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-        env["LC_ALL"] = "C"
+        env = server_environment()
         extra: dict[str, Any] = (
             {"user": account.uid, "group": account.gid, "extra_groups": []} if account else {}
         )
@@ -408,6 +407,13 @@ class EmbeddedServer:
                     text += "\n" + _tail(self.log_file, 20)
                 name = Path(str(command[0])).name
                 raise EmbeddedServerError(f"{name} failed (exit {result.returncode}):\n{text}")
+
+
+def server_environment() -> dict[str, str]:
+    """The embedded server's whole environment: nothing of the user's shell, whose DATABASE_URL,
+    PG* variables or tokens any plan could read back through the server
+    (`pg_read_binary_file('/proc/<pid>/environ')`)."""
+    return {"PATH": "/usr/bin:/bin", "LC_ALL": "C", "LANG": "C", "TZ": "UTC"}
 
 
 def _wheel_install() -> Path:

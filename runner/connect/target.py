@@ -116,9 +116,11 @@ _BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
 def _decode(text: str, what: str, source: str) -> str:
-    """Percent-decode strictly, as libpq does: a stray % is an error, bytes are UTF-8."""
+    """Percent-decode strictly, as libpq does: a stray % is an error, bytes are UTF-8. The
+    text is shown in the error unless it is (or may be) a password."""
     if _BAD_PERCENT.search(text):
-        raise ConfigError(f"{source}: invalid percent-encoded token in the {what}: {text!r}")
+        shown = "" if what in ("password", "user name") or "password" in what else f": {text!r}"
+        raise ConfigError(f"{source}: invalid percent-encoded token in the {what}{shown}")
     raw = re.sub(r"%([0-9A-Fa-f]{2})", lambda m: chr(int(m.group(1), 16)), text)
     try:
         return raw.encode("latin-1").decode("utf-8")
@@ -268,19 +270,21 @@ def parse_target(
 
 
 def mask_url(url: str) -> str:
-    """The URL with any password replaced, for messages; never fails.
+    """The URL with anything that may hold a password replaced, for messages; never fails.
 
-    The user information ends at the netloc's last '@', as parse_url reads it, so a password
-    with a raw '@' is masked whole.
+    A mistyped URL cannot be trusted to say where its password ends (`alex:ab/cd#ef@host`
+    holds `/` and `#`; `postgres:/alex:pw@host` lacks a slash), so everything from the scheme
+    separator (or the start) to the last '@' is masked, user name included, and every
+    `password=` parameter; a URL with no '@' keeps its text but those parameters.
     """
     scheme, sep, rest = url.partition("://")
-    if sep:
-        end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
-        userinfo, at, hostport = rest[:end].rpartition("@")
-        if at and ":" in userinfo:
-            rest = userinfo.split(":", 1)[0] + ":****@" + hostport + rest[end:]
-        url = scheme + sep + rest
-    return re.sub(r"([?&]password=)[^&#]*", r"\1****", url)
+    if not sep:
+        scheme, rest = "", url
+    _, at, after = rest.rpartition("@")
+    if at:
+        rest = "****@" + after
+    masked = scheme + sep + rest
+    return re.sub(r"((?:^|[?&;\s])password\s*=\s*)[^&#\s]*", r"\1****", masked, flags=re.I)
 
 
 def resolve_target(cli_url: str | None, environ: Mapping[str, str], cwd: Path) -> Target | None:
