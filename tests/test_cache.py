@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import ROOT
@@ -123,18 +126,113 @@ def test_the_path_a_plan_is_named_by_is_part_of_the_key(
     assert plan_cache.load_plan("load.yaml") == relative
 
 
+def _body(entry: Path) -> dict[str, Any]:
+    digest, body = entry.read_bytes().split(b"\n", 1)
+    assert hashlib.sha256(body).hexdigest().encode() == digest
+    stored: dict[str, Any] = json.loads(body)
+    return stored
+
+
+def _sealed(body: str) -> str:
+    """An entry as sqlplan writes one: the digest of its content, then the content."""
+    return hashlib.sha256(body.encode()).hexdigest() + "\n" + body
+
+
 def test_a_damaged_entry_is_ignored_and_replaced(cache: Path) -> None:
     path = ROOT / "plans" / "read_data.yaml"
     fresh = plan_cache.load_plan(path)
     (entry,) = _entries(cache)
+    good = entry.read_text().split("\n", 1)[1]
     for damage in (
         "{",
-        json.dumps({"key": 1}),
-        entry.read_text().replace('"C": "Plan"', '"C": "Path"'),
+        "not a digest\n" + good,
+        _sealed("{"),
+        _sealed(json.dumps({"key": 1})),
+        _sealed(good.replace('"C": "Plan"', '"C": "Path"')),
+        # well-formed JSON, sealed, but a field of the wrong type: strict decoding refuses it
+        _sealed(good.replace('"name": "read_data"', '"name": 7')),
+        _sealed(good.replace('"null_text": "NULL"', '"null_text": {"L": []}')),
     ):
         entry.write_text(damage)
         assert plan_cache.load_plan(path) == fresh
-        assert json.loads(entry.read_text())["plan"]["C"] == "Plan"
+        assert _body(entry)["plan"]["C"] == "Plan"
+
+
+def test_sql_edited_in_an_entry_never_runs(cache: Path, tmp_path: Path) -> None:
+    plan = tmp_path / "p.yaml"
+    plan.write_text("sqlplan: 1\nname: p\nsteps:\n  - batch: SELECT 1\n")
+    plan_cache.load_plan(plan)
+    (entry,) = _entries(cache)
+    entry.write_text(entry.read_text().replace("SELECT 1", "DROP TABLE important"))
+    assert "DROP" not in plan_cache.load_plan(plan).steps[0].sql.text
+    assert "DROP" not in entry.read_text()  # replaced by the validated plan
+
+
+def test_a_rows_from_file_rewritten_with_the_same_size_and_times_is_validated_again(
+    cache: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "data.csv").write_text("a,b\n1,2\n")
+    plan = tmp_path / "p.yaml"
+    plan.write_text(
+        "sqlplan: 1\nname: p\nsteps:\n  - bulk_insert: INSERT INTO t (a, b) VALUES ($1, $2)\n"
+        "    rows_from: {file: data.csv, fields: [a, b]}\n"
+    )
+    plan_cache.load_plan(plan)
+    before = os.stat(tmp_path / "data.csv")
+    (tmp_path / "data.csv").write_text("a,c\n1,2\n")  # same size; header now wrong
+    os.utime(tmp_path / "data.csv", ns=(before.st_atime_ns, before.st_mtime_ns))  # as cp -p does
+    with pytest.raises(PlanInvalid):
+        plan_cache.load_plan(plan)
+
+
+def test_a_cache_directory_others_can_write_to_is_not_used(cache: Path, tmp_path: Path) -> None:
+    cache.mkdir(mode=0o700)
+    cache.chmod(0o777)
+    plan_cache.load_plan(ROOT / "plans" / "read_data.yaml")
+    assert _entries(cache) == []
+
+
+def test_a_symlink_to_another_users_directory_is_not_used(
+    cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to make a directory of another user")
+    theirs = tmp_path / "theirs"
+    theirs.mkdir(mode=0o755)
+    os.chown(theirs, 65534, 65534)  # nobody
+    link = tmp_path / "link"
+    link.symlink_to(theirs)
+    monkeypatch.setenv("SQLPLAN_CACHE_DIR", str(link))
+    plan_cache.load_plan(ROOT / "plans" / "read_data.yaml")
+    assert list(theirs.iterdir()) == []
+    monkeypatch.setenv("SQLPLAN_CACHE_DIR", str(theirs))  # the directory itself, not ours
+    plan_cache.load_plan(ROOT / "plans" / "read_data.yaml")
+    assert list(theirs.iterdir()) == []
+
+
+def test_an_entry_of_another_user_is_not_read(cache: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to give a file to another user")
+    path = ROOT / "plans" / "read_data.yaml"
+    fresh = plan_cache.load_plan(path)
+    (entry,) = _entries(cache)
+    entry.write_text(entry.read_text().replace("Connection established", "Hello from nobody"))
+    body = entry.read_text().split("\n", 1)[1]
+    entry.write_text(_sealed(body))
+    os.chown(entry, 65534, 65534)
+    assert plan_cache.load_plan(path) == fresh
+
+
+def test_the_cache_is_private_whatever_the_umask(cache: Path) -> None:
+    previous = os.umask(0)
+    try:
+        plan_cache.load_plan(ROOT / "plans" / "read_data.yaml")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o700
+    assert stat.S_IMODE((cache / "plans").stat().st_mode) == 0o700
+    (entry,) = _entries(cache)
+    assert stat.S_IMODE(entry.stat().st_mode) == 0o600
 
 
 def test_no_cache_when_turned_off_or_unwritable(

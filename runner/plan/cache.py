@@ -3,9 +3,16 @@
 Validation needs the YAML, JSON Schema and SQL parsers: about 70 ms of imports, where a small
 plan takes a few milliseconds to run. A plan that passed validation is written to the cache as
 JSON; it is used again only while everything its validation read is unchanged: the plan's bytes
-(SHA-256), the path it was given by, the files its `rows_from` names (size and modification
-time), sqlplan's own files and the parsers' (size and modification time). Anything else is a miss
-and the plan is validated from scratch. An entry is decoded into the known Plan classes only.
+(SHA-256), the path it was given by, the files its `rows_from` names (device, inode, size,
+modification and change times, and a digest of their first MiB, where a CSV header is: `cp -p`
+or `rsync -t` keep the size and times), sqlplan's own files and the parsers'. Anything else is a miss and the plan is validated
+from scratch.
+
+The cache cannot be turned against its user. It is used only if its directory, and each entry,
+belongs to the user and nobody else may write to it (a symlink is followed only to such a
+directory); the directories sqlplan creates are 0700 and its files 0600 whatever the umask. An
+entry carries the SHA-256 of its own content and is decoded strictly into the known Plan classes,
+every field of the type it must have: any mismatch is a miss, never an error.
 
 The cache lives in $SQLPLAN_CACHE_DIR, else $XDG_CACHE_HOME/sqlplan, else ~/.cache/sqlplan;
 SQLPLAN_NO_CACHE=1 turns it off. A cache that cannot be read or written is ignored.
@@ -19,6 +26,9 @@ import hashlib
 import itertools
 import json
 import os
+import stat
+import types
+import typing
 from functools import cache
 from importlib.util import find_spec
 from pathlib import Path
@@ -42,7 +52,7 @@ from .sqlparse import Statement
 from .templates import Field, Template
 from .values import Number
 
-FORMAT = 2  # of an entry; bumped when the encoding changes
+FORMAT = 3  # of an entry; bumped when the encoding changes
 _PARSERS = ("yaml", "jsonschema", "pglast")
 _CLASSES: dict[str, type[Any]] = {
     c.__name__: c
@@ -70,7 +80,7 @@ def load_plan(path: str | Path) -> Plan:
     raw = read_plan(path)
     display = str(path)
     directory = cache_dir()
-    if directory is None:
+    if directory is None or not _private_directory(directory, create=True):
         return _validate(raw, display)
     entry = directory / "plans" / f"{_digest(os.path.abspath(display), display)[:40]}.json"
     key = {
@@ -116,7 +126,31 @@ def _digest(*parts: str) -> str:
 
 def _stamp(path: str) -> list[object]:
     st = os.stat(path)
-    return [path, st.st_size, st.st_mtime_ns]
+    return [path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+
+def _private_directory(path: Path, *, create: bool) -> bool:
+    """Whether `path` is a directory of this user that nobody else may write to, creating it
+    (and any missing parent) 0700 when asked."""
+    missing = []
+    probe = path
+    while not os.path.lexists(probe) and probe != probe.parent:
+        missing.append(probe)
+        probe = probe.parent
+    if missing and not create:
+        return False
+    try:
+        for directory in reversed(missing):
+            os.mkdir(directory, 0o700)
+            os.chmod(directory, 0o700)  # mkdir's mode is cut by the umask, never widened
+        info = os.stat(path)  # follows a symlink: to a directory that must be ours
+    except OSError:
+        return False
+    return (
+        stat.S_ISDIR(info.st_mode)
+        and info.st_uid == os.geteuid()
+        and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    )
 
 
 @cache
@@ -137,37 +171,64 @@ def _code_stamp() -> str:
 
 
 def _sources(plan: Plan) -> list[list[object]]:
-    return [
-        _stamp(str(step.source.path))
-        for step in plan.steps
-        if isinstance(step, BulkInsertStep) and step.source is not None
-    ]
+    """What validation read of each rows_from file: its stamp and a digest of its first
+    MiB (where a CSV header is), so that a change within one clock tick is seen too."""
+    stamps = []
+    for step in plan.steps:
+        if isinstance(step, BulkInsertStep) and step.source is not None:
+            path = str(step.source.path)
+            with open(path, "rb") as handle:
+                head = hashlib.sha256(handle.read(_HEAD_BYTES)).hexdigest()
+            stamps.append([*_stamp(path), head])
+    return stamps
+
+
+_HEAD_BYTES = 1 << 20
 
 
 def _read(entry: Path, key: dict[str, object]) -> Plan | None:
+    """The entry's plan if it is ours, intact and for this key; None for anything else."""
     try:
-        with open(entry, encoding="utf-8") as f:
-            stored = json.load(f, object_hook=_number_hook)
-        if stored.get("key") != key:
+        if not _private_directory(entry.parent, create=False):
+            return None
+        fd = os.open(entry, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+        with os.fdopen(fd, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            if (
+                not stat.S_ISREG(info.st_mode)
+                or info.st_uid != os.geteuid()
+                or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+            ):
+                return None
+            digest, _, body = handle.read().partition(b"\n")
+        if hashlib.sha256(body).hexdigest().encode() != digest:
+            return None  # edited or damaged
+        stored = json.loads(body, object_hook=_number_hook)
+        if not isinstance(stored, dict) or stored.get("key") != key:
             return None
         plan = _decode(stored["plan"])
-        if not isinstance(plan, Plan) or _sources(plan) != stored["sources"]:
+        if not isinstance(plan, Plan) or not _conforms(plan, Plan):
+            return None
+        if _sources(plan) != stored["sources"]:
             return None
         return plan
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return None  # no entry, or one this version cannot use: validate again
 
 
 def _write(entry: Path, key: dict[str, object], plan: Plan) -> None:
     try:
-        entry.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        data = json.dumps(
+        if not _private_directory(entry.parent, create=True):
+            return
+        body = json.dumps(
             {"key": key, "sources": _sources(plan), "plan": _encode(plan)}, default=_number
-        )
+        ).encode("utf-8")
         temporary = entry.with_name(f".{entry.name}.{os.getpid()}")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(data)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+        fd = os.open(temporary, flags, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o600)
+            f.write(hashlib.sha256(body).hexdigest().encode() + b"\n" + body)
         os.replace(temporary, entry)
     except (OSError, TypeError, ValueError):
         pass  # a cache that cannot be written only costs the next run its validation
@@ -249,3 +310,53 @@ def _decode(value: Any) -> Any:
     if tag == "R":
         return tuple(map(tuple, body))
     raise ValueError(f"unknown tag {tag!r}")
+
+
+# --- strict decoding: every field of the type its class declares ------------------------------
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
+
+
+def _conforms(value: object, hint: Any) -> bool:
+    """Whether a decoded value has the type a dataclass field declares (as far as the plan
+    classes use types: unions, tuples, frozensets, dicts, classes)."""
+    if hint is Any or hint is object:
+        return True
+    origin = typing.get_origin(hint)
+    if origin is typing.Union or origin is types.UnionType:
+        return any(_conforms(value, option) for option in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if origin is tuple:
+        arguments = typing.get_args(hint)
+        if not isinstance(value, tuple):
+            return False
+        if len(arguments) == 2 and arguments[1] is Ellipsis:
+            return arguments[0] in (object, Any) or all(_conforms(v, arguments[0]) for v in value)
+        return len(value) == len(arguments) and all(map(_conforms, value, arguments))
+    if origin is frozenset:
+        (item,) = typing.get_args(hint)
+        return isinstance(value, frozenset) and all(_conforms(v, item) for v in value)
+    if origin is dict:
+        return isinstance(value, dict)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(hint, type):
+        if not isinstance(value, hint):
+            return False
+        if dataclasses.is_dataclass(hint):
+            hints = _hints(type(value))
+            return all(
+                _conforms(getattr(value, name), hints[name])
+                for name in (f.name for f in dataclasses.fields(hint))
+            )
+        return True
+    return False
