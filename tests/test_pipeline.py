@@ -7,7 +7,7 @@ same exit code, output, diagnostics and database contents; the proxy counts the 
 from __future__ import annotations
 
 import pytest
-from conftest import Cli, Database
+from conftest import Cli, Database, Server
 from servers import FakeServer, TurnCounter
 
 from runner.plan.validate import parse_plan
@@ -125,7 +125,9 @@ def test_a_failed_batch_statement_stops_the_run_where_it_would_alone(
         "                                        ^",
     ]
     assert database.query(STATE)[0][0] == "1=one"  # step 3 committed; step 4 rolled back whole
-    assert (together, alone) == (1 + 1 + 1, 1 + 4 + 1)
+    # together: connect, the run, a ROLLBACK of the block sqlplan opened around step 4,
+    # Terminate (the price of a server log without "no transaction in progress" warnings)
+    assert (together, alone) == (1 + 1 + 1 + 1, 1 + 4 + 1)
 
 
 @pytest.mark.parametrize("upsert", [False, True], ids=["copy", "flight"])
@@ -278,3 +280,19 @@ def test_a_run_sends_a_bounded_number_of_bytes() -> None:
     )
     assert [[s.number for s in g] for g in groups(plan.steps)] == [[1, 2, 3], [4, 5, 6], [7], [8]]
     assert all(sum(map(wire_size, g)) <= RUN_BYTES for g in groups(plan.steps) if len(g) > 1)
+
+
+def test_a_pipelined_run_leaves_no_warning_in_the_server_log(
+    cli: Cli, database: Database, server: Server
+) -> None:
+    log = server.embedded.log_file
+    before = log.stat().st_size
+    plan = SETUP + "".join(INSERT_NOTE.format(id=i, body=f"n{i}") for i in range(1, 9)) + QUERY
+    together, _, code, out, err = _same_both_ways(cli, database, plan)
+    assert (code, err) == (0, "")
+    assert together == 1 + 1 + 1  # all ten steps in one run
+    with open(log, "rb") as handle:
+        handle.seek(before)
+        written = handle.read().decode("utf-8", "replace")
+    assert "WARNING" not in written, written
+    assert "NOTICE" not in written, written

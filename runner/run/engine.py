@@ -118,11 +118,17 @@ def _run_group(plan: Plan, group: Sequence[AnyStep], con: Any, out: Output) -> N
     pieces: list[wire.Piece] = []
     owners: list[tuple[int, int]] = []  # per piece: its step's index in the group, SQL offset
     for index, step in enumerate(group):
+        # Alone, each step would commit at its own Sync; here the next step follows at once,
+        # so each but the last is its own transaction block. An explicit BEGIN makes its
+        # COMMIT one the server expects: no "there is no transaction in progress" warning.
+        separate = commit_each and index < len(group) - 1
+        if separate:
+            pieces.append(wire.Piece("BEGIN", quiet=True))
+            owners.append((index, 0))
         for piece, offset in _pieces(step, con):
             pieces.append(piece)
             owners.append((index, offset))
-        if commit_each and index < len(group) - 1:
-            # Alone, the step would commit at its Sync; here the next step follows at once.
+        if separate:
             pieces.append(wire.Piece("COMMIT", quiet=True))
             owners.append((index, 0))
     failure: wire.PipelineFailure | None = None
@@ -146,7 +152,11 @@ def _run_group(plan: Plan, group: Sequence[AnyStep], con: Any, out: Output) -> N
         if index == failed_step:
             assert failure is not None
             _print(out, step.before, _before_fields(plan, step))
-            raise _group_failure(step, failure, offset, _roll_back(con))
+            rolled_back = _roll_back(con)
+            # The block sqlplan opened around the step is its own business, as the implicit
+            # transaction the step would have had alone: no "open transaction" to report.
+            ours = commit_each and index < len(group) - 1
+            raise _group_failure(step, failure, offset, rolled_back and not ours)
         _print_outcome(plan, step, step_outcomes, out)
 
 

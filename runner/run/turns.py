@@ -2,8 +2,8 @@
 from each other's results.
 
 A run of steps is sent as one pipeline (Parse/Bind/Execute for every statement, one Sync at the
-end). Outside a transaction block the engine puts a COMMIT after each step but the last, so each
-step still commits on its own, as it would alone; an error makes the server skip everything after
+end). Outside a transaction block the engine puts each step but the last between BEGIN and
+COMMIT, so each step still commits on its own, as it would alone; an error makes the server skip everything after
 it. That is exact only for statements whose meaning does not change when they follow another
 statement in the same pipeline, so a step travels with others only if all its statements are of
 the kinds below. Anything else (transaction control, DO and CALL, VACUUM, CONCURRENTLY, COPY,
