@@ -290,6 +290,7 @@ def test_a_pipelined_run_leaves_no_warning_in_the_server_log(
     plan = SETUP + "".join(INSERT_NOTE.format(id=i, body=f"n{i}") for i in range(1, 9)) + QUERY
     together, _, code, out, err = _same_both_ways(cli, database, plan)
     assert (code, err) == (0, "")
+    assert out.endswith("8: n8\n")
     assert together == 1 + 1 + 1  # all ten steps in one run
     with open(log, "rb") as handle:
         handle.seek(before)
