@@ -170,3 +170,86 @@ def test_as_root_a_private_parent_is_left_alone(tmp_path: Path) -> None:
         cluster = server.cluster_dir
         _cleanup(state)
     assert not cluster.exists()
+
+
+def _wait_gone(pid: int, seconds: float = 20) -> None:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return
+        if state in ("Z", "X"):
+            return
+        time.sleep(0.05)
+
+
+def _zombie() -> int:
+    """A child process that has exited and that nobody reaps (until the test ends)."""
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    _wait_gone(pid)
+    return pid
+
+
+def test_a_killed_postmaster_is_not_taken_for_a_live_one(project: Path) -> None:
+    state = project / ".sqlplan"
+    try:
+        (project / "plan.yaml").write_text(PLAN)
+        assert sqlplan("run", "plan.yaml", cwd=project, data_dir=state).stdout == "1\n"
+        server = EmbeddedServer(state)
+        pid = server.status().pid
+        assert pid is not None
+        os.kill(pid, 9)  # the postmaster.pid stays behind
+        _wait_gone(pid)
+        result = sqlplan("run", "plan.yaml", cwd=project, data_dir=state)
+        assert (result.returncode, result.stdout) == (0, "2\n"), result.stderr
+        assert server.status().pid not in (None, pid)
+    finally:
+        _cleanup(state)
+
+
+@pytest.mark.parametrize("who", ["zombie", "another program"])
+def test_a_stale_pid_file_naming_another_process(project: Path, who: str) -> None:
+    """After a `kill -9`, postmaster.pid and the socket stay behind; the PID may since be a
+    zombie or another program of the server's user, which PostgreSQL itself would take for a
+    live server."""
+    state = project / ".sqlplan"
+    (project / "plan.yaml").write_text(PLAN)
+    other = None
+    try:
+        assert sqlplan("run", "plan.yaml", cwd=project, data_dir=state).stdout == "1\n"
+        server = EmbeddedServer(state)
+        lines = (server.data_dir / "postmaster.pid").read_text().splitlines()
+        postmaster = int(lines[0])
+        os.kill(postmaster, 9)
+        _wait_gone(postmaster)
+        if who == "zombie":
+            pid = _zombie()
+        else:
+            account: dict[str, object] = {}
+            if os.geteuid() == 0:
+                entry = pwd.getpwnam(SERVICE_USER)
+                account = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+            other = subprocess.Popen(["sleep", "60"], **account)  # type: ignore[call-overload]
+            pid = other.pid
+        lines[0] = str(pid)
+        (server.data_dir / "postmaster.pid").write_text("\n".join(lines) + "\n")
+        assert server.status().running is False
+        stopped = sqlplan("db", "stop", cwd=project, data_dir=state)
+        assert (stopped.returncode, stopped.stdout) == (0, "not running\n")
+        if other is not None:
+            assert other.poll() is None  # never signalled
+        result = sqlplan("run", "plan.yaml", cwd=project, data_dir=state)
+        assert (result.returncode, result.stdout) == (0, "2\n"), result.stderr
+        assert server.status().pid not in (None, pid)
+        if other is not None:
+            assert other.poll() is None
+    finally:
+        if other is not None:
+            other.kill()
+            other.wait()
+        _cleanup(state)

@@ -21,6 +21,7 @@ import errno
 import fcntl
 import hashlib
 import importlib.util
+import itertools
 import os
 import pwd
 import shlex
@@ -150,11 +151,55 @@ class EmbeddedServer:
             )
         except (OSError, ValueError, IndexError):
             return None
-        if status != "ready" or not _alive(pid):
+        if status != "ready" or not self._is_postmaster(pid):
             return None
         if not (socket_dir / f".s.PGSQL.{port}").exists():
             return None
         return pid, socket_dir, port
+
+    def _is_postmaster(self, pid: int) -> bool:
+        """Whether `pid` is a running (not zombie) postgres whose data directory is ours: a
+        postmaster.pid outlives a `kill -9`, and its PID may since be a zombie or another
+        program's."""
+        if not _alive(pid):
+            return False
+        proc = Path("/proc") / str(pid)
+        if not proc.is_dir():
+            return True  # no /proc to ask: as PostgreSQL does, trust a live PID
+        try:
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            if state in ("Z", "X"):
+                return False
+            command = (proc / "cmdline").read_bytes().split(b"\0")
+        except (OSError, IndexError):
+            return False
+        if not command or Path(command[0].decode(errors="replace")).name not in (
+            "postgres",
+            "postmaster",
+        ):
+            return False
+        try:
+            directory = Path(os.readlink(proc / "cwd"))  # the postmaster works in its data dir
+        except OSError:
+            return _names_data_dir(command, self.data_dir)
+        return _same_path(directory, self.data_dir) or _names_data_dir(command, self.data_dir)
+
+    def _clear_stale_locks(self) -> None:
+        """Remove lock files that name no live postmaster of this data directory, as PostgreSQL
+        removes a lock file whose PID is gone; it cannot tell a reused PID from its own, so
+        sqlplan does it before starting."""
+        candidates = [self.data_dir / "postmaster.pid"]
+        socket_dir = self._socket_dir()
+        if socket_dir.is_dir():
+            candidates += sorted(socket_dir.glob(".s.PGSQL.*.lock"))
+        for lock in candidates:
+            try:
+                pid = int(lock.read_text().splitlines()[0])
+            except (OSError, ValueError, IndexError):
+                continue
+            if not self._is_postmaster(abs(pid)):
+                with contextlib.suppress(OSError):
+                    lock.unlink()
 
     # --- actions
 
@@ -170,6 +215,7 @@ class EmbeddedServer:
             account = self._account()
             bin_dir = self._bin_dir(account, notify)
             self._init_cluster(bin_dir, account, notify)
+            self._clear_stale_locks()
             self._start(bin_dir, account, notify)
             target = self.target()
             if target is None:
@@ -457,6 +503,21 @@ def _link_or_copy(source: str, destination: str) -> str:
     except OSError:
         shutil.copy2(source, destination)
     return destination
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _names_data_dir(command: list[bytes], data_dir: Path) -> bool:
+    arguments = [c.decode(errors="replace") for c in command]
+    return any(
+        flag == "-D" and _same_path(Path(value), data_dir)
+        for flag, value in itertools.pairwise(arguments)
+    )
 
 
 def _alive(pid: int) -> bool:
