@@ -103,7 +103,9 @@ def _target(database_url: str | None, data_dir: str | None) -> Target:
     if target is None:
         from .connect.embedded import EmbeddedServer
 
-        target = EmbeddedServer(_state_dir(data_dir)).ensure_running(_notify)
+        return EmbeddedServer(_state_dir(data_dir)).ensure_running(_notify)
+    for note in target.notes:  # a password file ignored, as libpq warns of it
+        _notify(f"warning: {note}")
     return target
 
 

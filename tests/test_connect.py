@@ -398,3 +398,133 @@ def test_tls_verification_failures_are_not_retried(
     assert result.stderr.endswith(
         "TLS certificate verification failed: self-signed certificate in certificate chain\n"
     )
+
+
+# --- libpq fidelity: password files, no password, certificate files, require + root.crt -------
+
+OK = "sqlplan: 1\nname: ok\non_connect: connected\nsteps:\n  - batch: SELECT 1\n"
+
+
+def _home(tmp_path: Path) -> Path:
+    home = tmp_path / "home"
+    home.mkdir()
+    return home
+
+
+@pytest.mark.parametrize("role", ["scram", "md5user", "clear"])
+def test_no_password_and_a_server_that_asks_for_one(
+    cli: Cli, plain_server: Cluster, tmp_path: Path, role: str
+) -> None:
+    cli.write("ok.yaml", OK)
+    url = f"postgresql://{role}@localhost:{plain_server.port}/postgres?sslmode=disable"
+    result = cli("run", "ok.yaml", env={"DATABASE_URL": url, "HOME": str(_home(tmp_path))})
+    assert result.exit_code == 5
+    assert result.stderr == (
+        f"sqlplan: error: cannot connect to database 'postgres' as '{role}' on localhost:"
+        f"{plain_server.port}: the server asks for a password, but none was given: put it in "
+        "the URL (postgresql://user:PASSWORD@host/db, percent-encoded), in PGPASSWORD, or in "
+        "~/.pgpass (or the file PGPASSFILE or passfile= names; "
+        "hostname:port:database:username:password, mode 0600)\n"
+    )
+
+
+def _pgpass_line(port: int, password: str) -> str:
+    escaped = password.replace("\\", "\\\\").replace(":", "\\:")
+    return f"# a comment\nother:*:*:*:nope\nlocalhost:{port}:*:scram:{escaped}\n"
+
+
+def test_a_password_from_pgpass(cli: Cli, plain_server: Cluster, tmp_path: Path) -> None:
+    cli.write("ok.yaml", OK)
+    home = _home(tmp_path)
+    pgpass = home / ".pgpass"
+    pgpass.write_text(_pgpass_line(plain_server.port, PASSWORD))
+    pgpass.chmod(0o600)
+    url = f"postgresql://scram@localhost:{plain_server.port}/postgres?sslmode=disable"
+    result = cli("run", "ok.yaml", env={"DATABASE_URL": url, "HOME": str(home)})
+    assert (result.exit_code, result.stdout, result.stderr) == (0, "connected\n", "")
+    # PGPASSFILE names another file; passfile= in the URL wins over it
+    other = tmp_path / "elsewhere"
+    other.write_text(_pgpass_line(plain_server.port, PASSWORD))
+    other.chmod(0o600)
+    pgpass.unlink()
+    result = cli(
+        "run", "ok.yaml", env={"DATABASE_URL": url, "HOME": str(home), "PGPASSFILE": str(other)}
+    )
+    assert (result.exit_code, result.stderr) == (0, "")
+    result = cli(
+        "run", "ok.yaml", env={"DATABASE_URL": url + f"&passfile={other}", "HOME": str(home)}
+    )
+    assert (result.exit_code, result.stderr) == (0, "")
+
+
+def test_a_pgpass_others_can_read_is_ignored_with_a_warning(
+    cli: Cli, plain_server: Cluster, tmp_path: Path
+) -> None:
+    cli.write("ok.yaml", OK)
+    home = _home(tmp_path)
+    (home / ".pgpass").write_text(_pgpass_line(plain_server.port, PASSWORD))
+    (home / ".pgpass").chmod(0o644)
+    url = f"postgresql://scram@localhost:{plain_server.port}/postgres?sslmode=disable"
+    result = cli("run", "ok.yaml", env={"DATABASE_URL": url, "HOME": str(home)})
+    assert result.exit_code == 5
+    lines = result.stderr.splitlines()
+    assert lines[0] == (
+        f"sqlplan: warning: password file '{home / '.pgpass'}' has group or world access; "
+        "permissions should be u=rw (0600) or less: it is ignored"
+    )
+    assert "the server asks for a password, but none was given" in lines[1]
+    assert "p@ss" not in result.stderr
+
+
+@pytest.mark.parametrize("kind", ["a private key", "empty", "DER", "a directory"])
+def test_a_root_certificate_file_that_is_not_one(
+    cli: Cli, ssl_server: Cluster, certs: Certificates, tmp_path: Path, kind: str
+) -> None:
+    cli.write("ok.yaml", OK)
+    root = tmp_path / "root.crt"
+    if kind == "a private key":
+        shutil.copy(certs.server_key, root)
+        root.chmod(0o600)
+    elif kind == "empty":
+        root.write_text("")
+    elif kind == "DER":
+        subprocess.run(
+            ["openssl", "x509", "-in", str(certs.ca), "-outform", "DER", "-out", str(root)],
+            check=True,
+        )
+    else:
+        root.mkdir()
+    url = ssl_server.url("scram", f"sslmode=verify-ca&sslrootcert={root}")
+    result = cli("run", "ok.yaml", env={"DATABASE_URL": url, "HOME": str(_home(tmp_path))})
+    assert result.exit_code == 4, result.stderr
+    assert result.stderr.startswith(f"sqlplan: error: root certificate file '{root}' ")
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_a_client_certificate_that_is_not_one(
+    cli: Cli, ssl_server: Cluster, certs: Certificates, tmp_path: Path
+) -> None:
+    cli.write("ok.yaml", OK)
+    bogus = tmp_path / "client.crt"
+    bogus.write_text("not a certificate\n")
+    url = ssl_server.url("certuser", f"sslmode=require&sslcert={bogus}&sslkey={certs.client_key}")
+    result = cli("run", "ok.yaml", env={"DATABASE_URL": url, "HOME": str(_home(tmp_path))})
+    assert result.exit_code == 4
+    assert result.stderr.startswith(f"sqlplan: error: cannot load the client certificate '{bogus}'")
+
+
+def test_require_verifies_the_chain_when_root_crt_is_present(
+    cli: Cli, ssl_server: Cluster, certs: Certificates, tmp_path: Path
+) -> None:
+    cli.write("ok.yaml", OK)
+    home = _home(tmp_path)
+    (home / ".postgresql").mkdir()
+    url = ssl_server.url("scram", "sslmode=require")
+    shutil.copy(certs.wrong_ca, home / ".postgresql" / "root.crt")
+    refused = cli("run", "ok.yaml", env={"DATABASE_URL": url, "HOME": str(home)})
+    assert refused.exit_code == 5
+    assert "TLS certificate verification failed" in refused.stderr
+    shutil.copy(certs.ca, home / ".postgresql" / "root.crt")
+    accepted = cli("run", "ok.yaml", env={"DATABASE_URL": url, "HOME": str(home)})
+    assert (accepted.exit_code, accepted.stderr) == (0, "")

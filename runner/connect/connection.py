@@ -107,15 +107,34 @@ class _RefusesTls(Exception):
 
 
 def ssl_context_for(target: Target) -> ssl.SSLContext:
-    """The TLS settings an sslmode asks for, with the client certificate if there is one."""
+    """The TLS settings an sslmode asks for, with the client certificate if there is one.
+
+    As libpq, `require` verifies the chain (as verify-ca) when there is a root certificate:
+    `sslrootcert`, or ~/.postgresql/root.crt."""
     mode = target.sslmode
-    verify = mode in ("verify-ca", "verify-full") or (mode == "require" and target.sslrootcert)
+    default_root = Path.home() / ".postgresql" / "root.crt"
+    verify = mode in ("verify-ca", "verify-full") or (
+        mode == "require" and (target.sslrootcert or default_root.is_file())
+    )
     if verify:
-        root = target.sslrootcert or str(Path.home() / ".postgresql" / "root.crt")
+        root = target.sslrootcert or str(default_root)
         if root == "system":
             context = ssl.create_default_context()
         elif os.path.isfile(root):
-            context = ssl.create_default_context(cafile=root)
+            context = ssl.create_default_context()
+            try:
+                context.load_verify_locations(cafile=root)
+            except (ssl.SSLError, OSError, ValueError) as e:
+                raise ConfigError(
+                    f"root certificate file {root!r} holds no usable certificate "
+                    f"(PEM is expected): {_tls_reason(e)}"
+                ) from None
+            if not context.get_ca_certs():
+                raise ConfigError(
+                    f"root certificate file {root!r} holds no certificate (PEM is expected)"
+                )
+        elif os.path.exists(root):
+            raise ConfigError(f"root certificate file {root!r} is not a plain file")
         else:
             raise ConfigError(
                 f"root certificate file {root!r} does not exist: give one with sslrootcert=FILE, "
@@ -132,13 +151,22 @@ def ssl_context_for(target: Target) -> ssl.SSLContext:
         _check_key_permissions(key)
         try:
             context.load_cert_chain(certificate, key)
-        except (OSError, ssl.SSLError) as e:
+        except (OSError, ssl.SSLError, ValueError) as e:
             raise ConfigError(
-                f"cannot load the client certificate {certificate!r} with key {key!r}: {e}"
+                f"cannot load the client certificate {certificate!r} with key {key!r} "
+                f"(PEM files are expected, the key unencrypted): {_tls_reason(e)}"
             ) from None
     elif target.sslcert:
         raise ConfigError(f"client certificate file {target.sslcert!r} does not exist")
     return context
+
+
+def _tls_reason(error: BaseException) -> str:
+    if isinstance(error, ssl.SSLError):
+        return error.reason or error.strerror or str(error)
+    if isinstance(error, OSError):
+        return error.strerror or str(error)
+    return str(error)
 
 
 def _default_client_file(name: str) -> str | None:
@@ -237,12 +265,19 @@ def _reason(error: BaseException) -> str:
 
 
 _AUTH_OK, _AUTH_CLEARTEXT, _AUTH_MD5, _AUTH_SASL = 0, 3, 5, 10
+NO_PASSWORD = (
+    "the server asks for a password, but none was given: put it in the URL "
+    "(postgresql://user:PASSWORD@host/db, percent-encoded), in PGPASSWORD, or in ~/.pgpass "
+    "(or the file PGPASSFILE or passfile= names; hostname:port:database:username:password, "
+    "mode 0600)"
+)
 _AUTH_NAMES = {_AUTH_CLEARTEXT: "a cleartext password", _AUTH_MD5: "an MD5 password"}
 _PLUS = b"SCRAM-SHA-256-PLUS"
 
 
 def _connection_class(channel_binding: str) -> type[Connection]:
-    """pg8000's Connection, or one that enforces channel_binding=require or =disable.
+    """pg8000's Connection, refusing at once when a password is asked for and none was given
+    (pg8000 would fail on None), and enforcing channel_binding=require or =disable.
 
     pg8000 picks SCRAM-SHA-256-PLUS by itself over TLS when offered (libpq's `prefer`), but
     nothing makes it insist, or refrain.
@@ -250,12 +285,14 @@ def _connection_class(channel_binding: str) -> type[Connection]:
     from pg8000.exceptions import InterfaceError
     from pg8000.native import Connection
 
-    if channel_binding == "prefer":
-        return Connection  # type: ignore[no-any-return]
-
     class ChannelBindingConnection(Connection):  # type: ignore[misc]
         def handle_AUTHENTICATION_REQUEST(self, data: bytes, context: Any) -> None:
             code = int.from_bytes(data[:4], "big")
+            if code in (_AUTH_CLEARTEXT, _AUTH_MD5, _AUTH_SASL) and self.password is None:
+                raise InterfaceError(NO_PASSWORD)
+            if channel_binding == "prefer":
+                super().handle_AUTHENTICATION_REQUEST(data, context)
+                return
             if channel_binding == "disable":
                 if code == _AUTH_SASL:
                     self._start_scram_without_binding(data)

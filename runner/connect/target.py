@@ -6,8 +6,9 @@ import difflib
 import getpass
 import os
 import re
+import stat
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import quote
 
@@ -20,11 +21,11 @@ CHANNEL_BINDINGS = ("disable", "prefer", "require")
 SUPPORTED = (
     "host", "port", "dbname", "user", "password", "sslmode", "sslrootcert", "sslcert", "sslkey",
     "channel_binding", "connect_timeout", "application_name", "fallback_application_name",
-    "options", "target_session_attrs", "sslnegotiation",
+    "options", "target_session_attrs", "sslnegotiation", "passfile",
 )  # fmt: skip
 # libpq parameters that sqlplan does not implement: named in errors as such, not as typos.
 UNSUPPORTED = (
-    "hostaddr", "passfile", "require_auth", "sslpassword", "sslcrl", "sslcrldir", "sslsni",
+    "hostaddr", "require_auth", "sslpassword", "sslcrl", "sslcrldir", "sslsni",
     "sslcompression", "ssl_min_protocol_version", "ssl_max_protocol_version", "gssencmode",
     "krbsrvname", "gsslib", "gssdelegation", "service", "requirepeer", "replication",
     "keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count",
@@ -38,7 +39,7 @@ ENVIRONMENT = {
     "PGSSLCERT": "sslcert", "PGSSLKEY": "sslkey", "PGCHANNELBINDING": "channel_binding",
     "PGCONNECT_TIMEOUT": "connect_timeout", "PGAPPNAME": "application_name",
     "PGOPTIONS": "options", "PGTARGETSESSIONATTRS": "target_session_attrs",
-    "PGSSLNEGOTIATION": "sslnegotiation",
+    "PGSSLNEGOTIATION": "sslnegotiation", "PGPASSFILE": "passfile",
 }  # fmt: skip
 # Without any URL, these say "connect there" rather than "use the embedded server".
 _LOCATING = ("PGHOST", "PGPORT", "PGDATABASE", "PGUSER")
@@ -62,6 +63,8 @@ class Target:
     application_name: str | None = "sqlplan"
     options: str | None = None
     source: str = "DATABASE_URL"
+    password_from: str | None = None  # where the password came from, when not the URL or PG*
+    notes: tuple[str, ...] = field(default=(), compare=False)  # warnings to show once
 
     @property
     def is_unix_socket(self) -> bool:
@@ -237,12 +240,23 @@ def make_target(params: Params, source: str) -> Target:
         )
     if (get("sslnegotiation") or "postgres") != "postgres":
         raise bad("sslnegotiation", "only sslnegotiation=postgres is supported")
+    database = get("dbname") or user
+    password = get("password")
+    password_from: str | None = None
+    notes: tuple[str, ...] = ()
+    if password is None:
+        passfile = get("passfile") or os.path.join(os.path.expanduser("~"), ".pgpass")
+        password, password_from, notes = password_from_file(
+            passfile, host=host, port=port, database=database, user=user
+        )
     return Target(
         host=host,
         port=port,
         user=user,
-        password=get("password"),
-        database=get("dbname") or user,
+        password=password,
+        password_from=password_from,
+        notes=notes,
+        database=database,
         sslmode=sslmode,
         sslrootcert=get("sslrootcert"),
         sslcert=get("sslcert"),
@@ -253,6 +267,65 @@ def make_target(params: Params, source: str) -> Target:
         options=get("options"),
         source=source,
     )
+
+
+def password_from_file(
+    passfile: str, *, host: str, port: int, database: str, user: str
+) -> tuple[str | None, str | None, tuple[str, ...]]:
+    """(password, where it came from, warnings) from a libpq password file: lines of
+    hostname:port:database:username:password, `*` matching anything, `\\` escaping `:` and `\\`,
+    the first matching line winning. As libpq, a file others can read is ignored, with a
+    warning; the default socket directory matches `localhost`."""
+    try:
+        info = os.stat(passfile)
+    except OSError:
+        return None, None, ()
+    if not stat.S_ISREG(info.st_mode):
+        return None, None, (f"password file {passfile!r} is not a plain file",)
+    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        return (
+            None,
+            None,
+            (
+                f"password file {passfile!r} has group or world access; permissions should be "
+                "u=rw (0600) or less: it is ignored",
+            ),
+        )
+    try:
+        with open(passfile, encoding="utf-8", errors="replace") as handle:
+            lines = handle.read().splitlines()
+    except OSError:
+        return None, None, ()
+    wanted_host = "localhost" if host.startswith("/") and host == _default_host(port) else host
+    wanted = (wanted_host, str(port), database, user)
+    for number, line in enumerate(lines, 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        fields = _passfile_fields(line)
+        if len(fields) < 5:
+            continue
+        if all(f in ("*", w) for f, w in zip(fields[:4], wanted, strict=True)):
+            return fields[4], f"{passfile} line {number}", ()
+    return None, None, ()
+
+
+def _passfile_fields(line: str) -> list[str]:
+    fields: list[str] = []
+    current: list[str] = []
+    escaped = False
+    for char in line:
+        if escaped:
+            current.append(char)
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == ":" and len(fields) < 4:
+            fields.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    fields.append("".join(current))
+    return fields
 
 
 def _default_host(port: int) -> str:
