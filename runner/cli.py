@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -114,10 +115,21 @@ class _Commands(click.Group):
     with exit code 70, rather than as a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        from .run import interrupts
+
         try:
-            return super().invoke(ctx)
+            # Ctrl-C and SIGTERM: before `run` connects (initdb, connecting), they stop at once;
+            # either way sqlplan says so and exits 130 or 143, never click's "Aborted!".
+            with interrupts.install():
+                return super().invoke(ctx)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
+        except (interrupts.Abandoned, KeyboardInterrupt) as e:
+            signum = getattr(e, "signum", signal.SIGINT)
+            sys.stdout.flush()
+            name = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
+            click.echo(f"sqlplan: interrupted ({name}); no step had started", err=True)
+            _exit(ExitCode.TERMINATED if signum == signal.SIGTERM else ExitCode.INTERRUPTED)
         except Exception as e:
             sys.stdout.flush()
             click.echo(f"sqlplan: {internal_error(e)}", err=True)
@@ -190,6 +202,7 @@ def run(
     """
     from .connect.connection import RetryPolicy, cancel, connect
     from .plan.cache import load_plan
+    from .run import interrupts
     from .run.engine import run_plan
 
     try:
@@ -204,16 +217,13 @@ def run(
         con = connect(target, RetryPolicy(connect_retries, connect_timeout), _notify)
     except SqlPlanError as e:
         _fail(e)
+    # Connected: a first Ctrl-C or SIGTERM cancels the running statement, and the plan stops
+    # where the server's answer says what committed; a second one stops at once.
+    interrupts.arm(lambda: cancel(target, con))
     try:
         run_plan(plan, con, _StdoutLines(), pipeline=not no_pipeline)
     except SqlPlanError as e:
         _fail(e)
-    except KeyboardInterrupt:
-        cancel(target, con)
-        click.echo(
-            "sqlplan: interrupted; the running statement was cancelled and rolled back", err=True
-        )
-        _exit(ExitCode.INTERRUPTED)
     finally:
         _close_quietly(con)
     _exit(ExitCode.OK)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import Any
 
 
 class ExitCode(IntEnum):
@@ -15,8 +16,10 @@ class ExitCode(IntEnum):
     INVALID_PLAN = 3  # the plan file is not valid; nothing was sent to the database
     CONFIG = 4  # bad configuration: a malformed DATABASE_URL, an unusable data directory
     CONNECTION = 5  # could not connect, or the embedded server could not start
+    IN_DOUBT = 6  # the connection broke after a step's commit was sent and before its answer
     INTERNAL = 70  # a bug in sqlplan (an unexpected exception); reported, never a traceback
-    INTERRUPTED = 130  # Ctrl-C (SIGINT); the connection is closed, so the server rolls back
+    INTERRUPTED = 130  # Ctrl-C (SIGINT): the running statement cancelled, what committed said
+    TERMINATED = 143  # SIGTERM: as Ctrl-C
 
 
 @dataclass(frozen=True, order=True)
@@ -137,8 +140,12 @@ class StepFailed(SqlPlanError):
         row_number: int | None = None,
         row_position: Position | None = None,
         rolled_back: str | None = None,
+        step: int | None = None,
     ) -> None:
         super().__init__(message)
+        self.step = step  # the number of the step that failed
+        self.ledger_lines: list[str] = []  # what the server confirmed of every step
+        self.in_doubt = False  # some step may or may not have committed
         self.position = position
         self.sql = sql
         self.sql_position = sql_position
@@ -146,3 +153,12 @@ class StepFailed(SqlPlanError):
         self.row_number = row_number
         self.row_position = row_position
         self.rolled_back = rolled_back
+
+
+class RunInterrupted(StepFailed):
+    """Ctrl-C or SIGTERM stopped the plan; `signum` says which."""
+
+    def __init__(self, message: str, *, signum: int, **details: Any) -> None:
+        super().__init__(message, **details)
+        self.signum = signum
+        self.exit_code = ExitCode.TERMINATED if signum == 15 else ExitCode.INTERRUPTED

@@ -35,6 +35,7 @@ def step_failure_text(error: StepFailed) -> str:
         lines.append(f"  row: {error.row_number} (at {error.row_position})")
     if error.rolled_back:
         lines.append(f"  {error.rolled_back}")
+    lines += error.ledger_lines
     return "\n".join(lines)
 
 

@@ -93,7 +93,12 @@ def test_a_failing_row_fails_alike_on_every_path(
     lines = err.splitlines()
     assert lines[0] == f'plan.yaml:11:5: error: step 2 "Load" failed: {message}'
     assert "  row: 3 (at plan.yaml:15:9)" in lines
-    assert lines[-1] == "  the transaction was rolled back: none of the 4 rows were inserted"
+    assert lines[-4:] == [
+        "  the transaction was rolled back: none of the 4 rows were inserted",
+        "what the server confirmed:",
+        "  committed: step 1 (plan.yaml:4:5)",
+        '  rolled back: step 2 "Load" (plan.yaml:11:5)',
+    ]
     assert database.query("SELECT count(*) FROM books") == [[0]]
 
 

@@ -29,8 +29,10 @@ def test_exit_codes_are_the_documented_ones() -> None:
         "INVALID_PLAN": 3,
         "CONFIG": 4,
         "CONNECTION": 5,
+        "IN_DOUBT": 6,
         "INTERNAL": 70,
         "INTERRUPTED": 130,
+        "TERMINATED": 143,
     }
 
 

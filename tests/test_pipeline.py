@@ -123,6 +123,10 @@ def test_a_failed_batch_statement_stops_the_run_where_it_would_alone(
         'plan.yaml:21:43: error: step 4 failed: column "nosuch" does not exist [42703]',
         "    INSERT INTO notes VALUES (3, 'x' || nosuch);",
         "                                        ^",
+        "what the server confirmed:",
+        "  committed: step 1 (plan.yaml:4:5), step 2 (plan.yaml:9:5), step 3 (plan.yaml:15:5)",
+        "  rolled back: step 4 (plan.yaml:19:5)",
+        "  not run: step 5 (plan.yaml:23:5)",
     ]
     assert database.query(STATE)[0][0] == "1=one"  # step 3 committed; step 4 rolled back whole
     # together: connect, the run, a ROLLBACK of the block sqlplan opened around step 4,

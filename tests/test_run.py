@@ -194,6 +194,8 @@ steps:
     assert err == (
         "plan.yaml:6:18: error: step 1: the row template uses {titel}, but the query returned "
         "no such column (its columns: title); did you mean {title}?\n"
+        "what the server confirmed:\n"
+        "  rolled back: step 1 (plan.yaml:4:5)\n"
     )
 
 
@@ -339,6 +341,9 @@ steps:
     assert err == (
         'plan.yaml:6:5: error: step 2 "Open" opened a transaction that no later step committed; '
         "it was rolled back (end the plan with a COMMIT)\n"
+        "what the server confirmed:\n"
+        "  committed: step 1 (plan.yaml:4:5)\n"
+        '  rolled back: step 2 "Open" (plan.yaml:6:5), step 3 (plan.yaml:9:5)\n'
     )
     assert database.query("SELECT count(*) FROM a") == [[0]]
     # with the COMMIT, the same plan keeps its rows
@@ -377,7 +382,13 @@ steps:
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=20)
     assert process.returncode == 130
-    assert "interrupted; the running statement was cancelled" in err
+    assert err.splitlines()[1:] == [
+        f"{plan}:6:5: error: interrupted (Ctrl-C) at step 3: the running statement was "
+        "cancelled and what it had not committed rolled back",
+        "what the server confirmed:",
+        f"  committed: step 1 ({plan}:4:5)",
+        f"  rolled back: step 2 ({plan}:5:5), step 3 ({plan}:6:5)",
+    ]
     # the cancel request stopped the 30 s sleep on the server too
     deadline = time.monotonic() + 5
     while database.query(

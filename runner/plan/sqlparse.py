@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -156,3 +156,35 @@ def copy_statement(statement: Statement) -> str | None:
 
 def _quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
+
+
+_OPENS = ("TRANS_STMT_BEGIN", "TRANS_STMT_START")
+_CLOSES = ("TRANS_STMT_COMMIT", "TRANS_STMT_ROLLBACK", "TRANS_STMT_PREPARE")
+
+
+def transaction_kind(statement: Statement) -> str | None:
+    """TRANS_STMT_BEGIN, ..._COMMIT, ... for transaction control; None for anything else."""
+    if statement.kind != "TransactionStmt":
+        return None
+    return str(statement.node.get("kind"))
+
+
+def opens_block(statement: Statement) -> bool:
+    return transaction_kind(statement) in _OPENS
+
+
+def closes_block(statement: Statement) -> bool:
+    """COMMIT, ROLLBACK or PREPARE TRANSACTION (not ... AND CHAIN, which opens the next)."""
+    return transaction_kind(statement) in _CLOSES and not statement.node.get("chain")
+
+
+def block_open_after(statements: Iterable[Statement], open_before: bool) -> bool:
+    """Whether a transaction block is open after the statements run, one having been open
+    before them or not."""
+    open_now = open_before
+    for statement in statements:
+        if opens_block(statement):
+            open_now = True
+        elif closes_block(statement):
+            open_now = False
+    return open_now

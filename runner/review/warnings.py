@@ -9,7 +9,7 @@ from typing import Any
 
 from ..errors import Diagnostic
 from ..plan.model import BULK_CHUNK_ROWS, AnyStep, BatchStep, BulkInsertStep, Plan
-from ..plan.sqlparse import Statement
+from ..plan.sqlparse import Statement, closes_block, opens_block
 
 # The codes a step can silence with `allow:`; the schema's enum for `allow` lists the same.
 WARNING_CODES = (
@@ -20,8 +20,6 @@ WARNING_CODES = (
     "no-transaction-block",
 )
 
-_OPENS = ("TRANS_STMT_BEGIN", "TRANS_STMT_START")
-_CLOSES = ("TRANS_STMT_COMMIT", "TRANS_STMT_ROLLBACK", "TRANS_STMT_PREPARE")
 _DROPPED = {"OBJECT_TABLE": "DROP TABLE", "OBJECT_SCHEMA": "DROP SCHEMA"}
 
 
@@ -40,10 +38,9 @@ def transactions(plan: Plan) -> list[Transaction]:
     for step in plan.steps:
         inside = open_since
         for statement in step.statements:
-            kind = _transaction_kind(statement)
-            if kind in _OPENS and open_since is None:
+            if opens_block(statement) and open_since is None:
                 open_since = step.number
-            elif kind in _CLOSES and not statement.node.get("chain"):
+            elif closes_block(statement):
                 open_since = None
         result.append(Transaction(step, inside, _describe(step, inside, open_since)))
     return result
@@ -71,12 +68,6 @@ def _describe(step: AnyStep, inside: int | None, after: int | None) -> str:
     if isinstance(step, BatchStep) and len(step.statements) > 1:
         return f"one implicit transaction: its {len(step.statements)} statements commit together or not at all"
     return "its own transaction (autocommit)"
-
-
-def _transaction_kind(statement: Statement) -> str | None:
-    if statement.kind != "TransactionStmt":
-        return None
-    return str(statement.node.get("kind"))
 
 
 def warnings(plan: Plan) -> list[Diagnostic]:

@@ -6,10 +6,11 @@ import contextlib
 import difflib
 import itertools
 import re
+import signal
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
-from ..errors import Position, ServerError, StepFailed
+from ..errors import ExitCode, Position, RunInterrupted, ServerError, StepFailed
 from ..plan.files import SourceError
 from ..plan.model import (
     BULK_CHUNK_ROWS,
@@ -21,8 +22,10 @@ from ..plan.model import (
     Plan,
     QueryStep,
 )
+from ..plan.sqlparse import block_open_after, closes_block
 from ..plan.templates import param_values
-from . import turns, wire
+from . import interrupts, turns, wire
+from .ledger import Fate, Ledger
 from .sources import BulkRows, batched, with_last
 
 
@@ -37,32 +40,201 @@ class Output(Protocol):
         """A warning the server raised while a step ran."""
 
 
-def run_plan(plan: Plan, con: Any, out: Output, *, pipeline: bool = True) -> None:
-    """Run every step; the first failure raises StepFailed after rolling back what it opened.
+def run_plan(plan: Plan, con: Any, out: Output, *, pipeline: bool = True) -> Ledger:
+    """Run every step; return the ledger of what the server confirmed. The first failure raises
+    StepFailed (RunInterrupted for Ctrl-C or SIGTERM) after rolling back what it opened; its
+    `ledger` says what committed, what did not, and what is in doubt.
 
     With `pipeline`, consecutive steps that need nothing from each other go in one round trip;
     the output and the outcome are the same either way."""
+    ledger = Ledger(plan)
+    try:
+        _run_all(plan, con, out, ledger, pipeline)
+    except StepFailed as failure:
+        failure.ledger_lines = ledger.lines()
+        failure.in_doubt = ledger.in_doubt
+        if failure.in_doubt and not isinstance(failure, RunInterrupted):
+            failure.exit_code = ExitCode.IN_DOUBT
+        raise
+    return ledger
+
+
+def _run_all(plan: Plan, con: Any, out: Output, ledger: Ledger, pipeline: bool) -> None:
     if plan.on_connect:
         out.line(_render(plan.on_connect, {}))
     opened_by: AnyStep | None = None  # the step that left a transaction block open
     for group in turns.groups(plan.steps) if pipeline else ((s,) for s in plan.steps):
-        if len(group) == 1:
-            try:
-                _run_step(plan, group[0], con, out)
-            finally:
-                _report_warnings(group[0], _take(con.notices), out)
-        else:
-            _run_group(plan, group, con, out)
-        in_block = wire.transaction_status(con) != b"I"
-        opened_by = (opened_by or group[-1]) if in_block else None
+        _stop_if_asked(group[0], ledger)
+        before = wire.transaction_status(con)
+        ledger.running = group[0].number
+        try:
+            if len(group) == 1:
+                try:
+                    _run_step(plan, group[0], con, out, ledger)
+                finally:
+                    _report_warnings(group[0], _take(con.notices), out)
+            else:
+                _run_group(plan, group, con, out, ledger)
+        except wire.ConnectionLost as lost:
+            running = _settle_lost(ledger, group, before, lost.progress)
+            ledger.running = running.number
+            raise _lost(running, lost) from None
+        except interrupts.Abandoned as again:
+            # a second Ctrl-C: no waiting for the server; the closing connection rolls back
+            running = _settle_lost(ledger, group, before, wire.current(con))
+            raise _interrupted(running, ledger, again.signum, waited=False) from None
+        except StepFailed as failure:
+            failed = plan.steps[failure.step - 1] if failure.step else group[0]
+            # sqlplan rolled back what the failure left open; the failed step left nothing
+            ledger.settle_open(Fate.ROLLED_BACK)
+            ledger.set([failed], Fate.ROLLED_BACK)
+            ledger.running = failed.number
+            if interrupts.requested() is not None and _cancelled(failure):
+                raise _interrupted(failed, ledger) from None
+            raise
+        after = wire.transaction_status(con)
+        _settle(ledger, group, after, con)
+        opened_by = (opened_by or group[-1]) if after != b"I" else None
+    ledger.running = None
     if opened_by is not None:
         # Closing the connection would roll it back silently: the plan's work would vanish.
         _roll_back(con)
+        ledger.settle_open(Fate.ROLLED_BACK)
         raise _step_failed(
             opened_by,
             f"{opened_by.label} opened a transaction that no later step committed; "
             "it was rolled back (end the plan with a COMMIT)",
         )
+
+
+def _stop_if_asked(step: AnyStep, ledger: Ledger) -> None:
+    """Between steps: a Ctrl-C or SIGTERM asked for a stop."""
+    try:
+        interrupts.check()
+    except interrupts.Interrupted as e:
+        raise _interrupted(step, ledger, e.signum) from None
+
+
+def _cancelled(failure: StepFailed) -> bool:
+    return failure.server is not None and failure.server.sqlstate == "57014"
+
+
+def _interrupted(
+    step: AnyStep, ledger: Ledger, signum: int | None = None, *, waited: bool = True
+) -> RunInterrupted:
+    signum = signum or interrupts.requested() or signal.SIGINT
+    ledger.settle_open(Fate.ROLLED_BACK)  # the connection closes: an open block rolls back
+    name = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
+    how = (
+        "the running statement was cancelled and what it had not committed rolled back"
+        if waited
+        else "stopped at once, without the server's answer"
+    )
+    return RunInterrupted(
+        f"interrupted ({name}) at {step.label}: {how}",
+        signum=signum,
+        position=step.position,
+        sql=step.sql.text,
+        step=step.number,
+    )
+
+
+def _settle(ledger: Ledger, group: Sequence[AnyStep], after: bytes, con: Any) -> None:
+    """A unit that succeeded: idle after it means committed (or rolled back, if it ended its
+    block with ROLLBACK); inside a block means done but open."""
+    if after != b"I":
+        ledger.set(group, Fate.OPEN)
+        return
+    tags = getattr(con, "sqlplan_progress", wire.Progress()).tags
+    ended = Fate.ROLLED_BACK if tags and tags[-1] == "ROLLBACK" else Fate.COMMITTED
+    ledger.settle_open(ended)
+    ledger.set(group, Fate.COMMITTED)
+
+
+def _settle_lost(
+    ledger: Ledger, group: Sequence[AnyStep], before: bytes, progress: wire.Progress
+) -> AnyStep:
+    """The connection broke during the unit: each of its steps' fate from what the server had
+    confirmed. Returns the step whose answer was awaited."""
+    if len(group) > 1:
+        return _settle_lost_group(ledger, group, before, progress)
+    (step,) = group
+    inside = before != b"I"
+    fate = _lost_fate(step, progress)
+    if fate is Fate.COMMITTED and progress.tags and progress.tags[-1] == "ROLLBACK":
+        fate = Fate.ROLLED_BACK  # it ended its block with ROLLBACK
+    if inside and not any(closes_block(s) for s in step.statements):
+        fate = Fate.ROLLED_BACK  # its work belongs to the open block, which dies with the link
+    elif fate is Fate.COMMITTED and block_open_after(step.statements, inside):
+        fate = Fate.ROLLED_BACK  # it opened a block that dies with the connection
+    ledger.settle_open(fate)
+    ledger.set([step], fate)
+    return step
+
+
+def _lost_fate(step: AnyStep, progress: wire.Progress) -> Fate:
+    if isinstance(step, BatchStep):
+        confirmed = len(progress.tags) >= len(step.statements)
+    elif isinstance(step, BulkInsertStep) and step.copy_sql is not None:
+        confirmed = any(tag.startswith("COPY") for tag in progress.tags)
+    else:
+        confirmed = progress.ready or "COMMIT" in progress.tags
+    if confirmed:
+        return Fate.COMMITTED
+    if progress.errors:
+        return Fate.ROLLED_BACK
+    if isinstance(step, QueryStep) and step.statements[0].kind == "SelectStmt":
+        return Fate.ROLLED_BACK  # a read: nothing to commit
+    return Fate.IN_DOUBT if progress.commits and progress.sent else Fate.ROLLED_BACK
+
+
+def _settle_lost_group(
+    ledger: Ledger, group: Sequence[AnyStep], before: bytes, progress: wire.Progress
+) -> AnyStep:
+    if before != b"I":  # inside a block: the lost connection aborts all of it
+        ledger.set(group, Fate.ROLLED_BACK)
+        ledger.settle_open(Fate.ROLLED_BACK)
+        return group[0]
+    # Each step but the last ends with its own COMMIT: count the answers that came.
+    answers = len(progress.tags)
+    running: AnyStep | None = None
+    for index, step in enumerate(group):
+        last = index == len(group) - 1
+        needed = _answers_per_step(step) + (0 if last else 2)  # BEGIN, ..., COMMIT
+        if not last and answers >= needed:
+            ledger.set([step], Fate.COMMITTED)
+            answers -= needed
+            continue
+        if running is None:
+            running = step
+            failed = bool(progress.errors)
+            ledger.set([step], Fate.ROLLED_BACK if failed else Fate.IN_DOUBT)
+            if failed:
+                break  # the server skipped everything after the error
+        else:
+            ledger.set([step], Fate.IN_DOUBT)
+    assert running is not None
+    return running
+
+
+def _answers_per_step(step: AnyStep) -> int:
+    """CommandCompletes a step's pieces bring in a pipeline."""
+    if isinstance(step, BatchStep):
+        return len(step.statements)
+    if isinstance(step, BulkInsertStep) and step.copy_sql is None:
+        return len(step.rows)
+    return 1
+
+
+def _lost(step: AnyStep, lost: wire.ConnectionLost) -> StepFailed:
+    said = lost.server_said
+    if said is not None:
+        reason = f"{said.get('V') or said.get('S', 'ERROR')}: {said.get('M', '')} [{said.get('C', '')}]"
+    else:
+        reason = str(lost) or "network error"
+    return _step_failed(
+        step, f"{step.label} failed: the connection to the server was lost ({reason})"
+    )
 
 
 # Server messages below WARNING (NOTICE such as "table does not exist, skipping", INFO, LOG)
@@ -84,9 +256,7 @@ def _report_warnings(step: AnyStep, notices: Iterable[dict[bytes, bytes]], out: 
             out.warning(step.position, f"{step.label}: the server warns: {message}", code)
 
 
-def _run_step(plan: Plan, step: AnyStep, con: Any, out: Output) -> None:
-    from pg8000.exceptions import InterfaceError
-
+def _run_step(plan: Plan, step: AnyStep, con: Any, out: Output, ledger: Ledger) -> None:
     try:
         if isinstance(step, BatchStep):
             _print(out, step.before, {})
@@ -104,16 +274,12 @@ def _run_step(plan: Plan, step: AnyStep, con: Any, out: Output) -> None:
     except wire.ServerFailure as failure:
         rolled_back = _roll_back(con)
         raise _failed(step, failure, rolled_back) from None
-    except (InterfaceError, OSError) as e:
-        raise _step_failed(
-            step, f"{step.label} failed: the connection to the server was lost ({e})"
-        ) from None
 
 
-def _run_group(plan: Plan, group: Sequence[AnyStep], con: Any, out: Output) -> None:
+def _run_group(
+    plan: Plan, group: Sequence[AnyStep], con: Any, out: Output, ledger: Ledger
+) -> None:
     """Steps that need nothing from each other's results, in one round trip (see turns.py)."""
-    from pg8000.exceptions import InterfaceError
-
     commit_each = wire.transaction_status(con) == b"I"
     pieces: list[wire.Piece] = []
     owners: list[tuple[int, int]] = []  # per piece: its step's index in the group, SQL offset
@@ -136,11 +302,8 @@ def _run_group(plan: Plan, group: Sequence[AnyStep], con: Any, out: Output) -> N
         outcomes = wire.pipeline(con, pieces)
     except wire.PipelineFailure as e:
         failure, outcomes = e, e.outcomes
-    except (InterfaceError, OSError) as e:
-        first = group[0]
-        raise _step_failed(
-            first, f"{first.label} failed: the connection to the server was lost ({e})"
-        ) from None
+    if failure is None:  # the server did it all: each step committed, or is inside the block
+        ledger.set(group, Fate.COMMITTED if commit_each else Fate.OPEN)
     failed_step, offset = owners[failure.index] if failure is not None else (len(group), 0)
     results: list[list[wire.Outcome]] = [[] for _ in group]
     for (index, _), piece, outcome in zip(owners, pieces, outcomes, strict=False):
@@ -151,6 +314,8 @@ def _run_group(plan: Plan, group: Sequence[AnyStep], con: Any, out: Output) -> N
         _report_warnings(step, (n for o in step_outcomes for n in o.notices), out)
         if index == failed_step:
             assert failure is not None
+            # each ended with its own COMMIT, or ran inside the block the failure rolls back
+            ledger.set(group[:index], Fate.COMMITTED if commit_each else Fate.ROLLED_BACK)
             _print(out, step.before, _before_fields(plan, step))
             rolled_back = _roll_back(con)
             # The block sqlplan opened around the step is its own business, as the implicit
@@ -248,6 +413,9 @@ def _run_bulk_insert(plan: Plan, step: BulkInsertStep, con: Any, out: Output) ->
             for index, (chunk, last) in enumerate(chunks):
                 begin = "BEGIN" if explicit and index == 0 else None
                 commit = "COMMIT" if explicit and last else None
+                # each flight is an interaction of its own; only the last one's end commits
+                wire.track(con).commits = last
+                interrupts.check()
                 outcome = wire.extended(con, step.sql.text, chunk, before=begin, after=commit)
                 count += max(outcome.row_count, 0)
                 first_row += len(chunk)
@@ -259,6 +427,9 @@ def _run_bulk_insert(plan: Plan, step: BulkInsertStep, con: Any, out: Output) ->
         raise _failed(
             step, failure, True, _failed_row(failure, rows, first_row, copy, whole_file)
         ) from None
+    except interrupts.Interrupted:
+        _roll_back(con)
+        raise _step_failed(step, f"{step.label} was interrupted") from None
     except SourceError as e:
         _roll_back(con)
         where = Position(
@@ -386,4 +557,6 @@ def _failed(
 def _step_failed(
     step: AnyStep, message: str, *, position: Position | None = None, **details: Any
 ) -> StepFailed:
-    return StepFailed(message, position=position or step.position, sql=step.sql.text, **details)
+    return StepFailed(
+        message, position=position or step.position, sql=step.sql.text, step=step.number, **details
+    )

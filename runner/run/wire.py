@@ -28,9 +28,10 @@ from pg8000.core import (
     _read,
     _write,
 )
-from pg8000.exceptions import DatabaseError
+from pg8000.exceptions import DatabaseError, InterfaceError
 
 from ..plan.values import sql_text
+from . import interrupts
 
 _BOOL_OID = 16
 _HEADER = struct.Struct("!ci")
@@ -47,6 +48,87 @@ class Outcome:
     row_count: int = -1  # rows affected or returned, summed; -1 when no command reported one
     completed: int = 0  # commands that completed in the last flight
     notices: list[dict[bytes, bytes]] = field(default_factory=list)  # pipeline(): its own notices
+
+
+@dataclass
+class Progress:
+    """What the server has answered in the current interaction, kept up to date as each message
+    arrives, so that after a lost connection the engine knows what was confirmed."""
+
+    sent: bool = False  # every byte of the interaction was handed to the socket
+    commits: bool = True  # the interaction's end commits (False: a bulk load's earlier flight)
+    tags: list[str] = field(default_factory=list)  # CommandComplete tags, in order
+    ready: bool = False  # the final ReadyForQuery arrived
+    errors: list[dict[str, str]] = field(default_factory=list)  # ErrorResponses, FATAL included
+
+
+class ConnectionLost(Exception):
+    """The connection broke (reset, closed, timed out) in the middle of an interaction."""
+
+    def __init__(self, progress: Progress, cause: BaseException) -> None:
+        super().__init__(str(cause.__cause__ or cause))
+        self.progress = progress
+        self.cause = cause
+
+    @property
+    def server_said(self) -> dict[str, str] | None:
+        """The last error the server sent before the loss (a FATAL shutdown, say)."""
+        return self.progress.errors[-1] if self.progress.errors else None
+
+
+def track(con: Any) -> Progress:
+    """Start recording what the server answers on `con`."""
+    progress = Progress()
+    con.sqlplan_progress = progress
+    return progress
+
+
+def current(con: Any) -> Progress:
+    """What the server has answered in the current interaction."""
+    return _progress(con)
+
+
+def _progress(con: Any) -> Progress:
+    progress = getattr(con, "sqlplan_progress", None)
+    if progress is None:
+        progress = track(con)
+    return progress
+
+
+def _receive(con: Any) -> tuple[bytes, bytes]:
+    """The next message (code, payload), recorded in the interaction's Progress."""
+    progress = _progress(con)
+    try:
+        code, length = _HEADER.unpack(_read(con._sock, 5))
+        data = _read(con._sock, length - 4)
+    except (InterfaceError, OSError) as e:
+        raise ConnectionLost(progress, e) from None
+    if code == COMMAND_COMPLETE:
+        progress.tags.append(data[:-1].decode("ascii", "replace"))
+    elif code == ERROR_RESPONSE:
+        progress.errors.append(
+            {s[:1].decode("ascii"): s[1:].decode("utf-8", "replace") for s in data.split(b"\x00") if s}
+        )
+    elif code == READY_FOR_QUERY:
+        progress.ready = True
+    return code, data
+
+
+def _put(con: Any, data: bytes) -> None:
+    try:
+        _write(con._sock, data)
+    except (InterfaceError, OSError) as e:
+        raise ConnectionLost(_progress(con), e) from None
+
+
+def _push(con: Any, *, final: bool = True) -> None:
+    """Flush what was written; `final`: the whole interaction is now sent."""
+    try:
+        _flush(con._sock)
+    except (InterfaceError, OSError) as e:
+        raise ConnectionLost(_progress(con), e) from None
+    if final:
+        _progress(con).sent = True
 
 
 class ServerFailure(Exception):
@@ -152,7 +234,6 @@ def pipeline(con: Any, pieces: Sequence[Piece]) -> list[Outcome]:
     COMMIT; after an error the server ignores everything up to the Sync, so the statements after
     a failed one never run.
     """
-    sock = con._sock
     for piece in pieces:
         buffer = bytearray(_message(b"P", b"\x00" + _cstr(con, piece.sql) + b"\x00\x00"))
         for index, values in enumerate(piece.param_sets):
@@ -160,27 +241,25 @@ def pipeline(con: Any, pieces: Sequence[Piece]) -> list[Outcome]:
             if index == 0 and piece.rows:
                 buffer += _DESCRIBE_PORTAL
             buffer += _EXECUTE_ALL
-        _write(sock, bytes(buffer))
+        _put(con, bytes(buffer))
         if piece.copy is not None:
             for chunk in piece.copy:
-                _copy_data(sock, chunk)
-            _write(sock, _COPY_DONE)
-    _write(sock, _SYNC)
-    _flush(sock)
+                _copy_data(con, chunk)
+            _put(con, _COPY_DONE)
+    _put(con, _SYNC)
+    _push(con)
     return _drain_pipeline(con, pieces)
 
 
 def _drain_pipeline(con: Any, pieces: Sequence[Piece]) -> list[Outcome]:
     handlers: dict[bytes, Callable[[bytes, Any], None]] = con.message_types
-    sock = con._sock
     outcomes: list[Outcome] = []
     index, completed = 0, 0
     context = Context(pieces[0].sql)
     notices: list[dict[bytes, bytes]] = []
     failed: PipelineFailure | None = None
     while True:
-        code, length = _HEADER.unpack(_read(sock, 5))
-        data = _read(sock, length - 4)
+        code, data = _receive(con)
         if code == READY_FOR_QUERY:
             handlers[code](data, context)
             break
@@ -247,30 +326,32 @@ def copy_in(
     CopyInResponse. A COPY that fails at once makes the server ignore the data that follows.
     If `chunks` raises, CopyFail makes the server roll the COPY back before the error goes on."""
     encoding = con._client_encoding
-    sock = con._sock
-    _write(sock, _message(b"Q", _cstr(con, sql)))
+    _put(con, _message(b"Q", _cstr(con, sql)))
     sent = 0
     try:
         for chunk in chunks:
-            sent += _copy_data(sock, chunk)
-            _flush(sock)
+            sent += _copy_data(con, chunk)
+            _push(con, final=False)
             if progress is not None:
                 progress(sent)
+            interrupts.check()  # Ctrl-C: CopyFail below, and the COPY is rolled back
+    except ConnectionLost:
+        raise
     except Exception as e:
-        _write(sock, _message(b"f", str(e).encode(encoding, "replace") + b"\x00"))
-        _flush(sock)
+        _put(con, _message(b"f", str(e).encode(encoding, "replace") + b"\x00"))
+        _push(con)
         with contextlib.suppress(ServerFailure):
             _drain(con, sql, text_rows=False)
         raise
-    _write(sock, _COPY_DONE)
-    _flush(sock)
+    _put(con, _COPY_DONE)
+    _push(con)
     return _drain(con, sql, text_rows=False)
 
 
-def _copy_data(sock: Any, data: bytes) -> int:
+def _copy_data(con: Any, data: bytes) -> int:
     """One CopyData message, written (not flushed); its payload's size."""
-    _write(sock, b"d" + struct.pack("!i", len(data) + 4))
-    _write(sock, data)
+    _put(con, b"d" + struct.pack("!i", len(data) + 4))
+    _put(con, data)
     return len(data)
 
 
@@ -297,8 +378,8 @@ def _bind(con: Any, values: Sequence[object]) -> bytes:
 
 
 def _send(con: Any, data: bytes) -> None:
-    _write(con._sock, data)
-    _flush(con._sock)
+    _put(con, data)
+    _push(con)
 
 
 def _text(value: str) -> str:
@@ -313,11 +394,9 @@ def _drain(con: Any, sql: str, *, text_rows: bool) -> Outcome:
     """Read replies up to ReadyForQuery through pg8000's handlers, counting completions."""
     context = Context(sql)
     handlers: dict[bytes, Callable[[bytes, Any], None]] = con.message_types
-    sock = con._sock
     completed = 0
     while True:
-        code, length = _HEADER.unpack(_read(sock, 5))
-        data = _read(sock, length - 4)
+        code, data = _receive(con)
         if code == COPY_IN_RESPONSE:
             continue  # the data went with the query (copy_in); pg8000's handler would send it again
         handlers[code](data, context)
