@@ -408,3 +408,102 @@ class TurnCounter:
             back.start()
             self._relay(conn, upstream, True)
             back.join(10)
+
+
+class Cutter:
+    """A loopback proxy that breaks the connection at a chosen place: after `client_bytes`
+    bytes from the client, or after `server_messages` whole protocol messages (or
+    `server_bytes` bytes, for TLS) from the server. It counts what passed, for sweeps."""
+
+    def __init__(
+        self,
+        upstream: str | tuple[str, int],
+        *,
+        client_bytes: int | None = None,
+        server_messages: int | None = None,
+        server_bytes: int | None = None,
+        messages: bool = True,  # False for TLS: the server's bytes are not protocol messages
+    ) -> None:
+        self.upstream = upstream
+        self.messages = messages and server_bytes is None
+        self.client_limit = client_bytes
+        self.message_limit = server_messages
+        self.byte_limit = server_bytes
+        self.client_sent = 0  # bytes the client sent (all of them when nothing is cut)
+        self.server_messages = 0
+        self.server_sent = 0
+        self.cut = False
+
+    def _open(self) -> socket.socket:
+        if isinstance(self.upstream, str):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.connect(self.upstream)
+            return sock
+        return socket.create_connection(self.upstream)
+
+    def _close(self, *socks: socket.socket) -> None:
+        self.cut = True
+        for sock in socks:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def _from_client(self, conn: socket.socket, upstream: socket.socket) -> None:
+        try:
+            while data := conn.recv(65536):
+                if (
+                    self.client_limit is not None
+                    and self.client_sent + len(data) >= self.client_limit
+                ):
+                    upstream.sendall(data[: self.client_limit - self.client_sent])
+                    self.client_sent = self.client_limit
+                    self._close(conn, upstream)
+                    return
+                self.client_sent += len(data)
+                upstream.sendall(data)
+        except OSError:
+            pass
+        with contextlib.suppress(OSError):
+            upstream.shutdown(socket.SHUT_WR)
+
+    def _from_server(self, upstream: socket.socket, conn: socket.socket) -> None:
+        pending = b""
+        try:
+            while data := upstream.recv(65536):
+                if not self.messages:
+                    if (
+                        self.byte_limit is not None
+                        and self.server_sent + len(data) >= self.byte_limit
+                    ):
+                        conn.sendall(data[: self.byte_limit - self.server_sent])
+                        self.server_sent = self.byte_limit
+                        self._close(conn, upstream)
+                        return
+                    self.server_sent += len(data)
+                    conn.sendall(data)
+                    continue
+                pending += data
+                while len(pending) >= 5:  # whole messages: type, length, body
+                    size = 1 + struct.unpack("!i", pending[1:5])[0]
+                    if len(pending) < size:
+                        break
+                    if (
+                        self.message_limit is not None
+                        and self.server_messages >= self.message_limit
+                    ):
+                        self._close(conn, upstream)
+                        return
+                    conn.sendall(pending[:size])
+                    pending = pending[size:]
+                    self.server_messages += 1
+                    self.server_sent += size
+        except OSError:
+            pass
+        with contextlib.suppress(OSError):
+            conn.shutdown(socket.SHUT_WR)
+
+    def handle(self, conn: socket.socket, _: int) -> None:
+        with self._open() as upstream:
+            back = threading.Thread(target=self._from_server, args=(upstream, conn), daemon=True)
+            back.start()
+            self._from_client(conn, upstream)
+            back.join(10)

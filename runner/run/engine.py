@@ -67,6 +67,7 @@ def _run_all(plan: Plan, con: Any, out: Output, ledger: Ledger, pipeline: bool) 
         _stop_if_asked(group[0], ledger)
         before = wire.transaction_status(con)
         ledger.running = group[0].number
+        wire.track(con)  # what the server answers from here on belongs to this unit
         try:
             if len(group) == 1:
                 try:
@@ -78,7 +79,7 @@ def _run_all(plan: Plan, con: Any, out: Output, ledger: Ledger, pipeline: bool) 
         except wire.ConnectionLost as lost:
             running = _settle_lost(ledger, group, before, lost.progress)
             ledger.running = running.number
-            raise _lost(running, lost) from None
+            raise _lost(running, lost, ledger.fates[running.number]) from None
         except interrupts.Abandoned as again:
             # a second Ctrl-C: no waiting for the server; the closing connection rolls back
             running = _settle_lost(ledger, group, before, wire.current(con))
@@ -89,7 +90,7 @@ def _run_all(plan: Plan, con: Any, out: Output, ledger: Ledger, pipeline: bool) 
             ledger.settle_open(Fate.ROLLED_BACK)
             ledger.set([failed], Fate.ROLLED_BACK)
             ledger.running = failed.number
-            if interrupts.requested() is not None and _cancelled(failure):
+            if interrupts.requested() is not None:  # the cancel we asked for, or what it caused
                 raise _interrupted(failed, ledger) from None
             raise
         after = wire.transaction_status(con)
@@ -113,10 +114,6 @@ def _stop_if_asked(step: AnyStep, ledger: Ledger) -> None:
         interrupts.check()
     except interrupts.Interrupted as e:
         raise _interrupted(step, ledger, e.signum) from None
-
-
-def _cancelled(failure: StepFailed) -> bool:
-    return failure.server is not None and failure.server.sqlstate == "57014"
 
 
 def _interrupted(
@@ -226,14 +223,20 @@ def _answers_per_step(step: AnyStep) -> int:
     return 1
 
 
-def _lost(step: AnyStep, lost: wire.ConnectionLost) -> StepFailed:
+def _lost(step: AnyStep, lost: wire.ConnectionLost, fate: Fate) -> StepFailed:
     said = lost.server_said
     if said is not None:
-        reason = f"{said.get('V') or said.get('S', 'ERROR')}: {said.get('M', '')} [{said.get('C', '')}]"
+        reason = (
+            f"{said.get('V') or said.get('S', 'ERROR')}: {said.get('M', '')} [{said.get('C', '')}]"
+        )
     else:
         reason = str(lost) or "network error"
+    when = {
+        Fate.COMMITTED: "once it had committed",
+        Fate.IN_DOUBT: "after its commit was sent, before the answer came",
+    }.get(fate, "before it committed")
     return _step_failed(
-        step, f"{step.label} failed: the connection to the server was lost ({reason})"
+        step, f"{step.label}: the connection to the server was lost {when} ({reason})"
     )
 
 
@@ -276,9 +279,7 @@ def _run_step(plan: Plan, step: AnyStep, con: Any, out: Output, ledger: Ledger) 
         raise _failed(step, failure, rolled_back) from None
 
 
-def _run_group(
-    plan: Plan, group: Sequence[AnyStep], con: Any, out: Output, ledger: Ledger
-) -> None:
+def _run_group(plan: Plan, group: Sequence[AnyStep], con: Any, out: Output, ledger: Ledger) -> None:
     """Steps that need nothing from each other's results, in one round trip (see turns.py)."""
     commit_each = wire.transaction_status(con) == b"I"
     pieces: list[wire.Piece] = []
@@ -521,7 +522,8 @@ def _roll_back(con: Any) -> bool:
     """Roll back a transaction block the failure left open; report whether there was one."""
     if wire.transaction_status(con) == b"I":
         return False
-    with contextlib.suppress(wire.ServerFailure, OSError):
+    # A connection lost now rolls the block back as surely: the server aborts it.
+    with contextlib.suppress(wire.ServerFailure, wire.ConnectionLost, OSError):
         wire.simple(con, "ROLLBACK")
     return True
 

@@ -94,9 +94,12 @@ def _checks(statements: Iterable[Statement]) -> Iterator[str]:
         relation = statement.node.get("relation")
         if statement.kind == "CreateStmt" and isinstance(relation, dict):
             query = "SELECT to_regclass('" + _qualified(relation).replace("'", "''") + "')"
-        elif statement.kind in ("InsertStmt", "UpdateStmt", "DeleteStmt", "CopyStmt") and isinstance(
-            relation, dict
-        ):
+        elif statement.kind in (
+            "InsertStmt",
+            "UpdateStmt",
+            "DeleteStmt",
+            "CopyStmt",
+        ) and isinstance(relation, dict):
             query = f"SELECT count(*) FROM {_qualified(relation)}"
         else:
             continue

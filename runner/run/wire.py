@@ -107,7 +107,11 @@ def _receive(con: Any) -> tuple[bytes, bytes]:
         progress.tags.append(data[:-1].decode("ascii", "replace"))
     elif code == ERROR_RESPONSE:
         progress.errors.append(
-            {s[:1].decode("ascii"): s[1:].decode("utf-8", "replace") for s in data.split(b"\x00") if s}
+            {
+                s[:1].decode("ascii"): s[1:].decode("utf-8", "replace")
+                for s in data.split(b"\x00")
+                if s
+            }
         )
     elif code == READY_FOR_QUERY:
         progress.ready = True
