@@ -368,3 +368,63 @@ def test_a_signal_before_connecting_exits_at_once(tmp_path: Path) -> None:
         assert process.returncode == code
         assert err.splitlines()[-1] == f"sqlplan: interrupted ({name}); no step had started"
         assert "Aborted!" not in err
+
+
+def test_a_second_signal_stops_at_once_and_says_what_is_in_doubt(database: Database) -> None:
+    """The cancel request never reaches the server (the proxy swallows it): the first Ctrl-C
+    waits for an answer that does not come; the second stops at once. The INSERT may still
+    commit on the server after sqlplan is gone, so it is in doubt."""
+    con = connect(database.target)
+    con.run("CREATE TABLE slow (n int)")
+    relay = Cutter(database.target.socket_path)
+
+    def handle(conn: Any, number: int) -> None:
+        if number == 1:
+            relay.handle(conn, number)
+        else:
+            conn.recv(16)  # a CancelRequest, dropped
+
+    plan = Path(tempfile.mkdtemp()) / "slow.yaml"
+    plan.write_text(
+        "sqlplan: 1\nname: slow\nsteps:\n"
+        "  - execute: INSERT INTO slow SELECT $1::int FROM pg_sleep(3)\n    params: [1]\n"
+    )
+    try:
+        with FakeServer(handle) as proxy:
+            url = f"postgresql://{database.target.user}@127.0.0.1:{proxy.port}/{database.target.database}?sslmode=disable"
+            process = subprocess.Popen(
+                [sys.executable, "-m", "runner", "run", str(plan)],
+                env={**os.environ, "DATABASE_URL": url},
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            deadline = time.monotonic() + 20
+            while (
+                time.monotonic() < deadline
+                and not con.run(
+                    "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'INSERT INTO slow%'"
+                )[0][0]
+            ):
+                time.sleep(0.02)
+            process.send_signal(signal.SIGINT)
+            time.sleep(0.3)
+            assert process.poll() is None  # the first one waits for the server's answer
+            started = time.monotonic()
+            process.send_signal(signal.SIGINT)
+            _, err = process.communicate(timeout=20)
+            assert time.monotonic() - started < 2  # at once, not after the 3 s statement
+        assert process.returncode == 130
+        lines = err.splitlines()
+        assert lines[1] == (
+            f"{plan}:4:5: error: interrupted (Ctrl-C) at step 1: stopped at once, without the "
+            "server's answer"
+        )
+        assert lines[2] == "what the server confirmed:"
+        assert lines[3].startswith(f"  in doubt: step 1 ({plan}:4:5): its commit was sent")
+        assert lines[3].endswith("e.g. SELECT count(*) FROM slow")
+        # the server did finish the statement, and committed it at the Sync it had received
+        deadline = time.monotonic() + 10
+        while con.run("SELECT count(*) FROM slow")[0][0] == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert con.run("SELECT count(*) FROM slow") == [[1]]
+    finally:
+        con.close()

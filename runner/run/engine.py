@@ -97,6 +97,8 @@ def _run_all(plan: Plan, con: Any, out: Output, ledger: Ledger, pipeline: bool) 
         _settle(ledger, group, after, con)
         opened_by = (opened_by or group[-1]) if after != b"I" else None
     ledger.running = None
+    if opened_by is None:
+        _stop_if_asked(None, ledger)  # the last step ran despite a stop asked for during it
     if opened_by is not None:
         # Closing the connection would roll it back silently: the plan's work would vanish.
         _roll_back(con)
@@ -108,12 +110,30 @@ def _run_all(plan: Plan, con: Any, out: Output, ledger: Ledger, pipeline: bool) 
         )
 
 
-def _stop_if_asked(step: AnyStep, ledger: Ledger) -> None:
-    """Between steps: a Ctrl-C or SIGTERM asked for a stop."""
-    try:
-        interrupts.check()
-    except interrupts.Interrupted as e:
-        raise _interrupted(step, ledger, e.signum) from None
+def _stop_if_asked(step: AnyStep | None, ledger: Ledger) -> None:
+    """Between steps (`step`: the next one; None: the plan is done): a Ctrl-C or SIGTERM asked
+    for a stop while nothing was running, so nothing needed cancelling."""
+    signum = interrupts.requested()
+    if signum is None:
+        return
+    ledger.settle_open(Fate.ROLLED_BACK)  # the connection closes: an open block rolls back
+    name = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
+    if step is None:
+        last = ledger.plan.steps[-1]
+        raise RunInterrupted(
+            f"interrupted ({name}) once every step had run",
+            signum=signum,
+            position=last.position,
+            sql=last.sql.text,
+            step=last.number,
+        )
+    raise RunInterrupted(
+        f"interrupted ({name}) before {step.label}, which was not sent",
+        signum=signum,
+        position=step.position,
+        sql=step.sql.text,
+        step=step.number,
+    )
 
 
 def _interrupted(
