@@ -5,11 +5,15 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
+import sys
 import tempfile
+import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -133,3 +137,19 @@ class Cli:
 @pytest.fixture
 def cli(tmp_path: Path, server: Server) -> Cli:
     return Cli(tmp_path, server)
+
+
+def start_sqlplan(*args: str, env: Mapping[str, str]) -> subprocess.Popen[str]:
+    """`sqlplan ARGS` as a separate process, for tests that send it signals."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "runner", *args],
+        env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def wait_for_statement(run: Callable[[str], Any], like: str, seconds: float = 20) -> None:
+    """Wait until a statement matching `like` runs on the server (`run` executes SQL)."""
+    deadline = time.monotonic() + seconds
+    sql = f"SELECT count(*) FROM pg_stat_activity WHERE query LIKE '{like}'"
+    while time.monotonic() < deadline and not run(sql)[0][0]:
+        time.sleep(0.02)

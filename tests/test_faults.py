@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Cli, Database
+from conftest import Cli, Database, start_sqlplan, wait_for_statement
 from servers import (
     ENCODED,
     Cluster,
@@ -246,14 +246,7 @@ def test_a_server_restart_mid_plan_is_reported_with_its_reason(
     def restart() -> None:
         probe = connect(plain_cluster.admin_target())
         try:
-            deadline = time.monotonic() + 20
-            while (
-                time.monotonic() < deadline
-                and not probe.run(
-                    "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%'"
-                )[0][0]
-            ):
-                time.sleep(0.05)
+            wait_for_statement(probe.run, "SELECT pg_sleep%")
         finally:
             probe.close()
         plain_cluster.run(
@@ -313,17 +306,8 @@ def test_a_signal_during_a_million_row_load_rolls_it_back_and_says_so(
         f"  - name: Million\n    bulk_insert: INSERT INTO big ({columns}\n"
         f"    rows_from:\n      file: big.csv{fields}\n"
     )
-    env = {**os.environ, "DATABASE_URL": database.url}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "runner", "run", str(plan)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    deadline = time.monotonic() + 30
-    while (
-        time.monotonic() < deadline
-        and not con.run("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY%'")[0][0]
-    ):
-        time.sleep(0.02)
+    process = start_sqlplan("run", str(plan), env={"DATABASE_URL": database.url})
+    wait_for_statement(con.run, "COPY%", seconds=30)
     time.sleep(0.1)
     process.send_signal(signum)
     _, err = process.communicate(timeout=60)
@@ -392,19 +376,8 @@ def test_a_second_signal_stops_at_once_and_says_what_is_in_doubt(database: Datab
     try:
         with FakeServer(handle) as proxy:
             url = f"postgresql://{database.target.user}@127.0.0.1:{proxy.port}/{database.target.database}?sslmode=disable"
-            process = subprocess.Popen(
-                [sys.executable, "-m", "runner", "run", str(plan)],
-                env={**os.environ, "DATABASE_URL": url},
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            )  # fmt: skip
-            deadline = time.monotonic() + 20
-            while (
-                time.monotonic() < deadline
-                and not con.run(
-                    "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'INSERT INTO slow%'"
-                )[0][0]
-            ):
-                time.sleep(0.02)
+            process = start_sqlplan("run", str(plan), env={"DATABASE_URL": url})
+            wait_for_statement(con.run, "INSERT INTO slow%")
             process.send_signal(signal.SIGINT)
             time.sleep(0.3)
             assert process.poll() is None  # the first one waits for the server's answer

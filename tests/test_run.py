@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from conftest import Cli, Database
+from conftest import Cli, Database, start_sqlplan, wait_for_statement
 
 from runner.plan.model import BULK_CHUNK_ROWS
 
@@ -367,18 +364,8 @@ steps:
   - query: SELECT pg_sleep(30) AS z
     row: "{z}"
 """)
-    env = {**os.environ, "DATABASE_URL": database.url}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "runner", "run", str(plan)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if database.query(
-            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%'"
-        )[0][0]:
-            break
-        time.sleep(0.05)
+    process = start_sqlplan("run", str(plan), env={"DATABASE_URL": database.url})
+    wait_for_statement(database.query, "SELECT pg_sleep%")
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=20)
     assert process.returncode == 130

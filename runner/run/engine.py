@@ -116,39 +116,28 @@ def _stop_if_asked(step: AnyStep | None, ledger: Ledger) -> None:
     signum = interrupts.requested()
     if signum is None:
         return
-    ledger.settle_open(Fate.ROLLED_BACK)  # the connection closes: an open block rolls back
-    name = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
     if step is None:
-        last = ledger.plan.steps[-1]
-        raise RunInterrupted(
-            f"interrupted ({name}) once every step had run",
-            signum=signum,
-            position=last.position,
-            sql=last.sql.text,
-            step=last.number,
-        )
-    raise RunInterrupted(
-        f"interrupted ({name}) before {step.label}, which was not sent",
-        signum=signum,
-        position=step.position,
-        sql=step.sql.text,
-        step=step.number,
-    )
+        raise _stop(ledger.plan.steps[-1], ledger, signum, "once every step had run")
+    raise _stop(step, ledger, signum, f"before {step.label}, which was not sent")
 
 
 def _interrupted(
     step: AnyStep, ledger: Ledger, signum: int | None = None, *, waited: bool = True
 ) -> RunInterrupted:
-    signum = signum or interrupts.requested() or signal.SIGINT
-    ledger.settle_open(Fate.ROLLED_BACK)  # the connection closes: an open block rolls back
-    name = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
     how = (
         "the running statement was cancelled and what it had not committed rolled back"
         if waited
         else "stopped at once, without the server's answer"
     )
+    signum = signum or interrupts.requested() or signal.SIGINT
+    return _stop(step, ledger, signum, f"at {step.label}: {how}")
+
+
+def _stop(step: AnyStep, ledger: Ledger, signum: int, what: str) -> RunInterrupted:
+    ledger.settle_open(Fate.ROLLED_BACK)  # the connection closes: an open block rolls back
+    name = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
     return RunInterrupted(
-        f"interrupted ({name}) at {step.label}: {how}",
+        f"interrupted ({name}) {what}",
         signum=signum,
         position=step.position,
         sql=step.sql.text,
