@@ -29,6 +29,7 @@ import os
 import stat
 import types
 import typing
+from collections.abc import Callable
 from functools import cache
 from importlib.util import find_spec
 from pathlib import Path
@@ -314,49 +315,68 @@ def _decode(value: Any) -> Any:
 
 # --- strict decoding: every field of the type its class declares ------------------------------
 
-_HINTS: dict[type, dict[str, Any]] = {}
-
-
-def _hints(cls: type) -> dict[str, Any]:
-    if cls not in _HINTS:
-        _HINTS[cls] = typing.get_type_hints(cls)
-    return _HINTS[cls]
+Check = Callable[[object], bool]
+_CHECKS: dict[object, Check] = {}
 
 
 def _conforms(value: object, hint: Any) -> bool:
     """Whether a decoded value has the type a dataclass field declares (as far as the plan
     classes use types: unions, tuples, frozensets, dicts, classes)."""
+    return _check(hint)(value)
+
+
+def _check(hint: Any) -> Check:
+    """A checker for `hint`, built once: this runs for every field of every cached plan."""
+    found = _CHECKS.get(hint)
+    if found is None:
+        found = _CHECKS[hint] = _build_check(hint)
+    return found
+
+
+def _build_check(hint: Any) -> Check:
     if hint is Any or hint is object:
-        return True
+        return lambda value: True
     origin = typing.get_origin(hint)
     if origin is typing.Union or origin is types.UnionType:
-        return any(_conforms(value, option) for option in typing.get_args(hint))
+        options = [_check(option) for option in typing.get_args(hint)]
+        return lambda value: any(check(value) for check in options)
     if hint is type(None):
-        return value is None
+        return lambda value: value is None
     if origin is tuple:
         arguments = typing.get_args(hint)
-        if not isinstance(value, tuple):
-            return False
         if len(arguments) == 2 and arguments[1] is Ellipsis:
-            return arguments[0] in (object, Any) or all(_conforms(v, arguments[0]) for v in value)
-        return len(value) == len(arguments) and all(map(_conforms, value, arguments))
+            if arguments[0] in (object, Any):
+                return lambda value: type(value) is tuple
+            item = _check(arguments[0])
+            return lambda value: type(value) is tuple and all(map(item, value))
+        items = [_check(a) for a in arguments]
+        return lambda value: (
+            type(value) is tuple
+            and len(value) == len(items)
+            and all(check(v) for check, v in zip(items, value, strict=True))
+        )
     if origin is frozenset:
-        (item,) = typing.get_args(hint)
-        return isinstance(value, frozenset) and all(_conforms(v, item) for v in value)
+        (item_hint,) = typing.get_args(hint)
+        item = _check(item_hint)
+        return lambda value: isinstance(value, frozenset) and all(map(item, value))
     if origin is dict:
-        return isinstance(value, dict)
+        return lambda value: isinstance(value, dict)
     if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
+        return lambda value: type(value) is int
     if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+        return lambda value: type(value) in (int, float)
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        cls: type = hint
+        names = [f.name for f in dataclasses.fields(hint)]
+        hints = typing.get_type_hints(hint)
+
+        def dataclass_check(value: object) -> bool:
+            if type(value) is not cls:
+                return False
+            return all(_check(hints[name])(getattr(value, name)) for name in names)
+
+        return dataclass_check
     if isinstance(hint, type):
-        if not isinstance(value, hint):
-            return False
-        if dataclasses.is_dataclass(hint):
-            hints = _hints(type(value))
-            return all(
-                _conforms(getattr(value, name), hints[name])
-                for name in (f.name for f in dataclasses.fields(hint))
-            )
-        return True
-    return False
+        cls = hint
+        return lambda value: isinstance(value, cls)
+    return lambda value: False
