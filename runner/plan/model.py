@@ -103,6 +103,7 @@ class Step:
     sql: SourceText
     statements: tuple[Statement, ...]  # as PostgreSQL's parser reads the SQL
     allow: frozenset[str]  # review warnings this step silences
+    reasons: tuple[tuple[str, str], ...]  # (code, why) for those allowed with a reason
     before: Message | None
 
     @property
@@ -154,6 +155,7 @@ class Plan:
     null_text: str
     steps: tuple[AnyStep, ...]
     fingerprint: str  # SHA-256 of the validated data's canonical JSON: layout and comments aside
+    postgres: int | None = None  # the major version the plan declares it runs on
 
     @property
     def short_fingerprint(self) -> str:

@@ -100,9 +100,19 @@ def _expand(path: Sequence[object], shapes: dict[int, list[list[int]]]) -> Itera
 
 class _Reporter(Checker):
     def leaf_errors(self, error: ValidationError) -> Iterator[ValidationError]:
-        """Resolve a step's oneOf to the branch its kind key selects, like a discriminator."""
+        """Resolve a step's oneOf to the branch its kind key selects, like a discriminator; any
+        other oneOf to the branch of the value's JSON type."""
         if error.validator != "oneOf":
             yield error
+            return
+        if not _is_step_choice(error.schema):
+            branch = _branch_of_type(error.schema, error.instance)
+            if branch is None:
+                yield error  # no branch of its type: a type error
+                return
+            for sub in error.context or ():
+                if sub.relative_schema_path and sub.relative_schema_path[0] == branch:
+                    yield from self.leaf_errors(sub)
             return
         if not isinstance(error.instance, dict):
             return  # not a mapping: the step's own `type` error says so
@@ -124,6 +134,13 @@ class _Reporter(Checker):
         sub_schema: Any = error.schema
         subject = _subject(sub_schema, path)
 
+        if validator == "oneOf" and not _is_step_choice(sub_schema):
+            types = [b.get("type") for b in sub_schema.get("oneOf", []) if isinstance(b, dict)]
+            names = [article(str(t)) for t in types if t]
+            self.add(
+                where, f"{subject} must be {_or_list(names)}, not {type_name(instance)}", "type"
+            )
+            return
         if validator == "oneOf" and isinstance(instance, dict):
             kinds = self.schema.kind_keys
             present = [k for k in kinds if k in instance]
@@ -168,8 +185,15 @@ class _Reporter(Checker):
             self.add(where, f"{subject} must be {rule!r}, not {_shown(instance)}", "value")
             return
         if validator == "enum":
+            if isinstance(node, Map) and isinstance(instance, str) and node.key(instance):
+                key = node.key(instance)  # propertyNames: the key itself is what is wrong
+                assert key is not None
+                where = self.at(key.start)
             choices = [str(c) for c in rule]
             hint = did_you_mean(str(instance), choices) if isinstance(instance, str) else ""
+            if len(choices) > 8:  # a long list of codes: the README and the schema list them
+                self.add(where, f"{_shown(instance)} is not a warning code{hint}", "value")
+                return
             self.add(
                 where,
                 f"{subject} must be one of {', '.join(choices)}, not {_shown(instance)}{hint}",
@@ -211,6 +235,23 @@ class _Reporter(Checker):
             f"unknown key '{_short(key)}' in {subject}{did_you_mean(key, allowed)}",
             "unknown-key",
         )
+
+
+def _is_step_choice(schema: Any) -> bool:
+    """Whether a oneOf chooses a step's kind (resolved by its key, not by type)."""
+    branches = schema.get("oneOf", []) if isinstance(schema, dict) else []
+    return any(str(b.get("$ref", "")).endswith("Step") for b in branches if isinstance(b, dict))
+
+
+_JSON_TYPES = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}
+
+
+def _branch_of_type(schema: Any, instance: object) -> int | None:
+    kind = _JSON_TYPES.get(type(instance), "number")
+    for index, branch in enumerate(schema.get("oneOf", [])):
+        if isinstance(branch, dict) and branch.get("type") == kind:
+            return index
+    return None
 
 
 # --- wording ---------------------------------------------------------------------------------

@@ -53,6 +53,9 @@ class StepBuilder(Checker):
             "sql": sql,
             "statements": facts.statements,
             "allow": frozenset(raw.get("allow", ())),
+            "reasons": tuple(sorted(raw["allow"].items()))
+            if isinstance(raw.get("allow"), dict)
+            else (),
         }
         if not facts.statements:
             self.add(sql.position, "the SQL holds no statement", "no-statement")

@@ -109,4 +109,5 @@ def _build(
         null_text=null_text,
         steps=tuple(steps),
         fingerprint="",  # set once the whole plan is known to be valid
+        postgres=data["postgres"] if isinstance(data.get("postgres"), int) else None,
     )

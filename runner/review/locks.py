@@ -138,8 +138,14 @@ def _setting(node: dict[str, Any]) -> str:
     return ""
 
 
+# Statements that lock a table and keep it: the ones a lock_timeout and a short transaction
+# protect. DROP and TRUNCATE have rules of their own (a reviewer reads them as data loss),
+# VACUUM FULL and CLUSTER too.
+KEEPS_TABLE = frozenset({"AlterTableStmt", "RenameStmt", "LockStmt", "RefreshMatViewStmt"})
+
+
 def _existing(statement: Statement) -> bool:
-    return statement.kind not in ("CreateStmt", "CreateTableAsStmt")
+    return statement.kind in KEEPS_TABLE
 
 
 # --- the model -------------------------------------------------------------------------------

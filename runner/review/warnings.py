@@ -10,14 +10,16 @@ from typing import Any
 from ..errors import Diagnostic
 from ..plan.model import BULK_CHUNK_ROWS, AnyStep, BatchStep, BulkInsertStep, Plan
 from ..plan.sqlparse import Statement, closes_block, opens_block
+from .locks import KEEPS_TABLE, NEWEST, RULES, Context, Finding, findings, locks, note
 
-# The codes a step can silence with `allow:`; the schema's enum for `allow` lists the same.
+# The codes a step can silence with `allow:`; the schema's warningCode lists the same.
 WARNING_CODES = (
     "drop",
     "truncate",
     "delete-without-where",
     "update-without-where",
     "no-transaction-block",
+    *RULES,
 )
 
 _DROPPED = {"OBJECT_TABLE": "DROP TABLE", "OBJECT_SCHEMA": "DROP SCHEMA"}
@@ -70,8 +72,24 @@ def _describe(step: AnyStep, inside: int | None, after: int | None) -> str:
     return "its own transaction (autocommit)"
 
 
-def warnings(plan: Plan) -> list[Diagnostic]:
-    found = []
+def warnings(plan: Plan, version: int | None = None) -> list[Diagnostic]:
+    """Every review warning of the plan: data it destroys, statements placed where they cannot
+    run, and the locks and rewrites of its DDL for PostgreSQL `version` (else the plan's own
+    `postgres:`, else the newest)."""
+    found: list[Diagnostic] = []
+
+    def warn(step: AnyStep, statement: Statement, code: str, message: str) -> None:
+        if code in step.allow:
+            return
+        found.append(
+            Diagnostic(
+                step.sql.locate(statement.offset),
+                f"{step.label}: {message} (if intended, add '{code}' to the step's allow list)",
+                code,
+                severity="warning",
+            )
+        )
+
     for transaction in transactions(plan):
         step = transaction.step
         in_block = (
@@ -81,17 +99,74 @@ def warnings(plan: Plan) -> list[Diagnostic]:
         )
         for statement in step.statements:
             for code, message in _statement_warnings(statement, in_block):
-                if code in step.allow:
-                    continue
-                found.append(
-                    Diagnostic(
-                        step.sql.locate(statement.offset),
-                        f"{step.label}: {message} (if intended, add '{code}' to the step's allow list)",
-                        code,
-                        severity="warning",
-                    )
-                )
+                warn(step, statement, code, message)
+    for step, statement, finding in lock_findings(plan, version or plan.postgres or NEWEST):
+        warn(step, statement, finding.code, finding.message)
     return found
+
+
+def lock_findings(plan: Plan, version: int) -> Iterator[tuple[AnyStep, Statement, Finding]]:
+    """The lock rules, statement by statement, with what the plan did before each (tables it
+    created, a lock_timeout it set) and what runs in the same transaction after it."""
+    context = Context(version=version)
+    pending: list[tuple[AnyStep, Statement]] = []  # the transaction so far
+    in_block = False
+    for step in plan.steps:
+        if not in_block:
+            yield from _held(pending, context)
+            pending = []
+        for statement in step.statements:
+            if opens_block(statement):
+                yield from _held(pending, context)
+                pending, in_block = [], True
+                continue
+            if closes_block(statement):
+                yield from _held(pending, context)
+                pending, in_block = [], False
+                continue
+            for finding in findings(statement, context):
+                yield step, statement, finding
+            pending.append((step, statement))
+            note(statement, context)
+    yield from _held(pending, context)
+
+
+def _held(
+    transaction: list[tuple[AnyStep, Statement]], context: Context
+) -> Iterator[tuple[AnyStep, Statement, Finding]]:
+    """An ACCESS EXCLUSIVE lock is held until its transaction ends: name what runs under it."""
+    for index, (step, statement) in enumerate(transaction):
+        later = transaction[index + 1 :]
+        if not later or statement.kind not in KEEPS_TABLE:
+            continue
+        for lock in locks(statement, context.version):
+            if (
+                lock.mode != "ACCESS EXCLUSIVE"
+                or lock.relation.rsplit(".", 1)[-1] in context.created
+            ):
+                continue
+            shown = "; ".join(_first_line(s) for _, s in later[:3]) + (
+                "; ..." if len(later) > 3 else ""
+            )
+            yield (
+                step,
+                statement,
+                Finding(
+                    "held-lock",
+                    f"the ACCESS EXCLUSIVE lock on {lock.relation} taken here is held until the "
+                    f"transaction ends, while {len(later)} more "
+                    f"{'statements run' if len(later) != 1 else 'statement runs'} under it "
+                    f"({shown}): every query on "
+                    f"{lock.relation} waits meanwhile; commit right after it",
+                    lock.relation,
+                ),
+            )
+            break
+
+
+def _first_line(statement: Statement) -> str:
+    line = statement.text.strip().splitlines()[0] if statement.text.strip() else ""
+    return line if len(line) <= 40 else line[:39] + "…"
 
 
 def _statement_warnings(statement: Statement, in_block: bool) -> Iterator[tuple[str, str]]:
