@@ -26,6 +26,11 @@ _data_dir_option = click.option(
     type=click.Path(file_okay=False),
     help="Where the embedded PostgreSQL keeps its state [default: $SQLPLAN_DATA_DIR, else ./.sqlplan].",
 )
+_pg_version_option = click.option(
+    "--pg-version",
+    type=click.IntRange(12, 18),
+    help="The PostgreSQL major version the lock and rewrite rules assume [default: the plan's postgres:, else 18].",
+)
 _database_url_option = click.option(
     "--database-url", metavar="URL", help="PostgreSQL URL; overrides DATABASE_URL and .env."
 )
@@ -246,14 +251,18 @@ def _close_quietly(con: Any) -> None:
     help="text: file:line:col: severity: message [code]; json: one document; github: workflow commands that annotate a pull request.",
 )
 @click.option("--strict", is_flag=True, help="Warnings fail the check too.")
-def check(paths: tuple[str, ...], report_format: str, strict: bool) -> None:
+@_pg_version_option
+def check(paths: tuple[str, ...], report_format: str, strict: bool, pg_version: int | None) -> None:
     """Check plans without connecting to any database.
 
     PATHS are plan files or directories searched for *.yaml and *.yml [default: plans].
-    Everything `run` validates, SQL parsed by PostgreSQL's own parser, and review warnings
-    (drop, truncate, delete-without-where, update-without-where, no-transaction-block), each
-    silenced per step with `allow: [code]`. Exit codes: 0 no problems, 1 problems found (errors,
-    or with --strict warnings), 2 usage error.
+    Everything `run` validates, SQL parsed by PostgreSQL's own parser, and review warnings:
+    data loss (drop, truncate, delete-without-where, update-without-where), statements that
+    cannot run where they are (no-transaction-block), and the locks and rewrites of DDL
+    (create-index, add-column-rewrite, ... see the README), each silenced per step with
+    `allow: [code]` or `allow: {code: reason}`. A file with errors still gets the warnings of
+    its valid steps. Exit codes: 0 no problems, 1 problems found (errors, or with --strict
+    warnings), 2 usage error.
     """
     from .errors import Diagnostic, PlanInvalid, Position
     from .output import check_report
@@ -264,9 +273,11 @@ def check(paths: tuple[str, ...], report_format: str, strict: bool) -> None:
     found: list[Diagnostic] = []
     for file in files:
         try:
-            found.extend(warnings(load_plan(file)))
+            found.extend(warnings(load_plan(file), pg_version))
         except PlanInvalid as e:
             found.extend(e.diagnostics)
+            if e.partial is not None:  # the steps that are valid still get their warnings
+                found.extend(warnings(e.partial, pg_version))
         except Exception as e:  # a bug: this file says so, the others keep their reports
             found.append(Diagnostic(Position(file, 1, 1), internal_error(e), "internal"))
     click.echo(check_report(report_format, files, found), nl=False)
@@ -288,7 +299,8 @@ def check(paths: tuple[str, ...], report_format: str, strict: bool) -> None:
     show_default=True,
     help="markdown is ready to paste in a pull-request comment.",
 )
-def show(plan_file: str, show_format: str) -> None:
+@_pg_version_option
+def show(plan_file: str, show_format: str, pg_version: int | None) -> None:
     """Show what PLAN will do, without connecting: each step's kind, exact SQL with the bound
     values beside their placeholders, transaction boundaries, the messages it can print, and the
     plan's fingerprint (which `run` prints too, so that what ran can be matched to what was
@@ -300,7 +312,7 @@ def show(plan_file: str, show_format: str) -> None:
         plan = load_plan(plan_file)
     except SqlPlanError as e:
         _fail(e)
-    click.echo(render(plan, show_format), nl=False)
+    click.echo(render(plan, show_format, pg_version), nl=False)
 
 
 @main.command()

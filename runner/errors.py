@@ -75,8 +75,9 @@ class PlanInvalid(SqlPlanError):
 
     exit_code = ExitCode.INVALID_PLAN
 
-    def __init__(self, diagnostics: list[Diagnostic]) -> None:
+    def __init__(self, diagnostics: list[Diagnostic], partial: Any = None) -> None:
         self.diagnostics = sorted(diagnostics, key=Diagnostic.sort_key)
+        self.partial = partial  # a Plan of the steps that are valid, for their review warnings
         super().__init__(f"{len(self.diagnostics)} problem(s) in the plan")
 
 

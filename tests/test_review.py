@@ -45,7 +45,7 @@ def test_json_report_follows_its_schema(cli: Cli) -> None:
     Draft202012Validator.check_schema(schema)
     assert list(Draft202012Validator(schema).iter_errors(document)) == []
     assert document["errors"] == sum(d["severity"] == "error" for d in document["diagnostics"]) > 0
-    expected = [p.read_text() for p in (cli.cwd / "review").glob("*.expected")]
+    expected = [p.read_text() for p in cli.cwd.glob("*/*.expected")]
     assert document["warnings"] == sum(text.count(": warning: ") for text in expected) > 0
     assert len(document["files"]) == len(list((cli.cwd / "invalid").glob("*.yaml"))) + len(
         list((cli.cwd / "review").glob("*.yaml"))
@@ -187,6 +187,7 @@ def test_show_describes_a_file_load_and_how_it_is_sent(tmp_path: Path) -> None:
     assert (
         "  transaction: one COPY statement: all its rows or none\n"
         "  round trip: its own\n"
+        "  locks: ROW EXCLUSIVE on books\n"
         "  sql:\n    INSERT INTO books (title, year) VALUES ($1, $2)\n"
         '  sent as: COPY "books" ("title", "year") FROM STDIN\n'
         f"  rows from: {csv} (csv, a header line, delimiter ',', NULL as ''; fields for $1..$2: all, in order)\n"
@@ -197,5 +198,46 @@ def test_show_describes_a_file_load_and_how_it_is_sent(tmp_path: Path) -> None:
     )
     assert (
         f"  rows from: {csv} (csv, a header line, delimiter ',', NULL as ''; fields for $1..$2: year, title)\n"
+        in shown
+    )
+
+
+def test_the_rules_follow_the_postgres_version(cli: Cli) -> None:
+    cli.write(
+        "p.yaml",
+        "sqlplan: 1\nname: p\npostgres: 13\nsteps:\n  - batch: SET lock_timeout = '1s'\n"
+        "  - batch: ALTER TABLE events DETACH PARTITION events_2020\n",
+    )
+    older = cli("check", "p.yaml").stdout
+    newer = cli("check", "--pg-version", "14", "p.yaml").stdout
+    assert "CONCURRENTLY" not in older  # no concurrent form before PostgreSQL 14
+    assert "use DETACH PARTITION ... CONCURRENTLY (PostgreSQL 14 and later)" in newer
+
+
+def test_a_file_with_errors_still_gets_the_warnings_of_its_valid_steps(cli: Cli) -> None:
+    cli.write(
+        "p.yaml",
+        "sqlplan: 1\nname: p\nsteps:\n  - batch: DELETE FROM t\n  - execute: SELECT $1\n",
+    )
+    result = cli("check", "p.yaml")
+    assert result.stdout.splitlines() == [
+        "p.yaml:4:12: warning: step 1: DELETE without WHERE deletes every row (if intended, add "
+        "'delete-without-where' to the step's allow list) [delete-without-where]",
+        "p.yaml:5:5: error: the SQL takes 1 parameter ($1), but params has 0 values [param-count]",
+    ]
+
+
+def test_show_gives_each_allowed_warning_its_reason(cli: Cli) -> None:
+    cli.write(
+        "p.yaml",
+        "sqlplan: 1\nname: p\nsteps:\n"
+        "  - batch: ALTER TABLE orders ADD CONSTRAINT f FOREIGN KEY (c) REFERENCES customers (id)\n"
+        "    allow: {add-foreign-key: orders is 2k rows, lock-timeout: run at night}\n",
+    )
+    assert cli("check", "p.yaml").stdout == ""
+    shown = cli("show", "p.yaml").stdout
+    assert "  allows: add-foreign-key (orders is 2k rows), lock-timeout (run at night)\n" in shown
+    assert (
+        "  locks: SHARE ROW EXCLUSIVE on orders, reads every row; SHARE ROW EXCLUSIVE on customers\n"
         in shown
     )

@@ -34,7 +34,12 @@ def test_run_refuses_an_invalid_plan_without_connecting(plan: Path, cli: Cli) ->
     result = cli("run", plan.name, env={"DATABASE_URL": UNREACHABLE})
     assert result.exit_code == 3
     assert result.stdout == ""
-    expected = plan.with_suffix(".expected").read_text()
+    # run reports the errors (check adds the valid steps' warnings)
+    expected = "".join(
+        line
+        for line in plan.with_suffix(".expected").read_text().splitlines(keepends=True)
+        if ": warning: " not in line
+    )
     assert result.stderr.startswith(expected)
     assert result.stderr.endswith("found; nothing was run\n")
 

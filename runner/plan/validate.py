@@ -64,7 +64,7 @@ def _parse_plan(text: str, path: str) -> Plan:
     bad_steps = check_schema(document, schema, add)
     plan = _build(document, schema, bad_steps, add)
     if diagnostics or plan is None:
-        raise PlanInvalid(diagnostics)
+        raise PlanInvalid(diagnostics, partial=plan)
     digest = hashlib.sha256()
     for piece in fingerprint_json(document.data):
         digest.update(piece)

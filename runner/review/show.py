@@ -9,6 +9,7 @@ from ..plan.model import AnyStep, BatchStep, BulkInsertStep, ExecuteStep, Messag
 from ..plan.sqlparse import parse
 from ..plan.values import literal
 from ..run.turns import groups
+from .locks import NEWEST, locks
 from .warnings import transactions
 
 ROWS_SHOWN = 20  # a bulk insert's rows listed before "... N more"
@@ -23,7 +24,8 @@ class _StepView:
     where: str
     transaction: str
     round_trip: str  # whether the step shares its round trip with its neighbours
-    allows: tuple[str, ...]
+    allows: tuple[str, ...]  # codes, each with its reason when the plan gives one
+    locks: tuple[str, ...]  # the locks and rewrites of its statements
     sql: str  # with each placeholder's bound value beside it, for execute and query
     sent_as: str | None  # the COPY a bulk insert is sent as
     source: str | None  # where a bulk insert's rows come from, when not inline
@@ -32,17 +34,21 @@ class _StepView:
     messages: tuple[tuple[str, str], ...]  # (when it prints, template as written)
 
 
-def render(plan: Plan, format: str) -> str:
+def render(plan: Plan, format: str, version: int | None = None) -> str:
     trips = {}
     for group in groups(plan.steps):
         shared = f"shared by steps {group[0].number}-{group[-1].number}"
         for step in group:
             trips[step.number] = shared if len(group) > 1 else "its own"
-    views = [_view(plan, t.step, t.description, trips[t.step.number]) for t in transactions(plan)]
+    version = version or plan.postgres or NEWEST
+    views = [
+        _view(plan, t.step, t.description, trips[t.step.number], version)
+        for t in transactions(plan)
+    ]
     return _markdown(plan, views) if format == "markdown" else _text(plan, views)
 
 
-def _view(plan: Plan, step: AnyStep, transaction: str, round_trip: str) -> _StepView:
+def _view(plan: Plan, step: AnyStep, transaction: str, round_trip: str, version: int) -> _StepView:
     sql = step.sql.text.strip("\n")
     rows: tuple[tuple[str, ...], ...] = ()
     row_count = 0
@@ -80,7 +86,13 @@ def _view(plan: Plan, step: AnyStep, transaction: str, round_trip: str) -> _Step
         where=str(step.position),
         transaction=transaction,
         round_trip=round_trip,
-        allows=tuple(sorted(step.allow)),
+        allows=tuple(
+            f"{code} ({dict(step.reasons)[code]})" if code in dict(step.reasons) else code
+            for code in sorted(step.allow)
+        ),
+        locks=tuple(
+            lock.describe() for statement in step.statements for lock in locks(statement, version)
+        ),
         sql=sql,
         sent_as=sent_as,
         source=source,
@@ -132,6 +144,8 @@ def _text(plan: Plan, views: list[_StepView]) -> str:
         ]
         if view.allows:
             lines.append(f"  allows: {', '.join(view.allows)}")
+        if view.locks:
+            lines.append(f"  locks: {'; '.join(view.locks)}")
         lines.append("  sql:")
         lines += [f"    {line}".rstrip() for line in view.sql.splitlines()]
         if view.sent_as:
@@ -188,6 +202,8 @@ def _markdown(plan: Plan, views: list[_StepView]) -> str:
         summary = f"Transaction: {view.transaction}. Round trip: {view.round_trip}."
         if view.allows:
             summary += " Allows: " + ", ".join(_code(a) for a in view.allows) + "."
+        if view.locks:
+            summary += " Locks: " + "; ".join(view.locks) + "."
         lines += [summary, "", "```sql", *view.sql.splitlines(), "```"]
         if view.sent_as:
             lines += ["", f"Sent as {_code(view.sent_as)}."]
