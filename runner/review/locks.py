@@ -355,6 +355,19 @@ def _alter_table(node: dict[str, Any], version: int) -> Iterator[tuple[Lock, lis
                         )
                     ],
                 )
+        elif subtype in ("AT_SetLogged", "AT_SetUnLogged", "AT_SetTableSpace"):
+            yield (
+                Lock(table, "ACCESS EXCLUSIVE", rewrite=True),
+                [
+                    Finding(
+                        "rewrite-table",
+                        f"{_SETS[subtype]} rewrites {table} under ACCESS EXCLUSIVE: reads and "
+                        "writes wait for the "
+                        "whole copy",
+                        table,
+                    )
+                ],
+            )
         elif subtype == "AT_AttachPartition":
             partition = _name(definition.get("PartitionCmd", {}).get("name", {}))
             yield Lock(table, "SHARE UPDATE EXCLUSIVE"), []
@@ -382,6 +395,13 @@ def _alter_table(node: dict[str, Any], version: int) -> Iterator[tuple[Lock, lis
             yield Lock(table, "SHARE ROW EXCLUSIVE"), []
         else:
             yield Lock(table, "ACCESS EXCLUSIVE"), []
+
+
+_SETS = {
+    "AT_SetLogged": "SET LOGGED",
+    "AT_SetUnLogged": "SET UNLOGGED",
+    "AT_SetTableSpace": "SET TABLESPACE",
+}
 
 
 def _add_constraint(table: str, constraint: dict[str, Any]) -> Iterator[tuple[Lock, list[Finding]]]:
