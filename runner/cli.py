@@ -132,13 +132,18 @@ class _Commands(click.Group):
         except (interrupts.Abandoned, KeyboardInterrupt) as e:
             signum = getattr(e, "signum", signal.SIGINT)
             sys.stdout.flush()
-            name = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
-            click.echo(f"sqlplan: interrupted ({name}); no step had started", err=True)
+            click.echo(
+                f"sqlplan: interrupted ({_signal_name(signum)}); no step had started", err=True
+            )
             _exit(ExitCode.TERMINATED if signum == signal.SIGTERM else ExitCode.INTERRUPTED)
         except Exception as e:
             sys.stdout.flush()
             click.echo(f"sqlplan: {internal_error(e)}", err=True)
             _exit(ExitCode.INTERNAL)
+
+
+def _signal_name(signum: int) -> str:
+    return "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
 
 
 def internal_error(error: BaseException) -> str:
@@ -161,11 +166,7 @@ def main() -> None:
     """
 
 
-@main.command()
-@click.argument("plan_file", metavar="PLAN", type=click.Path(exists=True, dir_okay=False))
-@_database_url_option
-@_data_dir_option
-@click.option(
+_connect_retries_option = click.option(
     "--connect-retries",
     envvar="SQLPLAN_CONNECT_RETRIES",
     type=click.IntRange(0, 100),
@@ -173,12 +174,20 @@ def main() -> None:
     show_default=True,
     help="Retries of a connection that fails transiently (refused, reset, timed out, server starting). [env: SQLPLAN_CONNECT_RETRIES]",
 )
-@click.option(
+_connect_timeout_option = click.option(
     "--connect-timeout",
     envvar="SQLPLAN_CONNECT_TIMEOUT",
     type=click.FloatRange(min=0, min_open=True),
     help="Seconds each connection attempt may take [default: the URL's connect_timeout, else 15]. [env: SQLPLAN_CONNECT_TIMEOUT]",
 )
+
+
+@main.command()
+@click.argument("plan_file", metavar="PLAN", type=click.Path(exists=True, dir_okay=False))
+@_database_url_option
+@_data_dir_option
+@_connect_retries_option
+@_connect_timeout_option
 @click.option(
     "--dry-run",
     is_flag=True,
@@ -313,6 +322,125 @@ def show(plan_file: str, show_format: str, pg_version: int | None) -> None:
     except SqlPlanError as e:
         _fail(e)
     click.echo(render(plan, show_format, pg_version), nl=False)
+
+
+@main.command()
+@click.argument("plan_file", metavar="PLAN", type=click.Path(exists=True, dir_okay=False))
+@_database_url_option
+@_data_dir_option
+@click.option(
+    "--format",
+    "report_format",
+    type=click.Choice(("text", "markdown", "json")),
+    default="text",
+    show_default=True,
+    help="markdown is ready for a pull-request comment; json follows schemas/rehearsal.schema.json.",
+)
+@click.option(
+    "--lock-timeout",
+    default="2s",
+    show_default=True,
+    help="How long a statement may wait for a lock before it is reported as one that would wait.",
+)
+@click.option(
+    "--statement-timeout", default="60s", show_default=True, help="The longest a statement may run."
+)
+@click.option(
+    "--skip-non-transactional",
+    is_flag=True,
+    help="Rehearse the rest of a plan that holds statements which cannot run in a transaction block (CREATE INDEX CONCURRENTLY, VACUUM, ...); they are marked not rehearsed.",
+)
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Findings (observed locks that differ from the analysis) fail too.",
+)
+@_connect_retries_option
+@_connect_timeout_option
+@_pg_version_option
+def rehearse(
+    *,
+    plan_file: str,
+    database_url: str | None,
+    data_dir: str | None,
+    connect_retries: int,
+    connect_timeout: float | None,
+    report_format: str,
+    lock_timeout: str,
+    statement_timeout: str,
+    skip_non_transactional: bool,
+    strict: bool,
+    pg_version: int | None,
+) -> None:
+    """Run PLAN in one transaction and roll it back, reporting for each statement the locks it
+    took, the tables it rewrote, rows and time, beside the offline analysis of `check`.
+
+    Nothing is committed, even if sqlplan is killed (the server rolls back); sequence values
+    that nextval() advances are the exception. A statement that would wait longer than
+    --lock-timeout for a lock is reported with who holds it instead of queueing behind them.
+    Exit codes: 0 every statement ran, 1 one failed or would wait (or, with --strict, findings),
+    2 usage, 3 invalid plan, 4 configuration, 5 cannot connect.
+    """
+    from .connect.connection import RetryPolicy, cancel, connect
+    from .plan.cache import load_plan
+    from .review.rehearsal import compare, render
+    from .run import interrupts
+    from .run.rehearse import non_transactional
+    from .run.rehearse import rehearse as rehearse_plan
+
+    try:
+        plan = load_plan(plan_file)
+    except SqlPlanError as e:
+        _fail(e)
+    refused = [
+        (step, name)
+        for step in plan.steps
+        for statement in step.statements
+        if (name := non_transactional(statement)) is not None
+    ]
+    if refused and not skip_non_transactional:
+        listed = "\n".join(f"  {step.position}: {step.label}: {name}" for step, name in refused)
+        click.echo(
+            "sqlplan: error: these statements cannot run in a transaction block, so they cannot be "
+            f"rehearsed:\n{listed}\nrehearse the rest with --skip-non-transactional",
+            err=True,
+        )
+        _exit(ExitCode.STEP_FAILED)
+    try:
+        target = _target(database_url, data_dir)
+        con = connect(target, RetryPolicy(connect_retries, connect_timeout), _notify)
+    except SqlPlanError as e:
+        _fail(e)
+    # Connected: a first Ctrl-C or SIGTERM cancels the running statement and the report is
+    # printed as far as it got; a second one stops at once. Either way nothing commits.
+    interrupts.arm(lambda: cancel(target, con))
+    try:
+        result = rehearse_plan(
+            plan, con, lock_timeout=lock_timeout, statement_timeout=statement_timeout
+        )
+    except SqlPlanError as e:
+        _fail(e)
+    except interrupts.Abandoned as e:
+        sys.stdout.flush()
+        click.echo(
+            f"sqlplan: interrupted ({_signal_name(e.signum)}); the rehearsal was never committed: "
+            "the server rolls it back as the connection closes",
+            err=True,
+        )
+        _exit(ExitCode.TERMINATED if e.signum == signal.SIGTERM else ExitCode.INTERRUPTED)
+    finally:
+        _close_quietly(con)
+    click.echo(render(result, report_format, pg_version), nl=False)
+    if result.interrupted is not None:
+        sys.stdout.flush()
+        click.echo(
+            f"sqlplan: interrupted ({_signal_name(result.interrupted)}); the rehearsal was rolled "
+            "back, nothing was committed",
+            err=True,
+        )
+        _exit(ExitCode.TERMINATED if result.interrupted == signal.SIGTERM else ExitCode.INTERRUPTED)
+    findings = sum(len(row.differences) for row in compare(result, pg_version))
+    _exit(ExitCode.OK if result.ok and not (strict and findings) else ExitCode.STEP_FAILED)
 
 
 @main.command()

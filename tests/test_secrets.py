@@ -55,7 +55,8 @@ def test_no_error_path_echoes_the_password(cli: Cli, url: str, where: str) -> No
         env["DATABASE_URL"] = url
     else:
         cli.write(".env", f"DATABASE_URL='{url}'\n")
-    for command in (args, ["db", "url", *args[2:]], ["db", "status"]):
+    rehearse = ["rehearse", *args[1:]]
+    for command in (args, rehearse, ["db", "url", *args[2:]], ["db", "status"]):
         result = cli(*command, env=env)
         assert _leaks(result.stdout + result.stderr) == [], (command, result.stdout + result.stderr)
     run = cli(*args, env=env)
@@ -78,9 +79,10 @@ def test_a_failing_step_never_echoes_the_password(cli: Cli, database: Database) 
     cli.write("bad.yaml", "sqlplan: 1\nname: bad\nsteps:\n  - batch: SELECT no_such_column\n")
     target = database.target
     url = f"postgresql://{target.user}:{ENCODED}@/{target.database}?host={quote(target.host, safe='')}&port={target.port}"
-    result = cli("run", "bad.yaml", env={"DATABASE_URL": url})
-    assert result.exit_code == 1
-    assert _leaks(result.stdout + result.stderr) == []
+    for command in ("run", "rehearse"):
+        result = cli(command, "bad.yaml", env={"DATABASE_URL": url})
+        assert result.exit_code == 1
+        assert _leaks(result.stdout + result.stderr) == []
 
 
 def test_the_embedded_server_sees_none_of_the_users_environment(

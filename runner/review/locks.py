@@ -104,7 +104,12 @@ def findings(statement: Statement, context: Context) -> list[Finding]:
         if _bare(lock.relation) in context.created:
             continue  # a table the plan itself created: nobody else uses it yet
         found += rules
-        if lock.mode == "ACCESS EXCLUSIVE" and not context.lock_timeout and _existing(statement):
+        if (
+            lock.mode == "ACCESS EXCLUSIVE"
+            and not context.lock_timeout
+            and _existing(statement)
+            and not any(f.code == "lock-timeout" for f in found)  # once a statement
+        ):
             found.append(
                 Finding(
                     "lock-timeout",
@@ -355,6 +360,7 @@ def _alter_table(node: dict[str, Any], version: int) -> Iterator[tuple[Lock, lis
                         )
                     ],
                 )
+                yield Lock(partition, "ACCESS EXCLUSIVE"), []
         elif subtype in ("AT_SetLogged", "AT_SetUnLogged", "AT_SetTableSpace"):
             yield (
                 Lock(table, "ACCESS EXCLUSIVE", rewrite=True),

@@ -1,0 +1,384 @@
+"""A rehearsal: the whole plan in one transaction that is rolled back, observing after each
+statement the locks its backend holds (pg_locks), the tables it rewrote (pg_class.relfilenode),
+the rows it affected and the time it took.
+
+Nothing persists: the transaction is never committed (transaction control in the plan is not
+run), and a killed sqlplan leaves the server to roll it back. Sequence values advanced by
+nextval() are the exception PostgreSQL makes for every transaction. A short lock_timeout
+keeps a rehearsal on a busy database from queueing behind traffic: a statement that would wait
+is reported with who holds the lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ExitCode, SqlPlanError
+from ..plan.model import AnyStep, BatchStep, BulkInsertStep, ExecuteStep, Plan, QueryStep
+from ..plan.sqlparse import Statement, transaction_kind
+from . import interrupts, wire
+from .sources import BulkRows, batched
+
+# Statements PostgreSQL refuses inside a transaction block: they cannot be rehearsed.
+_NON_TRANSACTIONAL_KINDS = {
+    "VacuumStmt": "VACUUM",
+    "CreatedbStmt": "CREATE DATABASE",
+    "DropdbStmt": "DROP DATABASE",
+    "AlterSystemStmt": "ALTER SYSTEM",
+    "CreateTableSpaceStmt": "CREATE TABLESPACE",
+    "DropTableSpaceStmt": "DROP TABLESPACE",
+}
+_PG_MODES = {
+    "AccessShareLock": "ACCESS SHARE",
+    "RowShareLock": "ROW SHARE",
+    "RowExclusiveLock": "ROW EXCLUSIVE",
+    "ShareUpdateExclusiveLock": "SHARE UPDATE EXCLUSIVE",
+    "ShareLock": "SHARE",
+    "ShareRowExclusiveLock": "SHARE ROW EXCLUSIVE",
+    "ExclusiveLock": "EXCLUSIVE",
+    "AccessExclusiveLock": "ACCESS EXCLUSIVE",
+}
+_ORDER = list(_PG_MODES.values())
+
+
+class RehearsalError(SqlPlanError):
+    """The rehearsal could not be made; nothing was committed, as it never commits."""
+
+
+class BadSetting(RehearsalError):
+    exit_code = ExitCode.USAGE
+
+
+def non_transactional(statement: Statement) -> str | None:
+    """The statement's name if it cannot run inside a transaction block."""
+    kind, node = statement.kind, statement.node
+    if kind in _NON_TRANSACTIONAL_KINDS:
+        if kind == "VacuumStmt" and not node.get("is_vacuumcmd"):
+            return None  # ANALYZE can
+        return _NON_TRANSACTIONAL_KINDS[kind]
+    if kind == "IndexStmt" and node.get("concurrent"):
+        return "CREATE INDEX CONCURRENTLY"
+    if kind == "DropStmt" and node.get("concurrent"):
+        return "DROP INDEX CONCURRENTLY"
+    if kind == "ReindexStmt" and any(
+        p.get("DefElem", {}).get("defname") == "concurrently" for p in node.get("params", [])
+    ):
+        return "REINDEX CONCURRENTLY"
+    if kind == "ClusterStmt" and not node.get("relation"):
+        return "CLUSTER (every table)"
+    if kind == "AlterTableStmt":
+        for item in node.get("cmds", []):
+            command = item.get("AlterTableCmd", {})
+            if command.get("subtype") == "AT_DetachPartition" and command.get("def", {}).get(
+                "PartitionCmd", {}
+            ).get("concurrent"):
+                return "DETACH PARTITION CONCURRENTLY"
+    return None
+
+
+@dataclass
+class Observed:
+    """One statement of the rehearsal and what the server showed of it."""
+
+    step: int
+    text: str
+    status: str  # "ran", "failed", "would wait", "interrupted", "not rehearsed", "not run"
+    # relation -> the strongest mode the statement took that the transaction did not hold yet
+    locks: dict[str, str] = field(default_factory=dict)
+    index_of: dict[str, str] = field(default_factory=dict)  # a locked index -> its table
+    # relation -> the strongest mode the transaction holds once the statement has run
+    holding: dict[str, str] = field(default_factory=dict)
+    rewritten: list[str] = field(default_factory=list)
+    rows: int | None = None
+    seconds: float = 0.0
+    detail: str = ""  # why it failed, what it waits for, why it was not rehearsed
+
+
+@dataclass
+class Rehearsal:
+    plan: Plan
+    statements: list[Observed] = field(default_factory=list)
+    lock_timeout: str = "2s"
+    statement_timeout: str = "60s"
+    at: int | None = None  # the step running now
+    existing: set[str] = field(default_factory=set)  # the relations there before the plan
+    interrupted: int | None = None  # the signal (Ctrl-C, SIGTERM) that stopped it
+
+    @property
+    def ok(self) -> bool:
+        return all(s.status in ("ran", "not rehearsed") for s in self.statements)
+
+
+def rehearse(
+    plan: Plan,
+    con: Any,
+    *,
+    lock_timeout: str = "2s",
+    statement_timeout: str = "60s",
+) -> Rehearsal:
+    """Run the plan in one transaction, observe every statement, roll back."""
+    result = Rehearsal(plan, lock_timeout=lock_timeout, statement_timeout=statement_timeout)
+    try:
+        _rehearse(con, plan, result)
+    except wire.ConnectionLost as lost:
+        where = f" during step {result.at}" if result.at else ""
+        said = lost.server_said
+        why = said.get("M", str(lost)) if said else str(lost)
+        raise RehearsalError(
+            f"the connection was lost{where} ({why}); nothing was committed: a rehearsal "
+            "never sends COMMIT, and the server rolls back a transaction whose client is gone"
+        ) from None
+    return result
+
+
+def _rehearse(con: Any, plan: Plan, result: Rehearsal) -> None:
+    wire.simple(con, "BEGIN")
+    try:
+        for name, value in (
+            ("lock_timeout", result.lock_timeout),
+            ("statement_timeout", result.statement_timeout),
+        ):
+            # The settings are values, not SQL: set_config() takes them as bind parameters.
+            try:
+                wire.extended(con, "SELECT set_config($1, $2, true)", [(name, value)])
+            except wire.ServerFailure as failure:
+                raise BadSetting(
+                    f"--{name.replace('_', '-')}: {failure.fields.get('M', 'invalid value')} "
+                    "(a PostgreSQL duration such as 500ms, 2s or 1min)"
+                ) from None
+        if wire.server_major(con) >= 14:
+            # A killed sqlplan must not leave its backend holding the rehearsal's locks until
+            # the current statement ends: have the server poll the socket while it runs.
+            wire.extended(
+                con, "SELECT set_config('client_connection_check_interval', '1s', true)", [()]
+            )
+        existing, indexes = _existing(con)
+        result.existing = set(existing.values())
+        held = _held(con, existing, indexes)
+        files = _filenodes(con)
+        stopped = False
+        for step in plan.steps:
+            for statement in step.statements:
+                if not stopped and interrupts.requested() is not None:
+                    result.interrupted, stopped = interrupts.requested(), True
+                if stopped:
+                    result.statements.append(Observed(step.number, statement.text, "not run"))
+                    continue
+                result.at = step.number
+                observed = _one(con, step, statement, held, files)
+                if interrupts.requested() is not None and observed.status != "ran":
+                    # Ctrl-C: the server cancelled the statement at sqlplan's request
+                    observed.status, observed.detail = (
+                        "interrupted",
+                        "cancelled at the user's request",
+                    )
+                    result.interrupted = interrupts.requested()
+                result.statements.append(observed)
+                if observed.status in ("failed", "would wait", "interrupted"):
+                    stopped = True  # the plan would stop here too: the rest is not run
+    except interrupts.Abandoned:
+        raise  # a second Ctrl-C: no waiting for the server; closing the connection rolls back
+    except BaseException:
+        with contextlib.suppress(Exception):
+            _rollback(con)
+        raise
+    _rollback(con)
+
+
+def _rollback(con: Any) -> None:
+    if wire.transaction_status(con) != b"I":
+        wire.simple(con, "ROLLBACK")
+
+
+def _one(
+    con: Any,
+    step: AnyStep,
+    statement: Statement,
+    held: _Held,
+    files: dict[str, int],
+) -> Observed:
+    observed = Observed(step.number, statement.text, "ran")
+    why_not = non_transactional(statement)
+    if why_not is not None:
+        observed.status, observed.detail = (
+            "not rehearsed",
+            f"{why_not} cannot run in a transaction block",
+        )
+        return observed
+    if transaction_kind(statement) is not None:
+        observed.status = "not rehearsed"
+        observed.detail = "transaction control: the whole rehearsal is one transaction, rolled back"
+        return observed
+    started = time.perf_counter()
+    try:
+        observed.rows = _execute(con, step, statement)
+    except wire.ServerFailure as failure:
+        observed.seconds = time.perf_counter() - started
+        fields = failure.fields
+        if fields.get("C") == "55P03":  # lock_not_available: lock_timeout fired
+            observed.status = "would wait"
+            wire.simple(con, "ROLLBACK")
+            observed.detail = _blockers(con, statement)
+        else:
+            observed.status = "failed"
+            observed.detail = f"{fields.get('M', 'error')} [{fields.get('C', '')}]"
+        return observed
+    observed.seconds = time.perf_counter() - started
+    now = _held(con, held.existing, held.index_of)
+    new = now.modes - held.modes
+    strongest: dict[str, str] = {}
+    for relation, mode in sorted(new, key=lambda pair: _ORDER.index(pair[1])):
+        if (
+            relation in held.existing.values()
+        ):  # a relation this statement created is nobody else's wait
+            strongest[relation] = mode
+    # the strongest first; a table before its indexes; then by name
+    observed.locks = dict(
+        sorted(
+            strongest.items(),
+            key=lambda item: (-_ORDER.index(item[1]), item[0] in now.index_of, item[0]),
+        )
+    )
+    observed.index_of = {i: t for i, t in now.index_of.items() if i in strongest}
+    for relation, mode in sorted(now.modes, key=lambda pair: _ORDER.index(pair[1])):
+        observed.holding[relation] = mode
+    held.modes = now.modes
+    after = _filenodes(con)
+    observed.rewritten = sorted(r for r, node in after.items() if r in files and files[r] != node)
+    files.clear()
+    files.update(after)
+    return observed
+
+
+def _execute(con: Any, step: AnyStep, statement: Statement) -> int | None:
+    """Run one statement as the plan would, inside the rehearsal's transaction."""
+    if isinstance(step, BatchStep):
+        return _count(wire.simple(con, statement.text).row_count)
+    if isinstance(step, (ExecuteStep, QueryStep)):
+        return _count(wire.extended(con, step.sql.text, [step.params]).row_count)
+    assert isinstance(step, BulkInsertStep)
+    rows = BulkRows(step, end_marker=wire.csv_end_marker(con))
+    if step.copy_sql is not None:
+        return _count(wire.copy_in(con, step.copy_sql, wire.copy_text(con, rows)).row_count)
+    total = 0
+    for chunk in batched(rows, 1000):
+        total += max(wire.extended(con, step.sql.text, chunk).row_count, 0)
+    return total
+
+
+def _count(row_count: int) -> int | None:
+    return row_count if row_count >= 0 else None
+
+
+@dataclass
+class _Held:
+    """The (relation, mode) pairs this backend holds; PostgreSQL lists each mode held apart."""
+
+    modes: set[tuple[str, str]]
+    index_of: dict[str, str]  # index -> its table
+    # the relations that existed before the plan, by OID: a dropped one keeps its name
+    existing: dict[str, str] = field(default_factory=dict)
+
+
+_NOT_CATALOG = (
+    "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'"
+)
+
+
+def _held(con: Any, existing: dict[str, str], indexes: dict[str, str]) -> _Held:
+    """The relation locks this backend holds outside the system catalogs."""
+    outcome = wire.extended(
+        con,
+        "SELECT l.relation::text, c.oid::regclass::text, l.mode, "
+        "coalesce(i.indrelid::regclass::text, '') "
+        "FROM pg_locks l LEFT JOIN pg_class c ON c.oid = l.relation "
+        "LEFT JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "LEFT JOIN pg_index i ON i.indexrelid = c.oid "
+        "WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' AND l.granted "
+        f"AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+        f"AND (c.oid IS NULL OR {_NOT_CATALOG})",
+        [()],
+        text_rows=True,
+    )
+    modes, index_of = set(), dict(indexes)  # a dropped index keeps its table
+    for oid, name, mode, table in outcome.rows:
+        relation = name or existing.get(oid)
+        if relation is None:
+            continue  # created and dropped within the rehearsal
+        modes.add((relation, _PG_MODES.get(mode, mode)))
+        if table:
+            index_of[relation] = table
+    return _Held(modes, index_of, existing)
+
+
+def _existing(con: Any) -> tuple[dict[str, str], dict[str, str]]:
+    """The relations before the plan ran: names by OID, and each index's table."""
+    outcome = wire.extended(
+        con,
+        "SELECT c.oid::text, c.oid::regclass::text, coalesce(i.indrelid::regclass::text, '') "
+        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        f"LEFT JOIN pg_index i ON i.indexrelid = c.oid WHERE {_NOT_CATALOG}",
+        [()],
+        text_rows=True,
+    )
+    names = {oid: name for oid, name, _ in outcome.rows}
+    return names, {name: table for _, name, table in outcome.rows if table}
+
+
+def _filenodes(con: Any) -> dict[str, int]:
+    outcome = wire.extended(
+        con,
+        "SELECT c.oid::regclass::text, c.relfilenode::text FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE c.relkind IN ('r', 'm', 't') "
+        "AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'",
+        [()],
+        text_rows=True,
+    )
+    return {relation: int(node) for relation, node in outcome.rows}
+
+
+def _blockers(con: Any, statement: Statement) -> str:
+    """Who holds locks on the tables the statement names (read after its lock_timeout)."""
+    parts = []
+    for relation in _relations(statement.node):
+        outcome = wire.extended(
+            con,
+            "SELECT l.pid::text, l.mode, coalesce(nullif(a.application_name, ''), a.usename, '?') "
+            "FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.locktype = 'relation' AND l.granted AND l.relation = to_regclass($1) "
+            "AND l.pid <> pg_backend_pid()",
+            [(relation,)],
+            text_rows=True,
+        )
+        holders = [
+            f"pid {pid} ({app}, {_PG_MODES.get(mode, mode)})" for pid, mode, app in outcome.rows
+        ]
+        if holders:
+            parts.append(f"{relation}, held by {', '.join(holders)}")
+    if not parts:
+        return "would wait for a lock another session held (released by the time it was looked for)"
+    return "would wait for a lock on " + "; ".join(parts)
+
+
+def _relations(tree: Any) -> list[str]:
+    """Every table a parse tree names (its RangeVar nodes), in order, once each."""
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if "relname" in node:
+                name = ".".join(str(node[k]) for k in ("schemaname", "relname") if node.get(k))
+                if name not in found:
+                    found.append(name)
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(tree)
+    return found
