@@ -4,6 +4,7 @@ there. The plain server has no TLS at all."""
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import shutil
@@ -383,6 +384,40 @@ def test_every_step_kind_works_through_a_transaction_pooler(cli: Cli, pooler: Po
     con = connect(parse_target(url))
     try:
         assert con.run("SELECT count(*) FROM t") == [[1]]  # the single insert; no bulk row
+    finally:
+        con.close()
+
+
+def test_a_rehearsal_works_through_a_transaction_pooler(cli: Cli, pooler: Pooler) -> None:
+    """A rehearsal is one transaction, so a transaction pooler keeps it on one server connection:
+    its locks are read from the backend that took them, and it leaves nothing behind."""
+    url = f"postgresql://trusty@127.0.0.1:{pooler.port}/pooled?sslmode=disable"
+    con = connect(parse_target(url))
+    try:
+        con.run("CREATE TABLE rehearsed (id int PRIMARY KEY)")
+        con.run("INSERT INTO rehearsed SELECT generate_series(1, 20)")
+    finally:
+        con.close()
+    cli.write(
+        "rehearse.yaml",
+        "sqlplan: 1\nname: r\nsteps:\n"
+        "  - batch: ALTER TABLE rehearsed ADD COLUMN b float8 DEFAULT random()\n"
+        "  - execute: DELETE FROM rehearsed WHERE id > $1\n    params: [5]\n",
+    )
+    for _ in range(2):  # the pooler's server connection is clean for the next client
+        result = cli("rehearse", "rehearse.yaml", "--format", "json", env={"DATABASE_URL": url})
+        assert result.exit_code == 0, result.stderr
+        report = json.loads(result.stdout)
+        alter, delete = report["statements"]
+        assert alter["locks"][0] == {"relation": "rehearsed", "mode": "ACCESS EXCLUSIVE"}
+        assert alter["rewritten"] == ["rehearsed"]
+        assert delete["rows"] == 15
+    con = connect(parse_target(url))
+    try:
+        assert con.run("SELECT count(*) FROM rehearsed") == [[20]]
+        assert con.run(
+            "SELECT count(*) FROM pg_attribute WHERE attrelid = 'rehearsed'::regclass AND attname = 'b'"
+        ) == [[0]]
     finally:
         con.close()
 
