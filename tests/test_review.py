@@ -241,3 +241,29 @@ def test_show_gives_each_allowed_warning_its_reason(cli: Cli) -> None:
         "  locks: SHARE ROW EXCLUSIVE on orders, reads every row; SHARE ROW EXCLUSIVE on customers\n"
         in shown
     )
+
+
+def test_show_says_what_runs_under_an_access_exclusive_lock(cli: Cli) -> None:
+    """Held to the end of the transaction: within a step, and across the steps of a BEGIN."""
+    cli.write(
+        "p.yaml",
+        "sqlplan: 1\nname: p\nsteps:\n"
+        "  - batch: |\n      ALTER TABLE orders ADD COLUMN note text;\n"
+        "      UPDATE orders SET note = '';\n"
+        "  - batch: BEGIN\n"
+        "  - batch: ALTER TABLE customers ADD COLUMN note text\n"
+        "  - batch: SELECT 1\n"
+        "  - batch: SELECT 2\n"
+        "  - batch: COMMIT\n"
+        "  - batch: ALTER TABLE items ADD COLUMN note text\n",
+    )
+    lines = cli("show", "p.yaml").stdout.splitlines()
+    held = [(line, i) for i, line in enumerate(lines) if line.startswith("  held: ")]
+    assert [line for line, _ in held] == [
+        "  held: the ACCESS EXCLUSIVE lock on orders is held until the transaction ends, while "
+        "1 more statement runs under it (UPDATE orders SET note = '')",
+        "  held: the ACCESS EXCLUSIVE lock on customers is held until the transaction ends, while "
+        "2 more statements run under it (SELECT 1; SELECT 2)",
+    ]
+    titles = [next(t for t in reversed(lines[:i]) if t.startswith("step ")) for _, i in held]
+    assert [t.split(" (")[0] for t in titles] == ["step 1", "step 3"]

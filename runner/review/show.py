@@ -10,7 +10,7 @@ from ..plan.sqlparse import parse
 from ..plan.values import literal
 from ..run.turns import groups
 from .locks import NEWEST, locks
-from .warnings import transactions
+from .warnings import lock_findings, transactions
 
 ROWS_SHOWN = 20  # a bulk insert's rows listed before "... N more"
 
@@ -26,6 +26,7 @@ class _StepView:
     round_trip: str  # whether the step shares its round trip with its neighbours
     allows: tuple[str, ...]  # codes, each with its reason when the plan gives one
     locks: tuple[str, ...]  # the locks and rewrites of its statements
+    held: tuple[str, ...]  # ACCESS EXCLUSIVE locks held while later statements run
     sql: str  # with each placeholder's bound value beside it, for execute and query
     sent_as: str | None  # the COPY a bulk insert is sent as
     source: str | None  # where a bulk insert's rows come from, when not inline
@@ -41,14 +42,29 @@ def render(plan: Plan, format: str, version: int | None = None) -> str:
         for step in group:
             trips[step.number] = shared if len(group) > 1 else "its own"
     version = version or plan.postgres or NEWEST
+    held: dict[int, list[str]] = {}
+    for step, _, finding in lock_findings(plan, version):
+        if finding.code == "held-lock":  # what runs under it, without the advice
+            text = finding.message.split(": every query")[0].replace(" taken here", "")
+            held.setdefault(step.number, []).append(text)
     views = [
-        _view(plan, t.step, t.description, trips[t.step.number], version)
+        _view(
+            plan, t.step, t.description, trips[t.step.number], version, held=held.get(t.step.number)
+        )
         for t in transactions(plan)
     ]
     return _markdown(plan, views) if format == "markdown" else _text(plan, views)
 
 
-def _view(plan: Plan, step: AnyStep, transaction: str, round_trip: str, version: int) -> _StepView:
+def _view(
+    plan: Plan,
+    step: AnyStep,
+    transaction: str,
+    round_trip: str,
+    version: int,
+    *,
+    held: list[str] | None = None,
+) -> _StepView:
     sql = step.sql.text.strip("\n")
     rows: tuple[tuple[str, ...], ...] = ()
     row_count = 0
@@ -93,6 +109,7 @@ def _view(plan: Plan, step: AnyStep, transaction: str, round_trip: str, version:
         locks=tuple(
             lock.describe() for statement in step.statements for lock in locks(statement, version)
         ),
+        held=tuple(held or ()),
         sql=sql,
         sent_as=sent_as,
         source=source,
@@ -146,6 +163,7 @@ def _text(plan: Plan, views: list[_StepView]) -> str:
             lines.append(f"  allows: {', '.join(view.allows)}")
         if view.locks:
             lines.append(f"  locks: {'; '.join(view.locks)}")
+        lines += [f"  held: {text}" for text in view.held]
         lines.append("  sql:")
         lines += [f"    {line}".rstrip() for line in view.sql.splitlines()]
         if view.sent_as:
@@ -204,6 +222,8 @@ def _markdown(plan: Plan, views: list[_StepView]) -> str:
             summary += " Allows: " + ", ".join(_code(a) for a in view.allows) + "."
         if view.locks:
             summary += " Locks: " + "; ".join(view.locks) + "."
+        for text in view.held:
+            summary += f" Held: {text[:1].upper()}{text[1:]}."
         lines += [summary, "", "```sql", *view.sql.splitlines(), "```"]
         if view.sent_as:
             lines += ["", f"Sent as {_code(view.sent_as)}."]
