@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from ..plan.sqlparse import parse
 from .locks import MODES, NEWEST, Lock, locks
-from .warnings import transactions
+from .warnings import first_line, transactions
 
 if TYPE_CHECKING:  # the data only: rendering a report needs no driver
     from ..run.rehearse import Observed, Rehearsal
@@ -181,11 +181,6 @@ def _outcome(observed: Observed) -> str:
     return observed.status + (f": {observed.detail}" if observed.detail else "")
 
 
-def _first_line(text: str) -> str:
-    line = text.strip().splitlines()[0] if text.strip() else ""
-    return line if len(line) <= 100 else line[:99] + "…"
-
-
 def _text(rehearsal: Rehearsal, rows: list[Compared]) -> str:
     plan = rehearsal.plan
     lines = [
@@ -200,7 +195,7 @@ def _text(rehearsal: Rehearsal, rows: list[Compared]) -> str:
             current = observed.step
             step = plan.steps[observed.step - 1]
             lines += ["", f"{step.label} ({step.position})"]
-        lines.append(f"  {_first_line(observed.text)}")
+        lines.append(f"  {first_line(observed.text, 100)}")
         lines.append(f"    {_outcome(observed)}")
         if observed.status == "ran":
             lines.append(f"    locks: {_locks(observed)}")
@@ -251,7 +246,7 @@ def _markdown(rehearsal: Rehearsal, rows: list[Compared]) -> str:
         if row.differences:
             analysis += " **Finding:** " + "; ".join(row.differences)
         lines.append(
-            f"| {observed.step} | `{_cell(_first_line(observed.text))}` | {_cell(_outcome(observed))} "
+            f"| {observed.step} | `{_cell(first_line(observed.text, 100))}` | {_cell(_outcome(observed))} "
             f"| {_cell(_locks(observed) if observed.status == 'ran' else '')} "
             f"| {_cell(', '.join(observed.rewritten))} | {_cell(analysis)} |"
         )

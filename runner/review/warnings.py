@@ -145,7 +145,7 @@ def _held(
                 or lock.relation.rsplit(".", 1)[-1] in context.created
             ):
                 continue
-            shown = "; ".join(_first_line(s) for _, s in later[:3]) + (
+            shown = "; ".join(first_line(s.text) for _, s in later[:3]) + (
                 "; ..." if len(later) > 3 else ""
             )
             yield (
@@ -164,9 +164,10 @@ def _held(
             break
 
 
-def _first_line(statement: Statement) -> str:
-    line = statement.text.strip().splitlines()[0] if statement.text.strip() else ""
-    return line if len(line) <= 40 else line[:39] + "…"
+def first_line(text: str, width: int = 40) -> str:
+    """A statement's first line, cut to `width` characters with an ellipsis."""
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= width else line[: width - 1] + "…"
 
 
 def _statement_warnings(statement: Statement, in_block: bool) -> Iterator[tuple[str, str]]:
