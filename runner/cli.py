@@ -36,6 +36,45 @@ _database_url_option = click.option(
 )
 
 
+_var_option = click.option(
+    "--var",
+    "var",
+    metavar="NAME=VALUE",
+    multiple=True,
+    help="A value for one of the plan's vars (repeatable); it travels as a bind parameter, never in the SQL.",
+)
+_vars_option = click.option(
+    "--vars",
+    "vars_files",
+    metavar="FILE",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="A YAML file of var values (repeatable); --var wins over it, and it over the environment.",
+)
+
+# The texts of secret vars' values: replaced by **** in anything sqlplan prints.
+_secrets: list[str] = []
+
+
+def _redact(text: str) -> str:
+    for secret in _secrets:
+        text = text.replace(secret, "****")
+    return text
+
+
+def _bind(
+    plan: Any, var: tuple[str, ...], vars_files: tuple[str, ...], *, required: bool = True
+) -> Any:
+    """The plan with its vars' values bound; PlanInvalid (exit 3) when one is missing or wrong."""
+    if not plan.vars and not var and not vars_files and not any(s.uses for s in plan.steps):
+        return plan
+    from .plan.vars import bind, gather, secret_texts
+
+    values = gather(plan, var, vars_files, os.environ, required=required)
+    _secrets[:] = secret_texts(values)
+    return bind(plan, values)
+
+
 class _StdoutLines:
     """The plan's output on stdout; warnings and progress on stderr."""
 
@@ -46,7 +85,7 @@ class _StdoutLines:
         self._started: float | None = None
 
     def line(self, text: str) -> None:
-        sys.stdout.write(text + "\n")
+        sys.stdout.write((_redact(text) if _secrets else text) + "\n")
 
     def progress(self, label: str, done: int, total: int) -> None:
         """click's progress bar, only on a terminal and only for loads that take a moment."""
@@ -68,7 +107,7 @@ class _StdoutLines:
 
     def warning(self, position: Position, message: str, code: str) -> None:
         sys.stdout.flush()
-        click.echo(f"{position}: warning: {message} [{code}]", err=True)
+        click.echo(_redact(f"{position}: warning: {message} [{code}]"), err=True)
 
 
 def _notify(text: str) -> None:
@@ -91,7 +130,7 @@ def _fail(error: SqlPlanError) -> NoReturn:
     else:
         text = error_text(error)
     sys.stdout.flush()
-    click.echo(text, err=True)
+    click.echo(_redact(text), err=True)
     _exit(error.exit_code)
 
 
@@ -199,6 +238,8 @@ _connect_timeout_option = click.option(
     is_flag=True,
     help="Send each step in a round trip of its own, even those that could share one. [env: SQLPLAN_NO_PIPELINE]",
 )
+@_var_option
+@_vars_option
 def run(
     *,
     plan_file: str,
@@ -208,6 +249,8 @@ def run(
     connect_timeout: float | None,
     dry_run: bool,
     no_pipeline: bool,
+    var: tuple[str, ...],
+    vars_files: tuple[str, ...],
 ) -> None:
     """Validate PLAN, then run its steps in order on one connection.
 
@@ -220,11 +263,11 @@ def run(
     from .run.engine import run_plan
 
     try:
-        plan = load_plan(plan_file)
+        plan = _bind(load_plan(plan_file), var, vars_files)
         if dry_run:
             from .review.show import render
 
-            click.echo(render(plan, "text"), nl=False)
+            click.echo(_redact(render(plan, "text")), nl=False)
             _exit(ExitCode.OK)
         click.echo(f"sqlplan: plan {plan.name}, fingerprint {plan.short_fingerprint}", err=True)
         target = _target(database_url, data_dir)
@@ -309,7 +352,15 @@ def check(paths: tuple[str, ...], report_format: str, strict: bool, pg_version: 
     help="markdown is ready to paste in a pull-request comment.",
 )
 @_pg_version_option
-def show(plan_file: str, show_format: str, pg_version: int | None) -> None:
+@_var_option
+@_vars_option
+def show(
+    plan_file: str,
+    show_format: str,
+    pg_version: int | None,
+    var: tuple[str, ...],
+    vars_files: tuple[str, ...],
+) -> None:
     """Show what PLAN will do, without connecting: each step's kind, exact SQL with the bound
     values beside their placeholders, transaction boundaries, the messages it can print, and the
     plan's fingerprint (which `run` prints too, so that what ran can be matched to what was
@@ -318,10 +369,10 @@ def show(plan_file: str, show_format: str, pg_version: int | None) -> None:
     from .review.show import render
 
     try:
-        plan = load_plan(plan_file)
+        plan = _bind(load_plan(plan_file), var, vars_files, required=False)
     except SqlPlanError as e:
         _fail(e)
-    click.echo(render(plan, show_format, pg_version), nl=False)
+    click.echo(_redact(render(plan, show_format, pg_version)), nl=False)
 
 
 @main.command()
@@ -358,8 +409,12 @@ def show(plan_file: str, show_format: str, pg_version: int | None) -> None:
 @_connect_retries_option
 @_connect_timeout_option
 @_pg_version_option
+@_var_option
+@_vars_option
 def rehearse(
     *,
+    var: tuple[str, ...],
+    vars_files: tuple[str, ...],
     plan_file: str,
     database_url: str | None,
     data_dir: str | None,
@@ -389,7 +444,7 @@ def rehearse(
     from .run.rehearse import rehearse as rehearse_plan
 
     try:
-        plan = load_plan(plan_file)
+        plan = _bind(load_plan(plan_file), var, vars_files)
     except SqlPlanError as e:
         _fail(e)
     refused = [
@@ -430,7 +485,7 @@ def rehearse(
         _exit(ExitCode.TERMINATED if e.signum == signal.SIGTERM else ExitCode.INTERRUPTED)
     finally:
         _close_quietly(con)
-    click.echo(render(result, report_format, pg_version), nl=False)
+    click.echo(_redact(render(result, report_format, pg_version)), nl=False)
     if result.interrupted is not None:
         sys.stdout.flush()
         click.echo(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import string
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -171,6 +172,9 @@ def _json_number(text: str) -> str:
     return ("-" if negative else "") + number + (f"e{exponent}" if exponent else "")
 
 
+_VAR = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
 def yaml_value(value: Any) -> str:
     if value is None:
         return "null"
@@ -179,7 +183,8 @@ def yaml_value(value: Any) -> str:
     if isinstance(value, Num):
         return value.text
     if isinstance(value, str):
-        return yaml_string(value)
+        # a plan text `{name}` refers to a var: the text itself is written `{{name}}`
+        return yaml_string(_VAR.sub(r"{{\1}}", value))
     if isinstance(value, list):
         return "[" + ", ".join(yaml_value(v) for v in value) + "]"
     return "{" + ", ".join(f"{yaml_string(k)}: {yaml_value(v)}" for k, v in value.items()) + "}"

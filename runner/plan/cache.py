@@ -47,13 +47,15 @@ from .model import (
     QueryStep,
     RowPositions,
     SourceText,
+    Use,
+    Var,
 )
 from .source import read_plan
 from .sqlparse import Statement
 from .templates import Field, Template
 from .values import Number
 
-FORMAT = 3  # of an entry; bumped when the encoding changes
+FORMAT = 4  # of an entry; bumped when the encoding changes
 _PARSERS = ("yaml", "jsonschema", "pglast")
 _CLASSES: dict[str, type[Any]] = {
     c.__name__: c
@@ -72,6 +74,8 @@ _CLASSES: dict[str, type[Any]] = {
         FileSource,
         Position,
         RowPositions,
+        Use,
+        Var,
     )
 }
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from ..errors import Position
 from .files import FileSource
 from .sqlparse import Statement
-from .templates import Template
+from .templates import Field, Template
 
 # Rows per flight of a bulk insert: bounded so that neither side's socket buffer can fill while
 # the other is still writing. One chunk needs no BEGIN/COMMIT (its Sync ends the implicit
@@ -96,6 +96,31 @@ class Message:
 
 
 @dataclass(frozen=True)
+class Var:
+    name: str
+    type: str
+    default: object  # None: no default (a var's value is never NULL)
+    env: str | None  # the environment variable it is read from, if any
+    secret: bool
+    position: Position  # its key under `vars:`
+    description: str | None = None
+
+
+@dataclass(frozen=True)
+class Use:
+    """A plan value that refers to vars: where it is in the step, and how it reads."""
+
+    path: tuple[int | str, ...]  # ("params", 0), ("rows", 4, 1), ("params", 0, "key"), ...
+    template: Template  # text and {name} fields; escapes already undone
+    position: Position
+
+    @property
+    def exact(self) -> bool:
+        """The whole value is one `{name}`: it takes the var's value with its type."""
+        return len(self.template.parts) == 1 and isinstance(self.template.parts[0], Field)
+
+
+@dataclass(frozen=True)
 class Step:
     number: int  # 1-based, in plan order
     name: str | None
@@ -105,6 +130,7 @@ class Step:
     allow: frozenset[str]  # review warnings this step silences
     reasons: tuple[tuple[str, str], ...]  # (code, why) for those allowed with a reason
     before: Message | None
+    uses: tuple[Use, ...] = field(default=(), kw_only=True)  # its values that refer to vars
 
     @property
     def label(self) -> str:
@@ -156,6 +182,7 @@ class Plan:
     steps: tuple[AnyStep, ...]
     fingerprint: str  # SHA-256 of the validated data's canonical JSON: layout and comments aside
     postgres: int | None = None  # the major version the plan declares it runs on
+    vars: tuple[Var, ...] = ()
 
     @property
     def short_fingerprint(self) -> str:

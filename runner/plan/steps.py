@@ -23,9 +23,11 @@ from .model import (
     QueryStep,
     RowPositions,
     SourceText,
+    Use,
 )
 from .schema_errors import article, did_you_mean
 from .values import value_problems
+from .vars import uses_in
 
 Add = Callable[[Position, str, str], None]
 
@@ -33,6 +35,40 @@ _FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
 
 class StepBuilder(Checker):
+    var_names: tuple[str, ...] = ()  # the vars the plan declares
+
+    def uses(self, path: list[int | str], value: object) -> list[Use]:
+        """The var references in a value at `path` (from the step's mapping), each checked."""
+        found = []
+        for inner, template in uses_in(value):
+            where = [*path, *inner]
+            offset = self.document.offset_at(["steps", *where])
+            for f in template.fields:
+                if f.name not in self.var_names:
+                    self.unknown_var(f.name, self.at(self.inside(offset, template.text, f.offset)))
+            found.append(Use(tuple(where[1:]), template, self.at(offset)))
+        return found
+
+    def inside(self, start: int, value: str, offset: int) -> int:
+        """The file offset of a character of a scalar that starts at `start`, where the text
+        up to it is written as it reads (no escapes, no folding); else the scalar's start."""
+        text = self.document.text
+        begin = start + 1 if text[start : start + 1] in ("'", '"') else start
+        return begin + offset if text[begin : begin + offset] == value[:offset] else start
+
+    def unknown_var(self, name: str, position: Position) -> None:
+        declared = ", ".join("{" + n + "}" for n in self.var_names)
+        hint = (
+            f"the plan declares {declared}{did_you_mean(name, self.var_names, braces=True)}"
+            if self.var_names
+            else "declare it under vars:"
+        )
+        self.add(
+            position,
+            f"unknown var {{{name}}}: {hint} (write {{{{{name}}}}} for the text {{{name}}})",
+            "var-unknown",
+        )
+
     def build(self, index: int, node: Map, raw: dict[str, Any]) -> AnyStep | None:
         """Step `index` (0-based) from its schema-valid mapping."""
         kind = next(k for k in self.schema.kind_keys if k in raw)
@@ -93,6 +129,7 @@ class StepBuilder(Checker):
         params_node = node.value("params")
         for value_index, value in enumerate(params):
             self.check_value(["steps", index, "params", value_index], value)
+        common["uses"] = tuple(self.uses([index, "params"], list(params)))
         if len(params) != facts.highest_placeholder:
             where = self.at(params_node.start if params_node else node.start)
             self.add(
@@ -143,6 +180,7 @@ class StepBuilder(Checker):
             assert isinstance(from_node, Map)
             source = self.file_source(from_node, raw["rows_from"], width)
         starts = rows_node.starts if isinstance(rows_node, Seq) else ()
+        uses: list[Use] = []
         for row_index, row in enumerate(rows):
             if len(row) != width:
                 self.add(
@@ -154,6 +192,10 @@ class StepBuilder(Checker):
             for value_index, value in enumerate(row):
                 if type(value) in (list, dict):
                     self.check_value(["steps", index, "rows", row_index, value_index], value)
+                    uses += self.uses([index, "rows", row_index, value_index], value)
+                elif type(value) is str and "{" in value:
+                    uses += self.uses([index, "rows", row_index, value_index], value)
+        common["uses"] = tuple(uses)
         # A file's row count is known only once it is read: {rows} cannot go in `before`.
         before_fields = ("rows",) if source is None else ()
         return BulkInsertStep(
@@ -344,7 +386,7 @@ class StepBuilder(Checker):
         except templates.TemplateSyntaxError as e:
             self.add(source.locate(e.offset), f"in '{key}': {e}", "template")
             return None
-        known = tuple(fields)
+        known = (*fields, *self.var_names)
         for f in template.fields:
             if f.name in known or (open_fields and not f.name.startswith("$")):
                 continue

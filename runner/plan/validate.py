@@ -16,11 +16,12 @@ from typing import Any
 from ..errors import Diagnostic, PlanInvalid, Position
 from . import schema as schema_module
 from .document import Document, Map, Problem, Seq, compose, diagnostic
-from .model import AnyStep, Message, Plan
+from .model import AnyStep, Message, Plan, Var
 from .schema_errors import check_schema
 from .source import decode_plan, read_plan
 from .steps import StepBuilder
 from .values import fingerprint_json
+from .vars import VarValueError, from_yaml
 
 
 def load_plan(path: str | Path) -> Plan:
@@ -82,6 +83,8 @@ def _build(
     if not isinstance(data, dict) or not isinstance(root, Map):
         return None
     builder = StepBuilder(document, schema, add)
+    declared = _vars(document, add)
+    builder.var_names = tuple(var.name for var in declared)
     null_text = data.get("null_text", "NULL")
     on_connect: Message | None = None
     if isinstance(data.get("on_connect"), str):
@@ -110,4 +113,39 @@ def _build(
         steps=tuple(steps),
         fingerprint="",  # set once the whole plan is known to be valid
         postgres=data["postgres"] if isinstance(data.get("postgres"), int) else None,
+        vars=declared,
     )
+
+
+def _vars(document: Document, add: Any) -> tuple[Var, ...]:
+    """The vars the plan declares, each default read as its type."""
+    raw = document.data.get("vars") if isinstance(document.data, dict) else None
+    if not isinstance(raw, dict):
+        return ()
+    declared = []
+    for name, given in raw.items():
+        if not isinstance(name, str):
+            continue
+        spec = {"type": given} if isinstance(given, str) else given
+        if not isinstance(spec, dict) or not isinstance(spec.get("type"), str):
+            continue  # the schema reports it
+        key = document.key_offset_at(["vars", name])
+        var = Var(
+            name=name,
+            type=spec["type"],
+            default=None,
+            env=spec.get("env") if isinstance(spec.get("env"), str) else None,
+            secret=spec.get("secret") is True,
+            position=document.position(key if key is not None else 0),
+            description=spec.get("description")
+            if isinstance(spec.get("description"), str)
+            else None,
+        )
+        if "default" in spec and spec["default"] is not None:
+            try:
+                var = dataclasses.replace(var, default=from_yaml(var, spec["default"]))
+            except VarValueError as e:
+                where = document.position(document.offset_at(["vars", name, "default"]))
+                add(where, f"the default of var {name!r}: {e}", "var-type")
+        declared.append(var)
+    return tuple(declared)

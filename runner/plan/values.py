@@ -70,6 +70,37 @@ class Number:
         return f"{'-' if sign == '-' else ''}{whole}{fraction}{exponent or ''}"
 
 
+class Secret:
+    """A value from a var marked `secret: true`: sent as its value, shown as ****."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return "Secret(****)"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other.value == self.value
+
+    def __hash__(self) -> int:
+        return hash(("Secret", repr(self.value)))
+
+
+MASK = "****"
+
+
+def holds_secret(value: object) -> bool:
+    if isinstance(value, Secret):
+        return True
+    if isinstance(value, (list, tuple)):
+        return any(holds_secret(v) for v in value)
+    if isinstance(value, dict):
+        return any(holds_secret(v) for v in value.values())
+    return False
+
+
 # --- YAML 1.2 core schema: which plain scalars are null, booleans, integers, floats ----------
 
 _CONSTANTS: dict[str, object] = {
@@ -131,6 +162,8 @@ def sql_text(value: object) -> str | None:
     """The text a value is sent as (None for NULL)."""
     if value is None:
         return None
+    if type(value) is Secret:
+        return sql_text(value.value)
     encode = _ENCODERS.get(type(value))
     if encode is None:
         raise TypeError(f"not a plan value: {type(value).__name__}")
@@ -245,7 +278,10 @@ def value_problems(value: object) -> Iterator[tuple[tuple[object, ...], str, boo
 
 
 def message_text(value: object, null_text: str) -> str:
-    """A parameter as a message echoes it: the text it is sent as; NULL as the plan says."""
+    """A parameter as a message echoes it: the text it is sent as; NULL as the plan says;
+    **** for what holds a secret."""
+    if holds_secret(value):
+        return MASK
     text = sql_text(value)
     return null_text if text is None else text
 
@@ -255,6 +291,8 @@ def literal(value: object) -> str:
     sent, numbers as written."""
     if value is None:
         return "NULL"
+    if holds_secret(value):
+        return MASK
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):

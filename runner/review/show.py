@@ -5,9 +5,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..plan.model import AnyStep, BatchStep, BulkInsertStep, ExecuteStep, Message, Plan, QueryStep
+from ..plan.model import (
+    AnyStep,
+    BatchStep,
+    BulkInsertStep,
+    ExecuteStep,
+    Message,
+    Plan,
+    QueryStep,
+    Var,
+)
 from ..plan.sqlparse import parse
-from ..plan.values import literal
+from ..plan.values import Secret, literal
 from ..run.turns import groups
 from .locks import NEWEST, locks
 from .warnings import lock_findings, transactions
@@ -150,6 +159,9 @@ def _escaped(text: str) -> str:
 
 def _text(plan: Plan, views: list[_StepView]) -> str:
     lines = [f"plan: {plan.name}", f"file: {plan.path}", f"fingerprint: {plan.short_fingerprint}"]
+    if plan.vars:
+        lines.append("vars:")
+        lines += [f"  {var.name}: {_var(var)}" for var in plan.vars]
     if plan.on_connect is not None:
         lines.append(f'prints once connected: "{_escaped(plan.on_connect.template.text)}"')
     for view in views:
@@ -204,6 +216,21 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def _var(var: Var) -> str:
+    """A var's declaration as show lists it: its type, default, variable, whether secret."""
+    parts = [var.type]
+    if var.default is not None:
+        parts.append(f"default {literal(Secret(var.default) if var.secret else var.default)}")
+    else:
+        parts.append("no default")
+    if var.env:
+        parts.append(f"from ${var.env}")
+    if var.secret:
+        parts.append("secret: shown as ****")
+    text = ", ".join(parts)
+    return text + (f" ({var.description})" if var.description else "")
+
+
 def _markdown(plan: Plan, views: list[_StepView]) -> str:
     lines = [
         f"## Plan {_code(plan.name)}",
@@ -213,6 +240,8 @@ def _markdown(plan: Plan, views: list[_StepView]) -> str:
     ]
     if plan.on_connect is not None:
         lines.append(f"- Prints once connected: {_code(plan.on_connect.template.text)}")
+    if plan.vars:
+        lines.append("- Vars: " + "; ".join(f"{_code(var.name)}: {_var(var)}" for var in plan.vars))
     if plan.description:
         lines += ["", "> " + plan.description.strip().replace("\n", "\n> ")]
     for view in views:

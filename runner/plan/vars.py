@@ -1,0 +1,443 @@
+"""A plan's vars: declared with a type, given on the command line, in a file or the environment,
+and bound where the plan's values refer to them: as parameters, row values, file paths and
+message text, never into SQL.
+
+A plan value refers to a var as `{name}`: a value that is exactly `{name}` takes the var's value
+with its type; inside a longer text, `{name}` is replaced by the text the value is sent as.
+`{{name}}` writes `{name}`; any other brace is text, so array literals (`{1,2}`) and JSON are
+left as written.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+from ..errors import Diagnostic, PlanInvalid, Position
+from .model import AnyStep, Message, Plan, Var
+from .templates import Field, Template
+from .values import MASK, Number, Secret, holds_secret, json_text, message_text, sql_text
+
+TYPES = ("text", "integer", "numeric", "boolean", "date", "timestamptz", "json", "list")
+NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+RESERVED = frozenset({"count", "rows"})  # fields messages already have
+_REF = re.compile(r"\{\{([A-Za-z_][A-Za-z0-9_]*)\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def references(text: str) -> Template | None:
+    """The var references of a plan text, or None when it has none (nor `{{name}}`)."""
+    if "{" not in text:
+        return None
+    parts: list[str | Field] = []
+    last = 0
+    for match in _REF.finditer(text):
+        if match.start() > last:
+            parts.append(text[last : match.start()])
+        if match.group(1) is not None:
+            parts.append("{" + match.group(1) + "}")
+        else:
+            parts.append(Field(match.group(2), match.start()))
+        last = match.end()
+    if not parts:
+        return None
+    if last < len(text):
+        parts.append(text[last:])
+    merged: list[str | Field] = []
+    for part in parts:
+        if isinstance(part, str) and merged and isinstance(merged[-1], str):
+            merged[-1] += part
+        else:
+            merged.append(part)
+    return Template(text, tuple(merged))
+
+
+def uses_in(value: object) -> Iterator[tuple[tuple[int | str, ...], Template]]:
+    """(path inside `value`, template) of every text in it that refers to vars."""
+    if type(value) is str:
+        template = references(value)
+        if template is not None:
+            yield (), template
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            for path, template in uses_in(item):
+                yield (index, *path), template
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            for path, template in uses_in(item):
+                yield (key, *path), template
+
+
+# --- values of each type ----------------------------------------------------------------------
+
+_INTEGER = re.compile(r"[-+]?[0-9]+")
+_NUMERIC = re.compile(
+    r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|[-+]?(?i:infinity|inf)|(?i:nan)"
+)
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_TIMESTAMP = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?:[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,6})?)?)?"
+    r"(?:Z|[+-][0-9]{2}(?::?[0-9]{2})?)?"
+)
+_TRUE = frozenset({"true", "t", "yes", "y", "on", "1"})
+_FALSE = frozenset({"false", "f", "no", "n", "off", "0"})
+
+
+class VarValueError(ValueError):
+    pass
+
+
+def from_text(var: Var, text: str) -> object:
+    """A var's value from text (the command line, the environment); VarValueError if it does
+    not read as the var's type."""
+    kind = var.type
+    if kind == "text":
+        return text
+    if kind == "integer":
+        if not _INTEGER.fullmatch(text.strip()):
+            raise VarValueError(f"{_quote(text)} is not an integer")
+        return int(text.strip())
+    if kind == "numeric":
+        if not _NUMERIC.fullmatch(text.strip()):
+            raise VarValueError(f"{_quote(text)} is not a number")
+        return Number(text.strip())
+    if kind == "boolean":
+        lowered = text.strip().lower()
+        if lowered in _TRUE or lowered in _FALSE:
+            return lowered in _TRUE
+        raise VarValueError(
+            f"{_quote(text)} is not a boolean (true or false, yes or no, on or off)"
+        )
+    if kind == "date":
+        stripped = text.strip()
+        if stripped.lower() not in ("infinity", "-infinity"):
+            try:
+                if not _DATE.fullmatch(stripped):
+                    raise ValueError
+                datetime.date.fromisoformat(stripped)
+            except ValueError:
+                raise VarValueError(f"{_quote(text)} is not a date (YYYY-MM-DD)") from None
+        return stripped
+    if kind == "timestamptz":
+        stripped = text.strip()
+        if stripped.lower() not in ("infinity", "-infinity"):
+            try:
+                if not _TIMESTAMP.fullmatch(stripped):
+                    raise ValueError
+                datetime.datetime.fromisoformat(stripped)
+            except ValueError:
+                raise VarValueError(
+                    f"{_quote(text)} is not a timestamp (ISO 8601: 2026-12-01T09:30:00+01:00)"
+                ) from None
+        return stripped
+    if kind == "json":
+        try:
+            json.loads(text)
+        except ValueError as e:
+            raise VarValueError(f"{_quote(text)} is not JSON: {e}") from None
+        return text
+    assert kind == "list"
+    stripped = text.strip()
+    if stripped.startswith("["):
+        try:
+            items = json.loads(stripped, parse_float=Number, parse_constant=Number)
+        except ValueError as e:
+            raise VarValueError(f"{_quote(text)} is not a JSON array: {e}") from None
+        if not isinstance(items, list):
+            raise VarValueError(f"{_quote(text)} is not a JSON array")
+        return items
+    return [item.strip() for item in stripped.split(",")] if stripped else []
+
+
+def from_yaml(var: Var, value: object) -> object:
+    """A var's value from YAML (a default, a --vars file): a text reads as from_text; other
+    values must be of the var's type."""
+    if isinstance(value, str):
+        return from_text(var, value)
+    kind = var.type
+    if value is None:
+        raise VarValueError("a var's value cannot be null")
+    if kind == "text" and (type(value) is int or isinstance(value, Number)):
+        return sql_text(value)
+    if kind == "integer" and type(value) is int:
+        return value
+    if kind == "numeric" and (type(value) is int or isinstance(value, Number)):
+        return value
+    if kind == "boolean" and type(value) is bool:
+        return value
+    if kind == "json":
+        return json_text(value)
+    if kind == "list" and isinstance(value, list):
+        return value
+    raise VarValueError(f"{_describe(value)} is not {_article(kind)}")
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, Number)):
+        return f"the number {sql_text(value)}"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return repr(value)
+
+
+def _article(kind: str) -> str:
+    return {
+        "text": "a text",
+        "integer": "an integer",
+        "numeric": "a number",
+        "boolean": "a boolean",
+        "date": "a date",
+        "timestamptz": "a timestamp",
+        "json": "JSON",
+        "list": "a list",
+    }[kind]
+
+
+def _quote(text: str) -> str:
+    shown = text if len(text) <= 60 else text[:59] + "…"
+    return repr(shown)
+
+
+# --- binding ------------------------------------------------------------------------------------
+
+
+def bind(plan: Plan, values: Mapping[str, object]) -> Plan:
+    """The plan with every reference to a var replaced by its value (a Secret for a secret var).
+    `values` holds a value for every var the plan declares."""
+    if not plan.vars and not any(step.uses for step in plan.steps):
+        return plan
+    return replace(
+        plan,
+        on_connect=bind_message(plan.on_connect, values, plan.null_text),
+        steps=tuple(bind_step(step, values, plan.null_text) for step in plan.steps),
+    )
+
+
+def bind_step(step: AnyStep, values: Mapping[str, object], null_text: str) -> AnyStep:
+    changes: dict[str, Any] = {}
+    areas: dict[str, list[Any]] = {}  # "params" or "rows", copied once
+    for use in step.uses:
+        if any(f.name not in values for f in use.template.fields):
+            continue  # no value (sqlplan show without one): shown as written
+        area, first, *rest = use.path
+        items = areas.setdefault(str(area), list(getattr(step, str(area))))
+        assert isinstance(first, int)
+        items[first] = _set(items[first], rest, resolve(use.template, values))
+    for area, items in areas.items():
+        changes[area] = tuple(items)
+    for name in ("before", "after", "after_no_rows", "header", "row", "empty", "footer"):
+        message = getattr(step, name, None)
+        if message is not None:
+            bound = bind_message(message, values, null_text)
+            if bound is not message:
+                changes[name] = bound
+    return replace(step, **changes) if changes else step
+
+
+def bind_message(
+    message: Message | None, values: Mapping[str, object], null_text: str
+) -> Message | None:
+    """A message with the fields that name vars written in (**** for a secret)."""
+    if message is None or not any(f.name in values for f in message.template.fields):
+        return message
+    parts: list[str | Field] = []
+    for part in message.template.parts:
+        if isinstance(part, Field) and part.name in values:
+            text = message_text(values[part.name], null_text)
+            part_text: str | Field = text
+        else:
+            part_text = part
+        if isinstance(part_text, str) and parts and isinstance(parts[-1], str):
+            parts[-1] += part_text
+        else:
+            parts.append(part_text)
+    return replace(message, template=Template(message.template.text, tuple(parts)))
+
+
+def resolve(template: Template, values: Mapping[str, object]) -> object:
+    """A referring value's value: the var's own for an exact `{name}`, else the text."""
+    parts = template.parts
+    if len(parts) == 1 and isinstance(parts[0], Field):
+        return values[parts[0].name]
+    pieces = []
+    secret = False
+    for part in parts:
+        if isinstance(part, Field):
+            value = values[part.name]
+            secret = secret or holds_secret(value)
+            pieces.append(sql_text(value) or "")
+        else:
+            pieces.append(part)
+    text = "".join(pieces)
+    return Secret(text) if secret else text
+
+
+def _set(container: Any, path: list[int | str], value: object) -> Any:
+    """A copy of `container` (tuples, lists, mappings) with `value` at `path`."""
+    if not path:
+        return value
+    key, rest = path[0], path[1:]
+    if isinstance(container, tuple):
+        assert isinstance(key, int)
+        return (*container[:key], _set(container[key], rest, value), *container[key + 1 :])
+    if isinstance(container, list):
+        assert isinstance(key, int)
+        return [*container[:key], _set(container[key], rest, value), *container[key + 1 :]]
+    assert isinstance(container, dict)
+    return {**container, key: _set(container[key], rest, value)}
+
+
+def masked(value: object) -> str:
+    """How a var's value is shown: **** for a secret, else the text it is sent as."""
+    return MASK if holds_secret(value) else (sql_text(value) or "")
+
+
+# --- where values come from -------------------------------------------------------------------
+
+
+def gather(
+    plan: Plan,
+    assignments: Sequence[str] = (),
+    files: Sequence[str] = (),
+    environ: Mapping[str, str] | None = None,
+    *,
+    required: bool = True,
+) -> dict[str, object]:
+    """Every declared var's value: from `--var name=value` (the last one wins), else a
+    `--vars` file (the last file that has it), else the environment variable the var names,
+    else its default. PlanInvalid with every problem, each at a position: the `--vars` file's
+    entry, else the var's declaration. Not `required`: a var without a value is left out."""
+    from .document import Problem, compose, diagnostic
+    from .schema_errors import did_you_mean
+    from .source import decode_plan, read_plan
+
+    environ = {} if environ is None else environ
+    problems: list[Diagnostic] = []
+    declared = {var.name: var for var in plan.vars}
+    values: dict[str, object] = {}
+    given: set[str] = set()  # names a file or --var gave, rightly or not
+    top = Position(plan.path, 1, 1)
+
+    def unknown(name: str, where: Position, source: str) -> None:
+        names = ", ".join(declared) or "none"
+        problems.append(
+            Diagnostic(
+                where,
+                f"{source} gives {name!r}, which the plan does not declare (its vars: {names})"
+                f"{did_you_mean(name, tuple(declared))}",
+                "var-unknown",
+            )
+        )
+
+    for path in files:
+        try:
+            text = decode_plan(read_plan(path), path)
+            document = compose(text, path)
+        except PlanInvalid as e:
+            problems.extend(e.diagnostics)
+            continue
+        except Problem as refused:
+            problems.append(diagnostic(text, path, refused))
+            continue
+        data = document.data
+        if not isinstance(data, dict):
+            problems.append(
+                Diagnostic(
+                    Position(path, 1, 1), "a vars file is a mapping of names to values", "var-file"
+                )
+            )
+            continue
+        for name, value in data.items():
+            where = document.position(document.offset_at([name]))
+            var = declared.get(name) if isinstance(name, str) else None
+            if var is None:
+                unknown(str(name), where, f"the vars file {path}")
+                continue
+            given.add(var.name)
+            try:
+                values[name] = from_yaml(var, value)
+            except VarValueError as e:
+                problems.append(Diagnostic(where, f"var {name!r}: {e}", "var-type"))
+    for assignment in assignments:
+        name, equals, text = assignment.partition("=")
+        if not equals:
+            problems.append(
+                Diagnostic(top, f"--var {assignment!r}: write --var name=value", "var-unknown")
+            )
+            continue
+        var = declared.get(name)
+        if var is None:
+            unknown(name, top, f"--var {name}=...")
+            continue
+        given.add(name)
+        try:
+            values[name] = from_text(var, text)
+        except VarValueError as e:
+            problems.append(
+                Diagnostic(var.position, f"--var {name}: {_masked_error(var, e)}", "var-type")
+            )
+    for var in plan.vars:
+        if var.name in given:
+            continue
+        if var.env is not None and var.env in environ:
+            try:
+                values[var.name] = from_text(var, environ[var.env])
+            except VarValueError as e:
+                problems.append(
+                    Diagnostic(
+                        var.position,
+                        f"${var.env} (var {var.name!r}): {_masked_error(var, e)}",
+                        "var-type",
+                    )
+                )
+            continue
+        if var.default is not None:
+            values[var.name] = var.default
+            continue
+        if not required:
+            continue
+        hint = f", or set ${var.env}" if var.env else ""
+        problems.append(
+            Diagnostic(
+                var.position,
+                f"var {var.name!r} ({var.type}) has no value: give --var {var.name}=...{hint}",
+                "var-missing",
+            )
+        )
+    if problems:
+        raise PlanInvalid(problems)
+    return {
+        name: Secret(value) if declared[name].secret else value for name, value in values.items()
+    }
+
+
+def _masked_error(var: Var, error: VarValueError) -> str:
+    """A secret's bad value is not repeated in the error."""
+    if not var.secret:
+        return str(error)
+    return f"the value is not {_article(var.type)}"
+
+
+def secret_texts(values: Mapping[str, object]) -> list[str]:
+    """The texts of secret values, longest first: what no output may show."""
+    found: set[str] = set()
+
+    def collect(value: object) -> None:
+        if isinstance(value, (list, tuple)):
+            for item in value:
+                collect(item)
+        text = sql_text(value)
+        if text:
+            found.add(text)
+
+    for value in values.values():
+        if isinstance(value, Secret):
+            collect(value.value)
+    return sorted(found, key=len, reverse=True)
