@@ -345,3 +345,33 @@ def test_the_example_plan_runs(cli: Cli, database: Database) -> None:
     assert result.stdout == (
         "Connected (region us)\nDune (1965) added to the us catalogue.\nus: Dune, 1965\n"
     )
+
+
+def test_a_rows_from_file_named_with_a_var_is_found_once_bound(
+    cli: Cli, database: Database
+) -> None:
+    (cli.cwd / "data").mkdir()
+    cli.write("data/eu.csv", "title,year\nDune,1965\n")
+    cli.write("data/us.csv", "title,year\nEmma,1815\nUlysses,1922\n")
+    cli.write("data/bad.csv", "name,when\nx,1\n")
+    _plan(
+        cli,
+        "sqlplan: 1\nname: p\nvars:\n  region: text\n"
+        "steps:\n"
+        "  - batch: CREATE TABLE IF NOT EXISTS books (title text, year int)\n"
+        "  - bulk_insert: INSERT INTO books VALUES ($1, $2)\n"
+        "    rows_from: {file: 'data/{region}.csv', fields: [title, year]}\n"
+        "    after: '{count} books from {region}'\n",
+    )
+    assert cli("check", "plan.yaml").exit_code == 0  # the file is looked for once bound
+    env = {"DATABASE_URL": database.url}
+    us = cli("run", "plan.yaml", "--var", "region=us", env=env)
+    assert us.exit_code == 0, us.stderr
+    assert us.stdout == "2 books from us\n"
+    missing = cli("run", "plan.yaml", "--var", "region=fr", env=env)
+    assert missing.exit_code == 3
+    assert "plan.yaml:8:23: error: no file 'data/fr.csv' beside the plan" in missing.stderr
+    header = cli("run", "plan.yaml", "--var", "region=bad", env=env)
+    assert header.exit_code == 3
+    assert "[rows-from]" in header.stderr
+    assert database.query("SELECT count(*) FROM books") == [[2]]

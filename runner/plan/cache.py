@@ -180,7 +180,11 @@ def _sources(plan: Plan) -> list[list[object]]:
     MiB (where a CSV header is), so that a change within one clock tick is seen too."""
     stamps = []
     for step in plan.steps:
-        if isinstance(step, BulkInsertStep) and step.source is not None:
+        if (
+            isinstance(step, BulkInsertStep)
+            and step.source is not None
+            and step.source.base is None
+        ):
             path = str(step.source.path)
             with open(path, "rb") as handle:
                 head = hashlib.sha256(handle.read(_HEAD_BYTES)).hexdigest()

@@ -20,6 +20,7 @@ cannot tell an empty quoted field from a NULL and reads quotes inside a field di
 from __future__ import annotations
 
 import codecs
+import errno
 import json
 import os
 import re
@@ -91,6 +92,41 @@ def regular_file_problem(path: Path) -> tuple[str, int | None] | None:
     return None
 
 
+FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+
+
+def suffix(name: str) -> str:
+    dot = name.rfind(".")
+    return name[dot:].lower() if dot > name.rfind("/") else ""
+
+
+def shorten(text: str) -> str:
+    return text if len(text) <= 160 else text[:80] + "…" + text[-79:]
+
+
+def source_problem(source: FileSource, width: int, name: str) -> tuple[str, bool] | None:
+    """Why a rows_from file (`name` as the plan gives it) cannot be read as `source` says, and
+    whether the problem is in its header (reported at `fields`); None when it can."""
+    shown = name if len(name) <= 120 else name[:119] + "…"
+    problem = regular_file_problem(source.path)
+    if problem is not None:
+        reason, code = problem
+        if code == errno.ENOENT:
+            return (
+                f"no file {shown!r} beside the plan (looked for {shorten(str(source.path))})",
+                False,
+            )
+        if code is None:
+            return f"{shown!r} {reason}", False
+        return f"cannot read {shown!r}: {reason}", False
+    if source.format == "csv" and source.header:
+        try:
+            source.check_header(width)
+        except SourceError as e:
+            return f"{shown}:{e.line}:{e.column}: {e}", True
+    return None
+
+
 @dataclass(frozen=True)
 class FileSource:
     path: Path  # resolved against the plan's directory
@@ -102,6 +138,10 @@ class FileSource:
     escape: str = '"'
     null: str = ""
     fields: tuple[str | int, ...] = ()  # names, or 1-based positions; () means all, in order
+    # For a file named with vars (`data/{region}.csv`): the plan's directory. The file is found
+    # and checked once the vars are bound; until then `path` and `display` hold the name as
+    # written, and `format` is "" when only the bound name can tell it.
+    base: Path | None = None
 
     def rows(
         self,

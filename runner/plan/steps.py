@@ -4,7 +4,6 @@ values a column's input function cannot be given, and SQL that is psql's rather 
 
 from __future__ import annotations
 
-import errno
 import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -13,7 +12,7 @@ from typing import Any
 from ..errors import Position
 from . import sqlparse, templates
 from .document import Checker, Map, Scalar, Seq
-from .files import FileSource, SourceError, regular_file_problem
+from .files import FORMATS, FileSource, source_problem, suffix
 from .model import (
     AnyStep,
     BatchStep,
@@ -27,15 +26,14 @@ from .model import (
 )
 from .schema_errors import article, did_you_mean
 from .values import value_problems
-from .vars import uses_in
+from .vars import references, uses_in
 
 Add = Callable[[Position, str, str], None]
-
-_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
 
 class StepBuilder(Checker):
     var_names: tuple[str, ...] = ()  # the vars the plan declares
+    source_use: Use | None = None  # a rows_from file named with vars, for the step being built
 
     def uses(self, path: list[int | str], value: object) -> list[Use]:
         """The var references in a value at `path` (from the step's mapping), each checked."""
@@ -178,6 +176,7 @@ class StepBuilder(Checker):
         elif "rows_from" in raw:
             from_node = node.value("rows_from")
             assert isinstance(from_node, Map)
+            self.source_use = None
             source = self.file_source(from_node, raw["rows_from"], width)
         starts = rows_node.starts if isinstance(rows_node, Seq) else ()
         uses: list[Use] = []
@@ -195,6 +194,8 @@ class StepBuilder(Checker):
                     uses += self.uses([index, "rows", row_index, value_index], value)
                 elif type(value) is str and "{" in value:
                     uses += self.uses([index, "rows", row_index, value_index], value)
+        if source is not None and self.source_use is not None:
+            uses.append(self.source_use)
         common["uses"] = tuple(uses)
         # A file's row count is known only once it is read: {rows} cannot go in `before`.
         before_fields = ("rows",) if source is None else ()
@@ -228,26 +229,27 @@ class StepBuilder(Checker):
         assert file_node is not None
         where = self.at(file_node.start)
         name = raw["file"]
+        base = Path(self.document.path).parent
+        template = references(name)
+        deferred = template is not None and bool(template.fields)
+        if template is not None:
+            for f in template.fields:
+                if f.name not in self.var_names:
+                    self.unknown_var(f.name, self.at(self.inside(file_node.start, name, f.offset)))
+            if deferred:
+                self.source_use = Use(("source", "file"), template, where)
+            else:  # only {{name}} escapes
+                name = "".join(p for p in template.parts if isinstance(p, str))
         shown = name if len(name) <= 120 else name[:119] + "…"
-        path = Path(self.document.path).parent / name
-        fmt = raw.get("format") or _FORMATS.get(_suffix(name))
-        if fmt is None:
+        last = template.parts[-1] if deferred and template else name
+        known_suffix = suffix(last) if isinstance(last, str) else ""
+        fmt = raw.get("format") or FORMATS.get(known_suffix)
+        if fmt is None and not deferred:
             self.add(
                 where,
                 f"cannot tell the format of {shown!r} from its extension: add format: csv or jsonl",
                 "rows-from",
             )
-            return None
-        problem = regular_file_problem(path)
-        if problem is not None:
-            reason, code = problem
-            if code == errno.ENOENT:
-                reason = f"no file {shown!r} beside the plan (looked for {_shorten(str(path))})"
-            elif code is None:
-                reason = f"{shown!r} {reason}"
-            else:
-                reason = f"cannot read {shown!r}: {reason}"
-            self.add(where, reason, "rows-from")
             return None
         fields = tuple(raw.get("fields", ()))
         fields_node = node.value("fields")
@@ -259,29 +261,30 @@ class StepBuilder(Checker):
             )
         quote = raw.get("quote", '"')
         source = FileSource(
-            path=path,
-            display=str(path),
-            format=fmt,
+            path=base / name,
+            display=str(base / name),
+            format=fmt or "",
             header=raw.get("header", True),
             delimiter=raw.get("delimiter", ","),
             quote=quote,
             escape=raw.get("escape", quote),
             null=raw.get("null_string", ""),
             fields=fields,
+            base=base if deferred else None,
         )
-        if fmt == "csv":
-            if not self.check_csv_options(node, source):
-                return None
-            if source.header:
-                try:
-                    source.check_header(width)
-                except SourceError as e:
-                    self.add(
-                        self.at(fields_node.start) if fields_node else where,
-                        f"{shown}:{e.line}:{e.column}: {e}",
-                        "rows-from",
-                    )
-                    return None
+        if fmt == "csv" and not self.check_csv_options(node, source):
+            return None
+        if deferred:
+            return source  # found and checked once its vars are bound
+        problem = source_problem(source, width, name)
+        if problem is not None:
+            message, in_header = problem
+            self.add(
+                self.at(fields_node.start) if in_header and fields_node else where,
+                message,
+                "rows-from",
+            )
+            return None
         return source
 
     def check_csv_options(self, node: Map, source: FileSource) -> bool:
@@ -402,15 +405,6 @@ class StepBuilder(Checker):
                 hint = f"'{key}' can use {names}{did_you_mean(f.name, known, braces=True)}"
             self.add(source.locate(f.offset), f"unknown field {{{name}}}: {hint}", "template-field")
         return Message(template, source)
-
-
-def _suffix(name: str) -> str:
-    dot = name.rfind(".")
-    return name[dot:].lower() if dot > name.rfind("/") else ""
-
-
-def _shorten(text: str) -> str:
-    return text if len(text) <= 160 else text[:80] + "…" + text[-79:]
 
 
 # A backslash command at the start of a line (after white space): psql's, not the server's.

@@ -18,7 +18,8 @@ from dataclasses import replace
 from typing import Any
 
 from ..errors import Diagnostic, PlanInvalid, Position
-from .model import AnyStep, Message, Plan, Var
+from .files import FileSource
+from .model import AnyStep, BulkInsertStep, Message, Plan, Use, Var
 from .templates import Field, Template
 from .values import MASK, Number, Secret, holds_secret, json_text, message_text, sql_text
 
@@ -226,6 +227,10 @@ def bind_step(step: AnyStep, values: Mapping[str, object], null_text: str) -> An
     for use in step.uses:
         if any(f.name not in values for f in use.template.fields):
             continue  # no value (sqlplan show without one): shown as written
+        if use.path == ("source", "file"):
+            assert isinstance(step, BulkInsertStep)
+            changes["source"] = _bound_source(step, use, values)
+            continue
         area, first, *rest = use.path
         items = areas.setdefault(str(area), list(getattr(step, str(area))))
         assert isinstance(first, int)
@@ -441,3 +446,40 @@ def secret_texts(values: Mapping[str, object]) -> list[str]:
         if isinstance(value, Secret):
             collect(value.value)
     return sorted(found, key=len, reverse=True)
+
+
+def _bound_source(step: BulkInsertStep, use: Use, values: Mapping[str, object]) -> FileSource:
+    """A rows_from file named with vars, found and checked as validation checks any other."""
+    from .files import FORMATS, source_problem, suffix
+
+    source = step.source
+    assert source is not None
+    assert source.base is not None
+    name = resolve(use.template, values)
+    if holds_secret(name):
+        raise PlanInvalid(
+            [
+                Diagnostic(
+                    use.position, "a rows_from file cannot be named with a secret var", "rows-from"
+                )
+            ]
+        )
+    assert isinstance(name, str)
+    fmt = source.format or FORMATS.get(suffix(name))
+    if fmt is None:
+        raise PlanInvalid(
+            [
+                Diagnostic(
+                    use.position,
+                    f"cannot tell the format of {name!r} from its extension: add format: csv or jsonl",
+                    "rows-from",
+                )
+            ]
+        )
+    bound = replace(
+        source, path=source.base / name, display=str(source.base / name), format=fmt, base=None
+    )
+    problem = source_problem(bound, step.width, name)
+    if problem is not None:
+        raise PlanInvalid([Diagnostic(use.position, problem[0], "rows-from")])
+    return bound
