@@ -64,15 +64,16 @@ def _redact(text: str) -> str:
 
 def _bind(
     plan: Any, var: tuple[str, ...], vars_files: tuple[str, ...], *, required: bool = True
-) -> Any:
-    """The plan with its vars' values bound; PlanInvalid (exit 3) when one is missing or wrong."""
+) -> tuple[Any, dict[str, object]]:
+    """The plan with its vars' values bound, and the values (captures are bound as the plan
+    runs); PlanInvalid (exit 3) when one is missing or wrong."""
     if not plan.vars and not var and not vars_files and not any(s.uses for s in plan.steps):
-        return plan
+        return plan, {}
     from .plan.vars import bind, gather, secret_texts
 
     values = gather(plan, var, vars_files, os.environ, required=required)
     _secrets[:] = secret_texts(values)
-    return bind(plan, values)
+    return bind(plan, values), values
 
 
 class _StdoutLines:
@@ -263,7 +264,7 @@ def run(
     from .run.engine import run_plan
 
     try:
-        plan = _bind(load_plan(plan_file), var, vars_files)
+        plan, values = _bind(load_plan(plan_file), var, vars_files)
         if dry_run:
             from .review.show import render
 
@@ -278,7 +279,7 @@ def run(
     # where the server's answer says what committed; a second one stops at once.
     interrupts.arm(lambda: cancel(target, con))
     try:
-        run_plan(plan, con, _StdoutLines(), pipeline=not no_pipeline)
+        run_plan(plan, con, _StdoutLines(), pipeline=not no_pipeline, values=values)
     except SqlPlanError as e:
         _fail(e)
     finally:
@@ -369,7 +370,7 @@ def show(
     from .review.show import render
 
     try:
-        plan = _bind(load_plan(plan_file), var, vars_files, required=False)
+        plan, _ = _bind(load_plan(plan_file), var, vars_files, required=False)
     except SqlPlanError as e:
         _fail(e)
     click.echo(_redact(render(plan, show_format, pg_version)), nl=False)
@@ -444,7 +445,7 @@ def rehearse(
     from .run.rehearse import rehearse as rehearse_plan
 
     try:
-        plan = _bind(load_plan(plan_file), var, vars_files)
+        plan, values = _bind(load_plan(plan_file), var, vars_files)
     except SqlPlanError as e:
         _fail(e)
     refused = [
@@ -471,7 +472,11 @@ def rehearse(
     interrupts.arm(lambda: cancel(target, con))
     try:
         result = rehearse_plan(
-            plan, con, lock_timeout=lock_timeout, statement_timeout=statement_timeout
+            plan,
+            con,
+            lock_timeout=lock_timeout,
+            statement_timeout=statement_timeout,
+            values=values,
         )
     except SqlPlanError as e:
         _fail(e)

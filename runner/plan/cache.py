@@ -40,6 +40,7 @@ from .files import FileSource
 from .model import (
     BatchStep,
     BulkInsertStep,
+    Capture,
     ExecuteStep,
     Locator,
     Message,
@@ -55,7 +56,7 @@ from .sqlparse import Statement
 from .templates import Field, Template
 from .values import Number
 
-FORMAT = 4  # of an entry; bumped when the encoding changes
+FORMAT = 5  # of an entry; bumped when the encoding changes
 _PARSERS = ("yaml", "jsonschema", "pglast")
 _CLASSES: dict[str, type[Any]] = {
     c.__name__: c
@@ -76,6 +77,7 @@ _CLASSES: dict[str, type[Any]] = {
         RowPositions,
         Use,
         Var,
+        Capture,
     )
 }
 

@@ -121,6 +121,16 @@ class Use:
 
 
 @dataclass(frozen=True)
+class Capture:
+    """A var a step takes from its result: one row's column, or (`all`) every row's, as a list."""
+
+    var: str
+    column: str
+    all: bool
+    position: Position
+
+
+@dataclass(frozen=True)
 class Step:
     number: int  # 1-based, in plan order
     name: str | None
@@ -131,6 +141,7 @@ class Step:
     reasons: tuple[tuple[str, str], ...]  # (code, why) for those allowed with a reason
     before: Message | None
     uses: tuple[Use, ...] = field(default=(), kw_only=True)  # its values that refer to vars
+    captures: tuple[Capture, ...] = field(default=(), kw_only=True)  # vars it takes from its rows
 
     @property
     def label(self) -> str:

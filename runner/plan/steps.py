@@ -17,6 +17,7 @@ from .model import (
     AnyStep,
     BatchStep,
     BulkInsertStep,
+    Capture,
     ExecuteStep,
     Message,
     QueryStep,
@@ -34,6 +35,47 @@ Add = Callable[[Position, str, str], None]
 class StepBuilder(Checker):
     var_names: tuple[str, ...] = ()  # the vars the plan declares
     source_use: Use | None = None  # a rows_from file named with vars, for the step being built
+    own_captures: tuple[str, ...] = ()  # the vars the step being built captures: its messages' too
+
+    def captures(
+        self, index: int, raw: dict[str, Any], facts: sqlparse.ParsedSql
+    ) -> tuple[Capture, ...]:
+        """capture and capture_all: each var new, and a statement that returns rows."""
+        found: list[Capture] = []
+        for key, every in (("capture", False), ("capture_all", True)):
+            spec = raw.get(key)
+            if isinstance(spec, list):
+                pairs = [
+                    (column, column, ["steps", index, key, i]) for i, column in enumerate(spec)
+                ]
+            elif isinstance(spec, dict):
+                pairs = [(var, column, ["steps", index, key, var]) for var, column in spec.items()]
+            else:
+                continue
+            for var, column, path in pairs:
+                if not isinstance(var, str) or not isinstance(column, str):
+                    continue  # the schema reports it
+                offset = (
+                    self.document.key_offset_at(path)
+                    if isinstance(spec, dict)
+                    else self.document.offset_at(path)
+                )
+                position = self.at(offset if offset is not None else 0)
+                if var in self.var_names or any(c.var == var for c in found):
+                    self.add(
+                        position,
+                        f"var {var!r} is already declared or captured: capture it under another name",
+                        "var-duplicate",
+                    )
+                found.append(Capture(var, column, every, position))
+        if found and facts.statements and not _returns_rows(facts.statements[0]):
+            self.add(
+                found[0].position,
+                "a capture needs the statement's rows, and it returns none: add RETURNING "
+                "(INSERT, UPDATE, DELETE, MERGE) or capture from a query",
+                "capture",
+            )
+        return tuple(found)
 
     def uses(self, path: list[int | str], value: object) -> list[Use]:
         """The var references in a value at `path` (from the step's mapping), each checked."""
@@ -70,6 +112,7 @@ class StepBuilder(Checker):
     def build(self, index: int, node: Map, raw: dict[str, Any]) -> AnyStep | None:
         """Step `index` (0-based) from its schema-valid mapping."""
         kind = next(k for k in self.schema.kind_keys if k in raw)
+        self.own_captures = ()
         sql_node = node.value(kind)
         key_node = node.key(kind)
         assert isinstance(sql_node, Scalar)
@@ -123,6 +166,8 @@ class StepBuilder(Checker):
         if kind == "bulk_insert":
             return self.bulk_insert(index, node, raw, facts, common)
 
+        common["captures"] = self.captures(index, raw, facts)
+        self.own_captures = tuple(c.var for c in common["captures"])
         params = tuple(raw.get("params", ()))
         params_node = node.value("params")
         for value_index, value in enumerate(params):
@@ -389,7 +434,7 @@ class StepBuilder(Checker):
         except templates.TemplateSyntaxError as e:
             self.add(source.locate(e.offset), f"in '{key}': {e}", "template")
             return None
-        known = (*fields, *self.var_names)
+        known = (*fields, *self.var_names, *self.own_captures)
         for f in template.fields:
             if f.name in known or (open_fields and not f.name.startswith("$")):
                 continue
@@ -455,3 +500,10 @@ def count(n: int, noun: str) -> str:
 
 def param_range(n: int) -> str:
     return "" if n == 0 else (" ($1)" if n == 1 else f" ($1..${n})")
+
+
+def _returns_rows(statement: sqlparse.Statement) -> bool:
+    node = statement.node
+    return statement.kind == "SelectStmt" or bool(
+        node.get("returningList") or node.get("returningClause")
+    )

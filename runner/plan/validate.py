@@ -100,6 +100,8 @@ def _build(
             step = builder.build(index, node, raw)
             if step is not None:
                 steps.append(step)
+                # what a step captures, the steps after it may use
+                builder.var_names = (*builder.var_names, *(c.var for c in step.captures))
     name = data.get("name")
     description = data.get("description")
     if not isinstance(name, str) or not isinstance(null_text, str):

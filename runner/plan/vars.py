@@ -222,11 +222,15 @@ def bind(plan: Plan, values: Mapping[str, object]) -> Plan:
 
 
 def bind_step(step: AnyStep, values: Mapping[str, object], null_text: str) -> AnyStep:
+    """The step with the uses and message fields `values` can resolve written in; the uses it
+    cannot (a var captured by an earlier step, while the plan is bound before running) stay."""
     changes: dict[str, Any] = {}
     areas: dict[str, list[Any]] = {}  # "params" or "rows", copied once
+    waiting: list[Use] = []
     for use in step.uses:
         if any(f.name not in values for f in use.template.fields):
-            continue  # no value (sqlplan show without one): shown as written
+            waiting.append(use)  # captured later, or (sqlplan show) given no value
+            continue
         if use.path == ("source", "file"):
             assert isinstance(step, BulkInsertStep)
             changes["source"] = _bound_source(step, use, values)
@@ -237,6 +241,8 @@ def bind_step(step: AnyStep, values: Mapping[str, object], null_text: str) -> An
         items[first] = _set(items[first], rest, resolve(use.template, values))
     for area, items in areas.items():
         changes[area] = tuple(items)
+    if len(waiting) != len(step.uses):
+        changes["uses"] = tuple(waiting)
     for name in ("before", "after", "after_no_rows", "header", "row", "empty", "footer"):
         message = getattr(step, name, None)
         if message is not None:

@@ -151,14 +151,16 @@ def render(rehearsal: Rehearsal, format: str, version: int | None = None) -> str
 
 
 def _shown(observed: Observed) -> dict[str, str]:
-    """The locks to print: an index locked no stronger than its table is part of the table's."""
+    """The locks to print: an index locked no stronger than its table (now, or from before) is
+    part of the table's."""
     locks = observed.locks
+    tables = {**observed.holding, **locks}  # what the table holds, new or from before
     return {
         relation: mode
         for relation, mode in locks.items()
         if not (
-            (table := observed.index_of.get(relation)) in locks
-            and not _stronger(mode, locks[table])
+            (table := observed.index_of.get(relation)) in tables
+            and not _stronger(mode, tables[table])
         )
     }
 

@@ -36,6 +36,7 @@ class _StepView:
     allows: tuple[str, ...]  # codes, each with its reason when the plan gives one
     locks: tuple[str, ...]  # the locks and rewrites of its statements
     held: tuple[str, ...]  # ACCESS EXCLUSIVE locks held while later statements run
+    captures: tuple[str, ...]  # vars it takes from its rows, and vars it uses that others took
     sql: str  # with each placeholder's bound value beside it, for execute and query
     sent_as: str | None  # the COPY a bulk insert is sent as
     source: str | None  # where a bulk insert's rows come from, when not inline
@@ -56,9 +57,28 @@ def render(plan: Plan, format: str, version: int | None = None) -> str:
         if finding.code == "held-lock":  # what runs under it, without the advice
             text = finding.message.split(": every query")[0].replace(" taken here", "")
             held.setdefault(step.number, []).append(text)
+    captured_by: dict[str, int] = {}
+    notes: dict[int, list[str]] = {}
+    for step in plan.steps:
+        used = sorted(
+            {f.name for use in step.uses for f in use.template.fields if f.name in captured_by}
+        )
+        notes[step.number] = [
+            f"uses {name} (captured by step {captured_by[name]})" for name in used
+        ]
+        for capture in step.captures:
+            taken = f"every row's {capture.column}, as a list" if capture.all else capture.column
+            notes[step.number].append(f"captures {capture.var} = {taken}")
+            captured_by[capture.var] = step.number
     views = [
         _view(
-            plan, t.step, t.description, trips[t.step.number], version, held=held.get(t.step.number)
+            plan,
+            t.step,
+            t.description,
+            trips[t.step.number],
+            version,
+            held=held.get(t.step.number),
+            captures=notes.get(t.step.number),
         )
         for t in transactions(plan)
     ]
@@ -73,6 +93,7 @@ def _view(
     version: int,
     *,
     held: list[str] | None = None,
+    captures: list[str] | None = None,
 ) -> _StepView:
     sql = step.sql.text.strip("\n")
     rows: tuple[tuple[str, ...], ...] = ()
@@ -119,6 +140,7 @@ def _view(
             lock.describe() for statement in step.statements for lock in locks(statement, version)
         ),
         held=tuple(held or ()),
+        captures=tuple(captures or ()),
         sql=sql,
         sent_as=sent_as,
         source=source,
@@ -176,6 +198,7 @@ def _text(plan: Plan, views: list[_StepView]) -> str:
         if view.locks:
             lines.append(f"  locks: {'; '.join(view.locks)}")
         lines += [f"  held: {text}" for text in view.held]
+        lines += [f"  {text}" for text in view.captures]
         lines.append("  sql:")
         lines += [f"    {line}".rstrip() for line in view.sql.splitlines()]
         if view.sent_as:
@@ -253,6 +276,8 @@ def _markdown(plan: Plan, views: list[_StepView]) -> str:
             summary += " Locks: " + "; ".join(view.locks) + "."
         for text in view.held:
             summary += f" Held: {text[:1].upper()}{text[1:]}."
+        for text in view.captures:
+            summary += f" {text[:1].upper()}{text[1:]}."
         lines += [summary, "", "```sql", *view.sql.splitlines(), "```"]
         if view.sent_as:
             lines += ["", f"Sent as {_code(view.sent_as)}."]

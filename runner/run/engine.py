@@ -8,6 +8,7 @@ import itertools
 import re
 import signal
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..errors import ExitCode, Position, RunInterrupted, ServerError, StepFailed
@@ -24,7 +25,8 @@ from ..plan.model import (
 )
 from ..plan.sqlparse import block_open_after, closes_block
 from ..plan.templates import param_values
-from . import interrupts, turns, wire
+from ..plan.vars import bind_step
+from . import captures, interrupts, turns, wire
 from .ledger import Fate, Ledger
 from .sources import BulkRows, batched, with_last
 
@@ -40,7 +42,28 @@ class Output(Protocol):
         """A warning the server raised while a step ran."""
 
 
-def run_plan(plan: Plan, con: Any, out: Output, *, pipeline: bool = True) -> Ledger:
+@dataclass
+class _Vars:
+    """The values of the plan's vars, and what its steps captured so far."""
+
+    values: dict[str, object]
+    captured: dict[str, object] = field(default_factory=dict)
+
+    def ready(self, plan: Plan, step: AnyStep) -> AnyStep:
+        """The step with what it refers to written in, just before it is sent."""
+        if not step.uses and not self.captured:
+            return step
+        return bind_step(step, {**self.values, **self.captured}, plan.null_text)
+
+
+def run_plan(
+    plan: Plan,
+    con: Any,
+    out: Output,
+    *,
+    pipeline: bool = True,
+    values: Mapping[str, object] | None = None,
+) -> Ledger:
     """Run every step; return the ledger of what the server confirmed. The first failure raises
     StepFailed (RunInterrupted for Ctrl-C or SIGTERM) after rolling back what it opened; its
     `ledger` says what committed, what did not, and what is in doubt.
@@ -49,7 +72,7 @@ def run_plan(plan: Plan, con: Any, out: Output, *, pipeline: bool = True) -> Led
     the output and the outcome are the same either way."""
     ledger = Ledger(plan)
     try:
-        _run_all(plan, con, out, ledger, pipeline)
+        _run_all(plan, con, out, ledger, pipeline=pipeline, state=_Vars(dict(values or {})))
     except StepFailed as failure:
         failure.ledger_lines = ledger.lines()
         failure.in_doubt = ledger.in_doubt
@@ -59,11 +82,14 @@ def run_plan(plan: Plan, con: Any, out: Output, *, pipeline: bool = True) -> Led
     return ledger
 
 
-def _run_all(plan: Plan, con: Any, out: Output, ledger: Ledger, pipeline: bool) -> None:
+def _run_all(
+    plan: Plan, con: Any, out: Output, ledger: Ledger, *, pipeline: bool, state: _Vars
+) -> None:
     if plan.on_connect:
         out.line(_render(plan.on_connect, {}))
     opened_by: AnyStep | None = None  # the step that left a transaction block open
     for group in turns.groups(plan.steps) if pipeline else ((s,) for s in plan.steps):
+        group = tuple(state.ready(plan, step) for step in group)  # noqa: PLW2901
         _stop_if_asked(group[0], ledger)
         before = wire.transaction_status(con)
         ledger.running = group[0].number
@@ -71,7 +97,7 @@ def _run_all(plan: Plan, con: Any, out: Output, ledger: Ledger, pipeline: bool) 
         try:
             if len(group) == 1:
                 try:
-                    _run_step(plan, group[0], con, out, ledger)
+                    _run_step(plan, group[0], con, out, state)
                 finally:
                     _report_warnings(group[0], _take(con.notices), out)
             else:
@@ -268,7 +294,10 @@ def _report_warnings(step: AnyStep, notices: Iterable[dict[bytes, bytes]], out: 
             out.warning(step.position, f"{step.label}: the server warns: {message}", code)
 
 
-def _run_step(plan: Plan, step: AnyStep, con: Any, out: Output, ledger: Ledger) -> None:
+def _run_step(plan: Plan, step: AnyStep, con: Any, out: Output, state: _Vars) -> None:
+    if isinstance(step, (ExecuteStep, QueryStep)) and step.captures:
+        _run_checked(plan, step, con, out, state)
+        return
     try:
         if isinstance(step, BatchStep):
             _print(out, step.before, {})
@@ -286,6 +315,45 @@ def _run_step(plan: Plan, step: AnyStep, con: Any, out: Output, ledger: Ledger) 
     except wire.ServerFailure as failure:
         rolled_back = _roll_back(con)
         raise _failed(step, failure, rolled_back) from None
+
+
+def _run_checked(
+    plan: Plan, step: ExecuteStep | QueryStep, con: Any, out: Output, state: _Vars
+) -> None:
+    """A step whose result is checked before it commits (its captures): outside a transaction
+    block it runs in one of its own, BEGIN with the statement and COMMIT once the check passed,
+    so that a failed check keeps nothing of it."""
+    ours = wire.transaction_status(con) == b"I"
+    if isinstance(step, ExecuteStep):
+        _print(out, step.before, _before_fields(plan, step))
+    try:
+        outcome = wire.extended(
+            con, step.sql.text, [step.params], text_rows=True, before="BEGIN" if ours else None
+        )
+        taken = captures.take(step, outcome.columns, outcome.rows)
+        if ours:
+            wire.simple(con, "COMMIT")
+    except wire.ServerFailure as failure:
+        rolled_back = _roll_back(con)
+        raise _failed(step, failure, rolled_back and not ours) from None
+    except captures.CaptureFailed as check:
+        _roll_back(con)
+        raise _step_failed(
+            step,
+            check.message,
+            position=check.position,
+            rolled_back="its transaction was rolled back: nothing it did was kept"
+            if ours
+            else "the open transaction was rolled back",
+        ) from None
+    state.captured.update(taken)
+    done = state.ready(plan, step)  # its own messages may use what it captured
+    if isinstance(done, QueryStep):
+        _show_query(plan, done, outcome, out)
+    elif isinstance(done, ExecuteStep):
+        _print_count(
+            out, done.after, done.after_no_rows, outcome.row_count, _before_fields(plan, done)
+        )
 
 
 def _run_group(plan: Plan, group: Sequence[AnyStep], con: Any, out: Output, ledger: Ledger) -> None:

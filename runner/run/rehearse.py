@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ExitCode, SqlPlanError
 from ..plan.model import AnyStep, BatchStep, BulkInsertStep, ExecuteStep, Plan, QueryStep
 from ..plan.sqlparse import Statement, transaction_kind
-from . import interrupts, wire
+from ..plan.vars import bind_step
+from . import captures, interrupts, wire
 from .sources import BulkRows, batched
 
 # Statements PostgreSQL refuses inside a transaction block: they cannot be rehearsed.
@@ -118,11 +120,15 @@ def rehearse(
     *,
     lock_timeout: str = "2s",
     statement_timeout: str = "60s",
+    values: Mapping[str, object] | None = None,
 ) -> Rehearsal:
-    """Run the plan in one transaction, observe every statement, roll back."""
+    """Run the plan in one transaction, observe every statement, roll back. `values`: the
+    vars' (the plan is bound to them already; the steps that use what an earlier step
+    captures are bound as the rehearsal reaches them)."""
     result = Rehearsal(plan, lock_timeout=lock_timeout, statement_timeout=statement_timeout)
+    known = dict(values or {})
     try:
-        _rehearse(con, plan, result)
+        _rehearse(con, plan, result, known)
     except wire.ConnectionLost as lost:
         where = f" during step {result.at}" if result.at else ""
         said = lost.server_said
@@ -134,7 +140,7 @@ def rehearse(
     return result
 
 
-def _rehearse(con: Any, plan: Plan, result: Rehearsal) -> None:
+def _rehearse(con: Any, plan: Plan, result: Rehearsal, known: dict[str, object]) -> None:
     wire.simple(con, "BEGIN")
     try:
         for name, value in (
@@ -160,7 +166,8 @@ def _rehearse(con: Any, plan: Plan, result: Rehearsal) -> None:
         held = _held(con, existing, indexes)
         files = _filenodes(con)
         stopped = False
-        for step in plan.steps:
+        for planned in plan.steps:
+            step = bind_step(planned, known, plan.null_text) if planned.uses else planned
             for statement in step.statements:
                 if not stopped and interrupts.requested() is not None:
                     result.interrupted, stopped = interrupts.requested(), True
@@ -168,7 +175,7 @@ def _rehearse(con: Any, plan: Plan, result: Rehearsal) -> None:
                     result.statements.append(Observed(step.number, statement.text, "not run"))
                     continue
                 result.at = step.number
-                observed = _one(con, step, statement, held, files)
+                observed = _one(con, step, statement, held, files, known=known)
                 if interrupts.requested() is not None and observed.status != "ran":
                     # Ctrl-C: the server cancelled the statement at sqlplan's request
                     observed.status, observed.detail = (
@@ -199,6 +206,8 @@ def _one(
     statement: Statement,
     held: _Held,
     files: dict[str, int],
+    *,
+    known: dict[str, object],
 ) -> Observed:
     observed = Observed(step.number, statement.text, "ran")
     why_not = non_transactional(statement)
@@ -214,7 +223,11 @@ def _one(
         return observed
     started = time.perf_counter()
     try:
-        observed.rows = _execute(con, step, statement)
+        observed.rows = _execute(con, step, statement, known)
+    except captures.CaptureFailed as failed:
+        observed.seconds = time.perf_counter() - started
+        observed.status, observed.detail = "failed", failed.message
+        return observed
     except wire.ServerFailure as failure:
         observed.seconds = time.perf_counter() - started
         fields = failure.fields
@@ -253,12 +266,15 @@ def _one(
     return observed
 
 
-def _execute(con: Any, step: AnyStep, statement: Statement) -> int | None:
-    """Run one statement as the plan would, inside the rehearsal's transaction."""
+def _execute(con: Any, step: AnyStep, statement: Statement, known: dict[str, object]) -> int | None:
+    """Run one statement as the plan would, inside the rehearsal's transaction; what it
+    captures goes into `known`."""
     if isinstance(step, BatchStep):
         return _count(wire.simple(con, statement.text).row_count)
     if isinstance(step, (ExecuteStep, QueryStep)):
-        return _count(wire.extended(con, step.sql.text, [step.params]).row_count)
+        outcome = wire.extended(con, step.sql.text, [step.params], text_rows=bool(step.captures))
+        known.update(captures.take(step, outcome.columns, outcome.rows))
+        return _count(outcome.row_count)
     assert isinstance(step, BulkInsertStep)
     rows = BulkRows(step, end_marker=wire.csv_end_marker(con))
     if step.copy_sql is not None:

@@ -78,6 +78,8 @@ def travels_with_others(step: AnyStep) -> bool:
     """Whether the step can share a round trip with its neighbours."""
     if not all(plain(s) for s in step.statements):
         return False
+    if step.captures:
+        return False  # its result is checked before it commits: it goes alone
     if isinstance(step, BulkInsertStep):
         # Inline rows only (a file's load streams on its own, with its progress bar), and in
         # one COPY or one flight: more flights need a transaction of their own.
@@ -108,13 +110,17 @@ def groups(steps: Iterable[AnyStep]) -> Iterator[tuple[AnyStep, ...]]:
     """The plan's steps in the runs that are sent together, in order.
 
     A query ends its run: its rows are checked against its template before anything after it
-    is sent. A run sends at most RUN_BYTES.
+    is sent. A step that captures goes alone, as does one that uses what an earlier step
+    captured (it needs the value before it is sent). A run sends at most RUN_BYTES.
     """
     run: list[AnyStep] = []
     size = 0
+    captured: set[str] = set()
     for step in steps:
         step_size = wire_size(step)
-        if not travels_with_others(step) or step_size > RUN_BYTES:
+        waits = any(f.name in captured for use in step.uses for f in use.template.fields)
+        captured.update(c.var for c in step.captures)
+        if not travels_with_others(step) or waits or step_size > RUN_BYTES:
             if run:
                 yield tuple(run)
                 run = []
