@@ -17,6 +17,7 @@ class ExitCode(IntEnum):
     CONFIG = 4  # bad configuration: a malformed DATABASE_URL, an unusable data directory
     CONNECTION = 5  # could not connect, or the embedded server could not start
     IN_DOUBT = 6  # the connection broke after a step's commit was sent and before its answer
+    EXPECTATION = 7  # a step's result was not what its `expect` says; its transaction rolled back
     INTERNAL = 70  # a bug in sqlplan (an unexpected exception); reported, never a traceback
     INTERRUPTED = 130  # Ctrl-C (SIGINT): the running statement cancelled, what committed said
     TERMINATED = 143  # SIGTERM: as Ctrl-C
@@ -142,8 +143,10 @@ class StepFailed(SqlPlanError):
         row_position: Position | None = None,
         rolled_back: str | None = None,
         step: int | None = None,
+        difference: tuple[str, ...] = (),
     ) -> None:
         super().__init__(message)
+        self.difference = difference  # expected against actual, a line each
         self.step = step  # the number of the step that failed
         self.ledger_lines: list[str] = []  # what the server confirmed of every step
         self.in_doubt = False  # some step may or may not have committed
@@ -154,6 +157,12 @@ class StepFailed(SqlPlanError):
         self.row_number = row_number
         self.row_position = row_position
         self.rolled_back = rolled_back
+
+
+class ExpectationFailed(StepFailed):
+    """A step's result was not what its `expect` says."""
+
+    exit_code = ExitCode.EXPECTATION
 
 
 class RunInterrupted(StepFailed):

@@ -22,6 +22,7 @@ def step_failure_text(error: StepFailed) -> str:
     where = error.sql_position or error.position
     code = f" [{server.sqlstate}]" if server else ""
     lines = [f"{where}: error: {error.message}{code}"]
+    lines += [f"    {line}" for line in error.difference]
     if server is not None and server.position is not None:
         text, column = line_at(error.sql, server.position - 1)
         expanded = text.expandtabs(1)

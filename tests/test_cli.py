@@ -30,6 +30,7 @@ def test_exit_codes_are_the_documented_ones() -> None:
         "CONFIG": 4,
         "CONNECTION": 5,
         "IN_DOUBT": 6,
+        "EXPECTATION": 7,
         "INTERNAL": 70,
         "INTERRUPTED": 130,
         "TERMINATED": 143,

@@ -42,6 +42,7 @@ from .model import (
     BulkInsertStep,
     Capture,
     ExecuteStep,
+    Expect,
     Locator,
     Message,
     Plan,
@@ -56,7 +57,7 @@ from .sqlparse import Statement
 from .templates import Field, Template
 from .values import Number
 
-FORMAT = 5  # of an entry; bumped when the encoding changes
+FORMAT = 6  # of an entry; bumped when the encoding changes
 _PARSERS = ("yaml", "jsonschema", "pglast")
 _CLASSES: dict[str, type[Any]] = {
     c.__name__: c
@@ -78,6 +79,7 @@ _CLASSES: dict[str, type[Any]] = {
         Use,
         Var,
         Capture,
+        Expect,
     )
 }
 

@@ -131,6 +131,18 @@ class Capture:
 
 
 @dataclass(frozen=True)
+class Expect:
+    """What must be true of a step's result before it commits."""
+
+    position: Position  # the `expect` key
+    count_min: int | None = None  # rows affected or returned
+    count_max: int | None = None
+    rows: tuple[dict[str, object], ...] | None = None  # query: each row's checked columns
+    ordered: bool = True
+    error: str | None = None  # the SQLSTATE a negative test must fail with
+
+
+@dataclass(frozen=True)
 class Step:
     number: int  # 1-based, in plan order
     name: str | None
@@ -142,6 +154,7 @@ class Step:
     before: Message | None
     uses: tuple[Use, ...] = field(default=(), kw_only=True)  # its values that refer to vars
     captures: tuple[Capture, ...] = field(default=(), kw_only=True)  # vars it takes from its rows
+    expect: Expect | None = field(default=None, kw_only=True)
 
     @property
     def label(self) -> str:

@@ -19,6 +19,7 @@ from .model import (
     BulkInsertStep,
     Capture,
     ExecuteStep,
+    Expect,
     Message,
     QueryStep,
     RowPositions,
@@ -36,6 +37,58 @@ class StepBuilder(Checker):
     var_names: tuple[str, ...] = ()  # the vars the plan declares
     source_use: Use | None = None  # a rows_from file named with vars, for the step being built
     own_captures: tuple[str, ...] = ()  # the vars the step being built captures: its messages' too
+    expect_uses: tuple[Use, ...] = ()  # the vars an expectation of the step being built uses
+
+    def expect(self, index: int, node: Map, raw: dict[str, Any], kind: str) -> Expect | None:
+        """expect: a count or range, a query's rows, or the error of a negative test."""
+        spec = raw.get("expect")
+        key = node.key("expect")
+        if not isinstance(spec, dict) or key is None:
+            return None
+        position = self.at(key.start)
+        count = spec.get("count")
+        low = high = None
+        if type(count) is int:
+            low = high = count
+        elif isinstance(count, dict):
+            low, high = count.get("min"), count.get("max")
+            if isinstance(low, int) and isinstance(high, int) and low > high:
+                self.add(position, f"expect.count: min {low} is more than max {high}", "expect")
+        rows = spec.get("rows")
+        if rows is not None and kind != "query":
+            self.add(position, "expect.rows is for query steps (expect a count here)", "expect")
+        if "error" in spec and ("count" in spec or "rows" in spec):
+            self.add(
+                position,
+                "expect.error is a negative test: it cannot be combined with count or rows",
+                "expect",
+            )
+        checked: tuple[dict[str, object], ...] | None = None
+        if isinstance(rows, list):
+            checked = tuple(row for row in rows if isinstance(row, dict))
+            names = [sorted(row) for row in checked]
+            for row_index, row_names in enumerate(names):
+                if row_names != names[0]:
+                    offset = self.document.offset_at(["steps", index, "expect", "rows", row_index])
+                    self.add(
+                        self.at(offset),
+                        f"expected row {row_index + 1} names {', '.join(row_names) or 'no column'}, "
+                        f"but row 1 names {', '.join(names[0]) or 'no column'}: each expected row "
+                        "names the same columns",
+                        "expect",
+                    )
+            for row_index, row in enumerate(checked):
+                for column, value in row.items():
+                    self.check_value(["steps", index, "expect", "rows", row_index, column], value)
+            self.expect_uses = tuple(self.uses([index, "expect", "rows"], list(checked)))
+        return Expect(
+            position=position,
+            count_min=low if isinstance(low, int) else None,
+            count_max=high if isinstance(high, int) else None,
+            rows=checked,
+            ordered=spec.get("ordered", True) is not False,
+            error=spec.get("error") if isinstance(spec.get("error"), str) else None,
+        )
 
     def captures(
         self, index: int, raw: dict[str, Any], facts: sqlparse.ParsedSql
@@ -163,6 +216,8 @@ class StepBuilder(Checker):
             )
         self.check_placeholders(sql, facts)
 
+        self.expect_uses = ()
+        common["expect"] = self.expect(index, node, raw, kind)
         if kind == "bulk_insert":
             return self.bulk_insert(index, node, raw, facts, common)
 
@@ -172,7 +227,7 @@ class StepBuilder(Checker):
         params_node = node.value("params")
         for value_index, value in enumerate(params):
             self.check_value(["steps", index, "params", value_index], value)
-        common["uses"] = tuple(self.uses([index, "params"], list(params)))
+        common["uses"] = (*self.uses([index, "params"], list(params)), *self.expect_uses)
         if len(params) != facts.highest_placeholder:
             where = self.at(params_node.start if params_node else node.start)
             self.add(
@@ -241,7 +296,7 @@ class StepBuilder(Checker):
                     uses += self.uses([index, "rows", row_index, value_index], value)
         if source is not None and self.source_use is not None:
             uses.append(self.source_use)
-        common["uses"] = tuple(uses)
+        common["uses"] = (*uses, *self.expect_uses)
         # A file's row count is known only once it is read: {rows} cannot go in `before`.
         before_fields = ("rows",) if source is None else ()
         return BulkInsertStep(

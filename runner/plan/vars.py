@@ -235,6 +235,16 @@ def bind_step(step: AnyStep, values: Mapping[str, object], null_text: str) -> An
             assert isinstance(step, BulkInsertStep)
             changes["source"] = _bound_source(step, use, values)
             continue
+        if use.path[0] == "expect":  # ("expect", "rows", row, column)
+            expect = changes.get("expect", step.expect)
+            assert expect is not None
+            assert expect.rows is not None
+            _, _, row, *inside = use.path
+            assert isinstance(row, int)
+            rows = list(expect.rows)
+            rows[row] = _set(rows[row], inside, resolve(use.template, values))
+            changes["expect"] = replace(expect, rows=tuple(rows))
+            continue
         area, first, *rest = use.path
         items = areas.setdefault(str(area), list(getattr(step, str(area))))
         assert isinstance(first, int)

@@ -179,7 +179,8 @@ def _outcome(observed: Observed) -> str:
             if observed.rows is not None
             else ""
         )
-        return f"ran in {observed.seconds * 1000:.1f} ms{rows}"
+        note = f"; {observed.detail}" if observed.detail else ""
+        return f"ran in {observed.seconds * 1000:.1f} ms{rows}{note}"
     return observed.status + (f": {observed.detail}" if observed.detail else "")
 
 

@@ -11,7 +11,14 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ..errors import ExitCode, Position, RunInterrupted, ServerError, StepFailed
+from ..errors import (
+    ExitCode,
+    ExpectationFailed,
+    Position,
+    RunInterrupted,
+    ServerError,
+    StepFailed,
+)
 from ..plan.files import SourceError
 from ..plan.model import (
     BULK_CHUNK_ROWS,
@@ -26,7 +33,7 @@ from ..plan.model import (
 from ..plan.sqlparse import block_open_after, closes_block
 from ..plan.templates import param_values
 from ..plan.vars import bind_step
-from . import captures, interrupts, turns, wire
+from . import captures, expectations, interrupts, turns, wire
 from .ledger import Fate, Ledger
 from .sources import BulkRows, batched, with_last
 
@@ -48,6 +55,7 @@ class _Vars:
 
     values: dict[str, object]
     captured: dict[str, object] = field(default_factory=dict)
+    undone: set[int] = field(default_factory=set)  # steps whose expected error rolled them back
 
     def ready(self, plan: Plan, step: AnyStep) -> AnyStep:
         """The step with what it refers to written in, just before it is sent."""
@@ -121,6 +129,7 @@ def _run_all(
             raise
         after = wire.transaction_status(con)
         _settle(ledger, group, after, con)
+        ledger.set([s for s in group if s.number in state.undone], Fate.ROLLED_BACK)
         opened_by = (opened_by or group[-1]) if after != b"I" else None
     ledger.running = None
     if opened_by is None:
@@ -295,7 +304,7 @@ def _report_warnings(step: AnyStep, notices: Iterable[dict[bytes, bytes]], out: 
 
 
 def _run_step(plan: Plan, step: AnyStep, con: Any, out: Output, state: _Vars) -> None:
-    if isinstance(step, (ExecuteStep, QueryStep)) and step.captures:
+    if isinstance(step, (ExecuteStep, QueryStep)) and (step.captures or step.expect):
         _run_checked(plan, step, con, out, state)
         return
     try:
@@ -309,7 +318,7 @@ def _run_step(plan: Plan, step: AnyStep, con: Any, out: Output, state: _Vars) ->
             outcome = wire.extended(con, step.sql.text, [step.params])
             _print_count(out, step.after, step.after_no_rows, outcome.row_count, fields)
         elif isinstance(step, BulkInsertStep):
-            _run_bulk_insert(plan, step, con, out)
+            _run_bulk_insert(plan, step, con, out, state)
         else:
             _run_query(plan, step, con, out)
     except wire.ServerFailure as failure:
@@ -317,35 +326,68 @@ def _run_step(plan: Plan, step: AnyStep, con: Any, out: Output, state: _Vars) ->
         raise _failed(step, failure, rolled_back) from None
 
 
+_SAVEPOINT = "sqlplan_expect"
+
+
 def _run_checked(
     plan: Plan, step: ExecuteStep | QueryStep, con: Any, out: Output, state: _Vars
 ) -> None:
-    """A step whose result is checked before it commits (its captures): outside a transaction
-    block it runs in one of its own, BEGIN with the statement and COMMIT once the check passed,
-    so that a failed check keeps nothing of it."""
+    """A step whose result is checked before it commits (its captures, its `expect`): outside
+    a transaction block it runs in one of its own, BEGIN with the statement and COMMIT once the
+    checks passed, so that a failed check keeps nothing of it. A negative test (`expect.error`)
+    inside a block the plan opened runs under a savepoint, which its expected error rolls back
+    while the block goes on."""
     ours = wire.transaction_status(con) == b"I"
+    expect = step.expect
+    negative = expect is not None and expect.error is not None
+    savepoint = negative and not ours
+    before = "BEGIN" if ours else (f"SAVEPOINT {_SAVEPOINT}" if savepoint else None)
     if isinstance(step, ExecuteStep):
         _print(out, step.before, _before_fields(plan, step))
     try:
-        outcome = wire.extended(
-            con, step.sql.text, [step.params], text_rows=True, before="BEGIN" if ours else None
-        )
+        try:
+            outcome = wire.extended(
+                con, step.sql.text, [step.params], text_rows=True, before=before
+            )
+        except wire.ServerFailure as failure:
+            if expect is not None and failure.fields.get("C") == expect.error:
+                _undo(con, ours=ours, savepoint=savepoint)
+                state.undone.add(step.number)
+                if isinstance(step, ExecuteStep):
+                    _print_count(out, step.after, step.after_no_rows, 0, _before_fields(plan, step))
+                return
+            raise
+        count = len(outcome.rows) if isinstance(step, QueryStep) else max(outcome.row_count, 0)
+        expectations.check(step, count, outcome.columns, outcome.rows, plan.null_text)
         taken = captures.take(step, outcome.columns, outcome.rows)
         if ours:
             wire.simple(con, "COMMIT")
     except wire.ServerFailure as failure:
         rolled_back = _roll_back(con)
-        raise _failed(step, failure, rolled_back and not ours) from None
-    except captures.CaptureFailed as check:
-        _roll_back(con)
-        raise _step_failed(
-            step,
-            check.message,
-            position=check.position,
-            rolled_back="its transaction was rolled back: nothing it did was kept"
-            if ours
-            else "the open transaction was rolled back",
-        ) from None
+        failed = _failed(step, failure, rolled_back and not ours)
+        if negative:
+            failed.message += f" (the plan expected {expect.error})"  # type: ignore[union-attr]
+        raise failed from None
+    except (captures.CaptureFailed, expectations.Unmet) as check:
+        if savepoint:
+            _undo(con, ours=False, savepoint=True)
+        else:
+            _roll_back(con)
+        kept = (
+            "its transaction was rolled back: nothing it did was kept"
+            if ours or savepoint
+            else "the open transaction was rolled back"
+        )
+        if isinstance(check, expectations.Unmet):
+            raise ExpectationFailed(
+                check.message,
+                position=check.position,
+                sql=step.sql.text,
+                step=step.number,
+                rolled_back=kept,
+                difference=check.difference,
+            ) from None
+        raise _step_failed(step, check.message, position=check.position, rolled_back=kept) from None
     state.captured.update(taken)
     done = state.ready(plan, step)  # its own messages may use what it captured
     if isinstance(done, QueryStep):
@@ -354,6 +396,14 @@ def _run_checked(
         _print_count(
             out, done.after, done.after_no_rows, outcome.row_count, _before_fields(plan, done)
         )
+
+
+def _undo(con: Any, *, ours: bool, savepoint: bool) -> None:
+    """Roll back what a checked step did: its own transaction, or its savepoint."""
+    if ours:
+        wire.simple(con, "ROLLBACK")
+    elif savepoint:
+        wire.simple(con, f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}; RELEASE SAVEPOINT {_SAVEPOINT}")
 
 
 def _run_group(plan: Plan, group: Sequence[AnyStep], con: Any, out: Output, ledger: Ledger) -> None:
@@ -456,8 +506,21 @@ def _group_failure(
     return _failed(step, located, rolled_back, row)
 
 
-def _run_bulk_insert(plan: Plan, step: BulkInsertStep, con: Any, out: Output) -> None:
+def _run_bulk_insert(
+    plan: Plan, step: BulkInsertStep, con: Any, out: Output, state: _Vars | None = None
+) -> None:
     _print(out, step.before, _before_fields(plan, step))
+    expect = step.expect
+    # With an `expect`, the load is checked before it commits: in a transaction of its own, or
+    # (a negative test inside the plan's block) under a savepoint.
+    ours = savepoint = False
+    if expect is not None:
+        if wire.transaction_status(con) == b"I":
+            wire.simple(con, "BEGIN")
+            ours = True
+        elif expect.error is not None:
+            wire.simple(con, f"SAVEPOINT {_SAVEPOINT}")
+            savepoint = True
     rows = BulkRows(step, end_marker=wire.csv_end_marker(con))
     label = step.label + (f" from {step.source.display}" if step.source else "")
 
@@ -500,6 +563,12 @@ def _run_bulk_insert(plan: Plan, step: BulkInsertStep, con: Any, out: Output) ->
                 report()
         report()
     except wire.ServerFailure as failure:
+        if expect is not None and failure.fields.get("C") == expect.error:
+            _undo(con, ours=ours, savepoint=savepoint)
+            if state is not None:
+                state.undone.add(step.number)
+            _print_count(out, step.after, step.after_no_rows, 0, {"rows": str(rows.count)})
+            return
         _roll_back(con)
         copy = step.copy_sql is not None
         raise _failed(
@@ -519,6 +588,28 @@ def _run_bulk_insert(plan: Plan, step: BulkInsertStep, con: Any, out: Output) ->
             position=where,
             rolled_back="the transaction was rolled back: none of its rows were inserted",
         ) from None
+    if expect is not None:
+        try:
+            expectations.check(step, count)
+        except expectations.Unmet as unmet:
+            if savepoint:
+                _undo(con, ours=False, savepoint=True)
+            else:
+                _roll_back(con)
+            raise ExpectationFailed(
+                unmet.message,
+                position=unmet.position,
+                sql=step.sql.text,
+                step=step.number,
+                rolled_back="the transaction was rolled back: none of its rows were inserted",
+                difference=unmet.difference,
+            ) from None
+        if ours:
+            try:
+                wire.simple(con, "COMMIT")
+            except wire.ServerFailure as failure:
+                _roll_back(con)
+                raise _failed(step, failure, True) from None
     _print_count(out, step.after, step.after_no_rows, count, {"rows": str(rows.count)})
 
 

@@ -21,8 +21,10 @@ from ..errors import ExitCode, SqlPlanError
 from ..plan.model import AnyStep, BatchStep, BulkInsertStep, ExecuteStep, Plan, QueryStep
 from ..plan.sqlparse import Statement, transaction_kind
 from ..plan.vars import bind_step
-from . import captures, interrupts, wire
+from . import captures, expectations, interrupts, wire
 from .sources import BulkRows, batched
+
+_SAVEPOINT = "sqlplan_expect"
 
 # Statements PostgreSQL refuses inside a transaction block: they cannot be rehearsed.
 _NON_TRANSACTIONAL_KINDS = {
@@ -222,15 +224,27 @@ def _one(
         observed.detail = "transaction control: the whole rehearsal is one transaction, rolled back"
         return observed
     started = time.perf_counter()
+    expected_error = step.expect.error if step.expect is not None else None
+    if expected_error is not None:
+        # a negative test: its error must not end the rehearsal's transaction
+        wire.simple(con, f"SAVEPOINT {_SAVEPOINT}")
     try:
         observed.rows = _execute(con, step, statement, known)
-    except captures.CaptureFailed as failed:
+    except (captures.CaptureFailed, expectations.Unmet) as failed:
         observed.seconds = time.perf_counter() - started
-        observed.status, observed.detail = "failed", failed.message
+        lines = getattr(failed, "difference", ())
+        observed.status = "failed"
+        observed.detail = "; ".join([failed.message, *(line.strip() for line in lines)])
+        if expected_error is not None:
+            wire.simple(con, f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")
         return observed
     except wire.ServerFailure as failure:
         observed.seconds = time.perf_counter() - started
         fields = failure.fields
+        if expected_error is not None and fields.get("C") == expected_error:
+            wire.simple(con, f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")
+            observed.detail = f"failed with {expected_error}, as the plan expects"
+            return observed
         if fields.get("C") == "55P03":  # lock_not_available: lock_timeout fired
             observed.status = "would wait"
             wire.simple(con, "ROLLBACK")
@@ -244,10 +258,7 @@ def _one(
     new = now.modes - held.modes
     strongest: dict[str, str] = {}
     for relation, mode in sorted(new, key=lambda pair: _ORDER.index(pair[1])):
-        if (
-            relation in held.existing.values()
-        ):  # a relation this statement created is nobody else's wait
-            strongest[relation] = mode
+        strongest[relation] = mode
     # the strongest first; a table before its indexes; then by name
     observed.locks = dict(
         sorted(
@@ -271,17 +282,22 @@ def _execute(con: Any, step: AnyStep, statement: Statement, known: dict[str, obj
     captures goes into `known`."""
     if isinstance(step, BatchStep):
         return _count(wire.simple(con, statement.text).row_count)
+    checked = bool(step.captures or step.expect)
     if isinstance(step, (ExecuteStep, QueryStep)):
-        outcome = wire.extended(con, step.sql.text, [step.params], text_rows=bool(step.captures))
+        outcome = wire.extended(con, step.sql.text, [step.params], text_rows=checked)
+        count = len(outcome.rows) if isinstance(step, QueryStep) else max(outcome.row_count, 0)
+        expectations.check(step, count, outcome.columns, outcome.rows)
         known.update(captures.take(step, outcome.columns, outcome.rows))
         return _count(outcome.row_count)
     assert isinstance(step, BulkInsertStep)
     rows = BulkRows(step, end_marker=wire.csv_end_marker(con))
     if step.copy_sql is not None:
-        return _count(wire.copy_in(con, step.copy_sql, wire.copy_text(con, rows)).row_count)
-    total = 0
-    for chunk in batched(rows, 1000):
-        total += max(wire.extended(con, step.sql.text, chunk).row_count, 0)
+        total = max(wire.copy_in(con, step.copy_sql, wire.copy_text(con, rows)).row_count, 0)
+    else:
+        total = 0
+        for chunk in batched(rows, 1000):
+            total += max(wire.extended(con, step.sql.text, chunk).row_count, 0)
+    expectations.check(step, total)
     return total
 
 
@@ -321,9 +337,9 @@ def _held(con: Any, existing: dict[str, str], indexes: dict[str, str]) -> _Held:
     )
     modes, index_of = set(), dict(indexes)  # a dropped index keeps its table
     for oid, name, mode, table in outcome.rows:
-        relation = name or existing.get(oid)
-        if relation is None:
-            continue  # created and dropped within the rehearsal
+        if oid not in existing:
+            continue  # created by the plan: nobody else waits for it
+        relation = name or existing[oid]  # a dropped one keeps its name
         modes.add((relation, _PG_MODES.get(mode, mode)))
         if table:
             index_of[relation] = table

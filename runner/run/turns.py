@@ -78,7 +78,7 @@ def travels_with_others(step: AnyStep) -> bool:
     """Whether the step can share a round trip with its neighbours."""
     if not all(plain(s) for s in step.statements):
         return False
-    if step.captures:
+    if step.captures or step.expect:
         return False  # its result is checked before it commits: it goes alone
     if isinstance(step, BulkInsertStep):
         # Inline rows only (a file's load streams on its own, with its progress bar), and in
