@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import sys
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from . import __version__
-from .errors import ExitCode, SqlPlanError
+from .errors import ExitCode, RunInterrupted, SqlPlanError
 from .output import CHECK_FORMATS, SHOW_FORMATS
 
 if TYPE_CHECKING:
@@ -63,7 +64,12 @@ def _redact(text: str) -> str:
 
 
 def _bind(
-    plan: Any, var: tuple[str, ...], vars_files: tuple[str, ...], *, required: bool = True
+    plan: Any,
+    var: tuple[str, ...],
+    vars_files: tuple[str, ...],
+    *,
+    required: bool = True,
+    others: frozenset[str] | set[str] = frozenset(),
 ) -> tuple[Any, dict[str, object]]:
     """The plan with its vars' values bound, and the values (captures are bound as the plan
     runs); PlanInvalid (exit 3) when one is missing or wrong."""
@@ -71,8 +77,8 @@ def _bind(
         return plan, {}
     from .plan.vars import bind, gather, secret_texts
 
-    values = gather(plan, var, vars_files, os.environ, required=required)
-    _secrets[:] = secret_texts(values)
+    values = gather(plan, var, vars_files, os.environ, required=required, others=others)
+    _secrets.extend(secret_texts(values))
     return bind(plan, values), values
 
 
@@ -81,12 +87,17 @@ class _StdoutLines:
 
     PROGRESS_AFTER = 0.5  # seconds: a load shorter than this shows no bar
 
-    def __init__(self) -> None:
+    def __init__(self, keep: list[str] | None = None) -> None:
         self._bar: Any = None
         self._started: float | None = None
+        self._keep = keep  # --format json: the lines go into the report, not to stdout
 
     def line(self, text: str) -> None:
-        sys.stdout.write((_redact(text) if _secrets else text) + "\n")
+        text = _redact(text) if _secrets else text
+        if self._keep is not None:
+            self._keep.append(text)
+        else:
+            sys.stdout.write(text + "\n")
 
     def progress(self, label: str, done: int, total: int) -> None:
         """click's progress bar, only on a terminal and only for loads that take a moment."""
@@ -120,19 +131,23 @@ def _exit(code: ExitCode) -> NoReturn:
     sys.exit(int(code))
 
 
-def _fail(error: SqlPlanError) -> NoReturn:
-    from .errors import PlanInvalid, StepFailed
+def _failure_text(error: SqlPlanError) -> str:
+    from .errors import HistoryRefused, PlanInvalid, StepFailed
     from .output import diagnostics_text, error_text, step_failure_text
 
-    if isinstance(error, PlanInvalid):
-        text = diagnostics_text(error.diagnostics)
-    elif isinstance(error, StepFailed):
-        text = step_failure_text(error)
-    else:
-        text = error_text(error)
     sys.stdout.flush()
-    click.echo(_redact(text), err=True)
-    _exit(error.exit_code)
+    if isinstance(error, PlanInvalid):
+        return diagnostics_text(error.diagnostics)
+    if isinstance(error, StepFailed):
+        return step_failure_text(error)
+    if isinstance(error, HistoryRefused):
+        return f"{error.position}: error: {error.message}"
+    return error_text(error)
+
+
+def _fail(error: SqlPlanError, code: ExitCode | None = None) -> NoReturn:
+    click.echo(_redact(_failure_text(error)), err=True)
+    _exit(code if code is not None else error.exit_code)
 
 
 def _state_dir(data_dir: str | None) -> Path:
@@ -202,7 +217,8 @@ def main() -> None:
 
     With no DATABASE_URL (environment, ./.env or --database-url) plans run on an embedded
     PostgreSQL kept in ./.sqlplan. Exit codes: 0 ok, 1 a step failed, 2 usage error,
-    3 invalid plan, 4 configuration error, 5 cannot connect, 70 internal error, 130 interrupted.
+    3 invalid plan, 4 configuration error, 5 cannot connect, 6 in doubt, 7 an expectation
+    failed, 8 refused by the history, 70 internal error, 130 interrupted, 143 terminated.
     """
 
 
@@ -223,7 +239,7 @@ _connect_timeout_option = click.option(
 
 
 @main.command()
-@click.argument("plan_file", metavar="PLAN", type=click.Path(exists=True, dir_okay=False))
+@click.argument("paths", metavar="PLAN...", nargs=-1, required=True, type=click.Path(exists=True))
 @_database_url_option
 @_data_dir_option
 @_connect_retries_option
@@ -239,52 +255,305 @@ _connect_timeout_option = click.option(
     is_flag=True,
     help="Send each step in a round trip of its own, even those that could share one. [env: SQLPLAN_NO_PIPELINE]",
 )
+@click.option(
+    "--format",
+    "report_format",
+    type=click.Choice(("text", "json", "github")),
+    default="text",
+    show_default=True,
+    help="text: the plans' own lines on stdout; json: one document on stdout (schemas/run-report.schema.json), the plans' lines inside it; github: text, and annotations on the failing step's line.",
+)
+@click.option(
+    "--junit",
+    "junit_file",
+    metavar="FILE",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Also write JUnit XML: a test suite per plan, a test case per step.",
+)
+@click.option(
+    "--summary",
+    "summary_file",
+    metavar="FILE",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Also append a Markdown summary to FILE (for example $GITHUB_STEP_SUMMARY).",
+)
+@click.option(
+    "--keep-going",
+    is_flag=True,
+    help="After a plan fails, run the plans after it anyway (the exit code is the first failure's).",
+)
+@click.option(
+    "--allow-changed",
+    is_flag=True,
+    help="Skip a `once` plan changed since it was applied, instead of failing (exit 8).",
+)
+@click.option(
+    "--take-over",
+    is_flag=True,
+    help="Run a `once` plan whose last run never finished (it died); never while another run may be applying it.",
+)
 @_var_option
 @_vars_option
 def run(
     *,
-    plan_file: str,
+    paths: tuple[str, ...],
     database_url: str | None,
     data_dir: str | None,
     connect_retries: int,
     connect_timeout: float | None,
     dry_run: bool,
     no_pipeline: bool,
+    keep_going: bool,
+    allow_changed: bool,
+    take_over: bool,
+    report_format: str,
+    junit_file: str | None,
+    summary_file: str | None,
     var: tuple[str, ...],
     vars_files: tuple[str, ...],
 ) -> None:
-    """Validate PLAN, then run its steps in order on one connection.
+    """Validate every PLAN, then run them in order on one connection, each step in order.
 
-    Standard output carries only the plan's own messages; diagnostics go to standard error.
-    Nothing connects to the database unless the whole plan is valid.
+    A PLAN is a file, or a directory whose *.yaml and *.yml files run in name order. The run
+    stops at the first plan that fails, unless --keep-going. Standard output carries only the
+    plans' own messages; diagnostics go to standard error. Nothing connects to the database
+    unless every plan is valid.
     """
     from .connect.connection import RetryPolicy, cancel, connect
-    from .plan.cache import load_plan
+    from .report import PlanResult
     from .run import interrupts
-    from .run.engine import run_plan
 
+    results: list[PlanResult] = []
+    reports = _Reports(report_format, junit_file, summary_file, results)
+    files = _run_files(paths)
     try:
-        plan, values = _bind(load_plan(plan_file), var, vars_files)
+        plans = _load_all(files, var, vars_files)
         if dry_run:
             from .review.show import render
 
-            click.echo(_redact(render(plan, "text")), nl=False)
+            for plan, _ in plans:
+                click.echo(_redact(render(plan, "text")), nl=False)
             _exit(ExitCode.OK)
-        click.echo(f"sqlplan: plan {plan.name}, fingerprint {plan.short_fingerprint}", err=True)
+        results += [PlanResult(plan) for plan, _ in plans]
+        if len(plans) == 1:
+            _announce(plans[0][0])
         target = _target(database_url, data_dir)
         con = connect(target, RetryPolicy(connect_retries, connect_timeout), _notify)
     except SqlPlanError as e:
+        reports.write(e.exit_code, e)
         _fail(e)
     # Connected: a first Ctrl-C or SIGTERM cancels the running statement, and the plan stops
     # where the server's answer says what committed; a second one stops at once.
     interrupts.arm(lambda: cancel(target, con))
+    code = ExitCode.OK
     try:
-        run_plan(plan, con, _StdoutLines(), pipeline=not no_pipeline, values=values)
-    except SqlPlanError as e:
-        _fail(e)
+        for index, (plan, values) in enumerate(plans):
+            result = results[index]
+            if len(plans) > 1:
+                _announce(plan)
+            started = time.monotonic()
+            _run_one(
+                result, values, con, pipeline=not no_pipeline, allow_changed=allow_changed,
+                take_over=take_over, keep=result.output if report_format == "json" else None,
+            )  # fmt: skip
+            failure = result.failure
+            if result.status in ("ok", "failed"):
+                result.seconds = time.monotonic() - started
+            if failure is not None:
+                click.echo(_redact(_failure_text(failure)), err=True)
+                code = code or failure.exit_code
+            if len(plans) > 1 or result.skipped:
+                said = {
+                    "ok": f"ok in {(result.seconds or 0) * 1000:.0f} ms",
+                    "failed": f"failed (exit {int(failure.exit_code) if failure else 1})",
+                    "refused": "refused by its history",
+                    "skipped": f"skipped, {result.skipped}",
+                }[result.status]
+                _notify(f"plan {plan.name} ({plan.path}): {said}")
+            if failure is not None and (
+                not keep_going
+                or getattr(failure, "connection_lost", False)
+                or isinstance(failure, RunInterrupted)
+            ):
+                for rest, _ in plans[index + 1 :]:
+                    _notify(f"plan {rest.name} ({rest.path}): not run")
+                break
     finally:
         _close_quietly(con)
-    _exit(ExitCode.OK)
+        reports.write(code)
+    _exit(code)
+
+
+class _Reports:
+    """--format json and github, --junit and --summary: written once the run is over, however
+    it ended."""
+
+    def __init__(
+        self, format: str, junit: str | None, summary: str | None, results: list[Any]
+    ) -> None:
+        self.format, self.junit, self.summary, self.results = format, junit, summary, results
+        self.written = False
+
+    def write(self, code: ExitCode, error: SqlPlanError | None = None) -> None:
+        from . import report
+
+        if self.written:
+            return
+        self.written = True
+        sys.stdout.flush()
+        if self.format == "json":
+            document = report.document(self.results, code)
+            document["error"] = _run_error(error)
+            click.echo(_redact(json.dumps(document, indent=2, ensure_ascii=False)))
+        elif self.format == "github":
+            lines = report.github_lines(self.results, _redact)
+            if error is not None:
+                lines += _github_diagnostics(error)
+            for line in lines:
+                click.echo(line)
+        try:
+            if self.junit:
+                Path(self.junit).write_text(report.junit_xml(self.results, _redact))
+            if self.summary:
+                with open(self.summary, "a", encoding="utf-8") as summary:
+                    summary.write(report.summary_markdown(self.results, code, _redact))
+        except OSError as e:
+            _notify(f"warning: could not write a report: {e}")
+
+
+def _run_error(error: SqlPlanError | None) -> dict[str, object] | None:
+    """A failure before any plan ran: invalid plans (with every diagnostic), no connection."""
+    from .errors import PlanInvalid
+
+    if error is None:
+        return None
+    found: dict[str, object] = {"message": error.message, "exit_code": int(error.exit_code)}
+    if isinstance(error, PlanInvalid):
+        found["diagnostics"] = [d.to_dict() for d in error.diagnostics]
+    return found
+
+
+def _github_diagnostics(error: SqlPlanError) -> list[str]:
+    from .errors import PlanInvalid
+    from .output import check_report
+
+    if isinstance(error, PlanInvalid):
+        return check_report("github", [], error.diagnostics).splitlines()
+    return [f"::error title=sqlplan::{_redact(error.message)}"]
+
+
+def _announce(plan: Any) -> None:
+    click.echo(f"sqlplan: plan {plan.name}, fingerprint {plan.short_fingerprint}", err=True)
+
+
+def _run_files(paths: tuple[str, ...]) -> list[str]:
+    """The plans to run: files as given; a directory's *.yaml and *.yml files in name order
+    (not those of its subdirectories)."""
+    files: list[str] = []
+    for path in paths:
+        if os.path.isdir(path):
+            names = sorted(n for n in os.listdir(path) if n.endswith((".yaml", ".yml")))
+            files += [os.path.join(path, n) for n in names if os.path.isfile(os.path.join(path, n))]
+        else:
+            files.append(path)
+    if not files:
+        _fail(SqlPlanError(f"no plan files (*.yaml, *.yml) in {', '.join(paths)}"), ExitCode.USAGE)
+    return files
+
+
+def _load_all(
+    files: list[str], var: tuple[str, ...], vars_files: tuple[str, ...]
+) -> list[tuple[Any, dict[str, object]]]:
+    """Every plan validated and its vars bound; PlanInvalid with every problem of every plan."""
+    from .errors import Diagnostic, PlanInvalid, Position
+    from .plan.cache import load_plan
+
+    problems: list[Diagnostic] = []
+    loaded = []
+    for file in files:
+        try:
+            loaded.append(load_plan(file))
+        except PlanInvalid as e:
+            problems.extend(e.diagnostics)
+    if problems:
+        raise PlanInvalid(problems)
+    declared = {v.name for plan in loaded for v in plan.vars}
+    once: dict[str, str] = {}
+    plans = []
+    for plan in loaded:
+        if plan.once and once.setdefault(plan.name, plan.path) != plan.path:
+            problems.append(
+                Diagnostic(
+                    Position(plan.path, 1, 1),
+                    f"plan name {plan.name!r} is also the name of {once[plan.name]}: the "
+                    "history knows a `once` plan by its name, so each needs its own",
+                    "once-name",
+                )
+            )
+        try:
+            plans.append(
+                _bind(plan, var, vars_files, others=declared - {v.name for v in plan.vars})
+            )
+        except PlanInvalid as e:
+            problems.extend(e.diagnostics)
+    if problems:
+        raise PlanInvalid(problems)
+    return plans
+
+
+def _run_one(
+    result: Any,
+    values: dict[str, object],
+    con: Any,
+    *,
+    pipeline: bool,
+    allow_changed: bool,
+    take_over: bool,
+    keep: list[str] | None,
+) -> None:
+    """Run one plan; its PlanResult says what happened."""
+    from .errors import HistoryRefused
+    from .run import history, wire
+    from .run.engine import Record, run_plan
+
+    plan = result.plan
+    record = None
+    claim = None
+    try:
+        if plan.once:
+            claim = history.claim(
+                con, plan, plan.path, __version__, allow_changed=allow_changed, take_over=take_over
+            )
+            if claim.skip is not None:
+                result.status, result.skipped = "skipped", claim.skip
+                return
+            assert claim.id is not None
+            record = Record(
+                history.SUCCEEDED,
+                (claim.id,),
+                look=f"SELECT outcome FROM sqlplan.history WHERE id = {claim.id}",
+            )
+        out = _StdoutLines(keep)
+        result.ledger = run_plan(plan, con, out, pipeline=pipeline, values=values, record=record)
+        result.status = "ok"
+    except HistoryRefused as refused:
+        result.status, result.failure = "refused", refused
+    except SqlPlanError as e:
+        result.status, result.failure = "failed", e
+        result.ledger = getattr(e, "ledger", None)
+        if claim is not None and claim.id is not None and not getattr(e, "connection_lost", False):
+            with contextlib.suppress(Exception):
+                history.failed(con, claim.id, e.message)
+    except wire.ServerFailure as e:  # the history's own statements
+        result.status = "failed"
+        result.failure = SqlPlanError(
+            f"plan {plan.name}: reading sqlplan.history failed: "
+            f"{e.fields.get('M', '')} [{e.fields.get('C', '')}]"
+        )
+    except wire.ConnectionLost as e:
+        result.status = "failed"
+        result.failure = SqlPlanError(f"plan {plan.name}: the connection was lost ({e})")
+        result.failure.connection_lost = True
 
 
 def _close_quietly(con: Any) -> None:
@@ -501,6 +770,75 @@ def rehearse(
         _exit(ExitCode.TERMINATED if result.interrupted == signal.SIGTERM else ExitCode.INTERRUPTED)
     findings = sum(len(row.differences) for row in compare(result, pg_version))
     _exit(ExitCode.OK if result.ok and not (strict and findings) else ExitCode.STEP_FAILED)
+
+
+@main.command("status")
+@click.argument("paths", metavar="[PLAN...]", nargs=-1, type=click.Path(exists=True))
+@click.option(
+    "--format",
+    "report_format",
+    type=click.Choice(("text", "json")),
+    default="text",
+    show_default=True,
+    help="text: a line per plan; json: one document (schemas/status.schema.json).",
+)
+@_database_url_option
+@_data_dir_option
+@_connect_retries_option
+@_connect_timeout_option
+def history_status(
+    *,
+    paths: tuple[str, ...],
+    report_format: str,
+    database_url: str | None,
+    data_dir: str | None,
+    connect_retries: int,
+    connect_timeout: float | None,
+) -> None:
+    """Whether each `once` plan was applied to the database, is pending, or changed since.
+
+    PLAN is a file or a directory (its *.yaml and *.yml files) [default: plans]. Reads
+    sqlplan.history and changes nothing.
+    """
+    import json
+
+    from .connect.connection import RetryPolicy, connect
+    from .errors import PlanInvalid
+    from .plan.cache import load_plan
+    from .run import history, wire
+
+    files = _run_files(paths or ("plans",))
+    try:
+        problems = []
+        plans = []
+        for file in files:
+            try:
+                plans.append(load_plan(file))
+            except PlanInvalid as e:
+                problems.extend(e.diagnostics)
+        if problems:
+            raise PlanInvalid(problems)
+        target = _target(database_url, data_dir)
+        con = connect(target, RetryPolicy(connect_retries, connect_timeout), _notify)
+    except SqlPlanError as e:
+        _fail(e)
+    try:
+        found = history.read(con, [p.name for p in plans if p.once])
+    except (wire.ServerFailure, wire.ConnectionLost) as e:
+        reason = (
+            f"{e.fields.get('M', '')} [{e.fields.get('C', '')}]"
+            if isinstance(e, wire.ServerFailure)
+            else f"the connection was lost ({e})"
+        )
+        _fail(SqlPlanError(f"reading sqlplan.history failed: {reason}"))
+    finally:
+        _close_quietly(con)
+    report = history.status(plans, found)
+    if report_format == "json":
+        click.echo(json.dumps({"version": 1, "plans": report}, indent=2))
+    else:
+        click.echo(history.status_text(report), nl=False)
+    _exit(ExitCode.OK)
 
 
 @main.command()

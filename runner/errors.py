@@ -18,6 +18,9 @@ class ExitCode(IntEnum):
     CONNECTION = 5  # could not connect, or the embedded server could not start
     IN_DOUBT = 6  # the connection broke after a step's commit was sent and before its answer
     EXPECTATION = 7  # a step's result was not what its `expect` says; its transaction rolled back
+    HISTORY = (
+        8  # sqlplan.history refuses a `once` plan: changed since it ran, or another run holds it
+    )
     INTERNAL = 70  # a bug in sqlplan (an unexpected exception); reported, never a traceback
     INTERRUPTED = 130  # Ctrl-C (SIGINT): the running statement cancelled, what committed said
     TERMINATED = 143  # SIGTERM: as Ctrl-C
@@ -150,6 +153,8 @@ class StepFailed(SqlPlanError):
         self.step = step  # the number of the step that failed
         self.ledger_lines: list[str] = []  # what the server confirmed of every step
         self.in_doubt = False  # some step may or may not have committed
+        self.connection_lost = False  # the connection is gone: nothing more can run on it
+        self.ledger: Any = None  # the run's Ledger: each step's fate, rows and time
         self.position = position
         self.sql = sql
         self.sql_position = sql_position
@@ -172,3 +177,14 @@ class RunInterrupted(StepFailed):
         super().__init__(message, **details)
         self.signum = signum
         self.exit_code = ExitCode.TERMINATED if signum == 15 else ExitCode.INTERRUPTED
+
+
+class HistoryRefused(SqlPlanError):
+    """A `once` plan's history forbids running it: it changed since it was applied, or another
+    run has claimed it and not finished."""
+
+    exit_code = ExitCode.HISTORY
+
+    def __init__(self, message: str, *, position: Position) -> None:
+        super().__init__(message)
+        self.position = position

@@ -31,6 +31,7 @@ def test_exit_codes_are_the_documented_ones() -> None:
         "CONNECTION": 5,
         "IN_DOUBT": 6,
         "EXPECTATION": 7,
+        "HISTORY": 8,
         "INTERNAL": 70,
         "INTERRUPTED": 130,
         "TERMINATED": 143,

@@ -563,3 +563,30 @@ def test_require_verifies_the_chain_when_root_crt_is_present(
     shutil.copy(certs.ca, home / ".postgresql" / "root.crt")
     accepted = cli("run", "ok.yaml", env={"DATABASE_URL": url, "HOME": str(home)})
     assert (accepted.exit_code, accepted.stderr) == (0, "")
+
+
+def test_a_once_plan_is_claimed_and_recorded_through_a_transaction_pooler(
+    cli: Cli, pooler: Pooler
+) -> None:
+    """The history's advisory lock is transaction-level and every claim and record is inside
+    one transaction, which a transaction pooler keeps on one server connection."""
+    url = f"postgresql://trusty@127.0.0.1:{pooler.port}/pooled?sslmode=disable"
+    cli.write(
+        "once.yaml",
+        "sqlplan: 1\nname: pooled-once\nonce: true\nsteps:\n"
+        "  - batch: CREATE TABLE pooled_once (n int)\n"
+        "  - execute: INSERT INTO pooled_once VALUES ($1)\n    params: [1]\n    after: inserted\n",
+    )
+    first = cli("run", "once.yaml", env={"DATABASE_URL": url})
+    assert (first.exit_code, first.stdout) == (0, "inserted\n"), first.stderr
+    again = cli("run", "once.yaml", env={"DATABASE_URL": url})
+    assert (again.exit_code, again.stdout) == (0, "")
+    assert "skipped, applied " in again.stderr
+    con = connect(parse_target(url))
+    try:
+        assert con.run("SELECT outcome FROM sqlplan.history WHERE plan = 'pooled-once'") == [
+            ["succeeded"]
+        ]
+        assert con.run("SELECT count(*) FROM pooled_once") == [[1]]
+    finally:
+        con.close()

@@ -57,7 +57,7 @@ from .sqlparse import Statement
 from .templates import Field, Template
 from .values import Number
 
-FORMAT = 6  # of an entry; bumped when the encoding changes
+FORMAT = 7  # of an entry; bumped when the encoding changes
 _PARSERS = ("yaml", "jsonschema", "pglast")
 _CLASSES: dict[str, type[Any]] = {
     c.__name__: c

@@ -207,6 +207,7 @@ class Plan:
     fingerprint: str  # SHA-256 of the validated data's canonical JSON: layout and comments aside
     postgres: int | None = None  # the major version the plan declares it runs on
     vars: tuple[Var, ...] = ()
+    once: bool = False  # recorded in sqlplan.history when it succeeds; skipped once recorded
 
     @property
     def short_fingerprint(self) -> str:

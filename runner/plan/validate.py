@@ -116,6 +116,7 @@ def _build(
         fingerprint="",  # set once the whole plan is known to be valid
         postgres=data["postgres"] if isinstance(data.get("postgres"), int) else None,
         vars=declared,
+        once=data.get("once") is True,
     )
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime
 import json
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -330,11 +330,13 @@ def gather(
     environ: Mapping[str, str] | None = None,
     *,
     required: bool = True,
+    others: Collection[str] = (),
 ) -> dict[str, object]:
     """Every declared var's value: from `--var name=value` (the last one wins), else a
     `--vars` file (the last file that has it), else the environment variable the var names,
     else its default. PlanInvalid with every problem, each at a position: the `--vars` file's
-    entry, else the var's declaration. Not `required`: a var without a value is left out."""
+    entry, else the var's declaration. Not `required`: a var without a value is left out.
+    `others`: names that other plans of the same run declare, given for them, not unknown."""
     from .document import Problem, compose, diagnostic
     from .schema_errors import did_you_mean
     from .source import decode_plan, read_plan
@@ -347,6 +349,8 @@ def gather(
     top = Position(plan.path, 1, 1)
 
     def unknown(name: str, where: Position, source: str) -> None:
+        if name in others:
+            return
         names = ", ".join(declared) or "none"
         problems.append(
             Diagnostic(

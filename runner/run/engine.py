@@ -7,6 +7,7 @@ import difflib
 import itertools
 import re
 import signal
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -56,6 +57,7 @@ class _Vars:
     values: dict[str, object]
     captured: dict[str, object] = field(default_factory=dict)
     undone: set[int] = field(default_factory=set)  # steps whose expected error rolled them back
+    rows: dict[int, int] = field(default_factory=dict)  # per step: rows affected or returned
 
     def ready(self, plan: Plan, step: AnyStep) -> AnyStep:
         """The step with what it refers to written in, just before it is sent."""
@@ -71,17 +73,31 @@ def run_plan(
     *,
     pipeline: bool = True,
     values: Mapping[str, object] | None = None,
+    record: Record | None = None,
 ) -> Ledger:
     """Run every step; return the ledger of what the server confirmed. The first failure raises
     StepFailed (RunInterrupted for Ctrl-C or SIGTERM) after rolling back what it opened; its
     `ledger` says what committed, what did not, and what is in doubt.
 
     With `pipeline`, consecutive steps that need nothing from each other go in one round trip;
-    the output and the outcome are the same either way."""
+    the output and the outcome are the same either way.
+
+    With `record`, its statement runs in the same transaction as the last step where it can
+    (a `once` plan's history entry: see Record)."""
     ledger = Ledger(plan)
+    state = _Vars(dict(values or {}), captured=ledger.captured, rows=ledger.rows)
     try:
-        _run_all(plan, con, out, ledger, pipeline=pipeline, state=_Vars(dict(values or {})))
+        _run_all(
+            plan,
+            con,
+            out,
+            ledger,
+            pipeline=pipeline,
+            state=state,
+            record=record,
+        )
     except StepFailed as failure:
+        failure.ledger = ledger
         failure.ledger_lines = ledger.lines()
         failure.in_doubt = ledger.in_doubt
         if failure.in_doubt and not isinstance(failure, RunInterrupted):
@@ -90,16 +106,58 @@ def run_plan(
     return ledger
 
 
+@dataclass(frozen=True)
+class Record:
+    """A statement that records the plan's success: run in the same transaction as its last
+    step where that transaction is one sqlplan can join ("inside": the plan's own block, which
+    the last step commits; "wrapped": a last step of plain statements, put between BEGIN and
+    COMMIT with it), else in a transaction of its own just after it ("after")."""
+
+    sql: str
+    params: tuple[object, ...]
+    look: str  # a query that tells whether it was recorded, for a report in doubt
+
+
+def _record_mode(step: AnyStep, status: bytes) -> str:
+    if status == b"T" and any(closes_block(s) for s in step.statements):
+        return "inside"
+    if status == b"I" and all(turns.plain(s) for s in step.statements):
+        return "wrapped"
+    return "after"
+
+
+def _units(plan: Plan, pipeline: bool, last_alone: bool) -> list[tuple[AnyStep, ...]]:
+    units: list[tuple[AnyStep, ...]] = (
+        list(turns.groups(plan.steps)) if pipeline else [(s,) for s in plan.steps]
+    )
+    if last_alone and units and len(units[-1]) > 1:
+        units[-1:] = [units[-1][:-1], units[-1][-1:]]
+    return units
+
+
 def _run_all(
-    plan: Plan, con: Any, out: Output, ledger: Ledger, *, pipeline: bool, state: _Vars
+    plan: Plan,
+    con: Any,
+    out: Output,
+    ledger: Ledger,
+    *,
+    pipeline: bool,
+    state: _Vars,
+    record: Record | None = None,
 ) -> None:
     if plan.on_connect:
         out.line(_render(plan.on_connect, {}))
     opened_by: AnyStep | None = None  # the step that left a transaction block open
-    for group in turns.groups(plan.steps) if pipeline else ((s,) for s in plan.steps):
+    mode: str | None = None
+    for group in _units(plan, pipeline, last_alone=record is not None):
         group = tuple(state.ready(plan, step) for step in group)  # noqa: PLW2901
         _stop_if_asked(group[0], ledger)
+        if record is not None and group[-1].number == plan.steps[-1].number:
+            mode = _record_mode(group[0], wire.transaction_status(con))
+            if mode != "after":
+                _send_record(con, group[0], record, ledger, begin=mode == "wrapped")
         before = wire.transaction_status(con)
+        started = time.perf_counter()
         ledger.running = group[0].number
         wire.track(con)  # what the server answers from here on belongs to this unit
         try:
@@ -109,7 +167,7 @@ def _run_all(
                 finally:
                     _report_warnings(group[0], _take(con.notices), out)
             else:
-                _run_group(plan, group, con, out, ledger)
+                _run_group(plan, group, con, out, ledger, state=state)
         except wire.ConnectionLost as lost:
             running = _settle_lost(ledger, group, before, lost.progress)
             ledger.running = running.number
@@ -120,6 +178,7 @@ def _run_all(
             raise _interrupted(running, ledger, again.signum, waited=False) from None
         except StepFailed as failure:
             failed = plan.steps[failure.step - 1] if failure.step else group[0]
+            _timed(ledger, [failed], started)
             # sqlplan rolled back what the failure left open; the failed step left nothing
             ledger.settle_open(Fate.ROLLED_BACK)
             ledger.set([failed], Fate.ROLLED_BACK)
@@ -127,11 +186,17 @@ def _run_all(
             if interrupts.requested() is not None:  # the cancel we asked for, or what it caused
                 raise _interrupted(failed, ledger) from None
             raise
+        _timed(ledger, group, started)
+        if mode == "wrapped" and record is not None:
+            _commit_record(con, group[0], record, ledger)
         after = wire.transaction_status(con)
         _settle(ledger, group, after, con)
         ledger.set([s for s in group if s.number in state.undone], Fate.ROLLED_BACK)
         opened_by = (opened_by or group[-1]) if after != b"I" else None
     ledger.running = None
+    if mode == "after" and opened_by is None:
+        assert record is not None
+        _record_after(con, plan.steps[-1], record)
     if opened_by is None:
         _stop_if_asked(None, ledger)  # the last step ran despite a stop asked for during it
     if opened_by is not None:
@@ -143,6 +208,69 @@ def _run_all(
             f"{opened_by.label} opened a transaction that no later step committed; "
             "it was rolled back (end the plan with a COMMIT)",
         )
+
+
+def _timed(ledger: Ledger, group: Sequence[AnyStep], started: float) -> None:
+    for step in group:
+        ledger.seconds[step.number] = time.perf_counter() - started
+        if len(group) > 1:
+            ledger.shared.add(step.number)
+
+
+def _send_record(con: Any, step: AnyStep, record: Record, ledger: Ledger, *, begin: bool) -> None:
+    """The record, before the last step, in the transaction that step commits."""
+    wire.track(con)
+    try:
+        wire.extended(con, record.sql, [record.params], before="BEGIN" if begin else None)
+    except wire.ServerFailure as failure:
+        _roll_back(con)
+        ledger.settle_open(Fate.ROLLED_BACK)
+        ledger.running = step.number
+        raise _step_failed(
+            step,
+            f"{step.label} was not sent: recording the plan in sqlplan.history failed: "
+            f"{failure.fields.get('M', '')} [{failure.fields.get('C', '')}]",
+            rolled_back="the open transaction was rolled back" if not begin else None,
+        ) from None
+    except wire.ConnectionLost as lost:
+        ledger.settle_open(Fate.ROLLED_BACK)
+        ledger.running = step.number
+        raise _lost(step, lost, Fate.NOT_RUN) from None
+    ledger.look[step.number] = record.look  # whether the step committed is whether it is recorded
+
+
+def _commit_record(con: Any, step: AnyStep, record: Record, ledger: Ledger) -> None:
+    """COMMIT the last step with its record: both, or neither."""
+    wire.track(con)
+    try:
+        wire.simple(con, "COMMIT")
+    except wire.ConnectionLost as lost:
+        fate = Fate.COMMITTED if "COMMIT" in lost.progress.tags else Fate.IN_DOUBT
+        ledger.set([step], fate)
+        ledger.settle_open(fate)
+        ledger.running = step.number
+        raise _lost(step, lost, fate) from None
+
+
+def _record_after(con: Any, step: AnyStep, record: Record) -> None:
+    """The record in a transaction of its own, once every step committed (the last step
+    could not share one: it ends a block it did not open, or it cannot run in a block)."""
+    wire.track(con)
+    try:
+        wire.extended(con, record.sql, [record.params])
+    except (wire.ServerFailure, wire.ConnectionLost) as failure:
+        reason = (
+            f"{failure.fields.get('M', '')} [{failure.fields.get('C', '')}]"
+            if isinstance(failure, wire.ServerFailure)
+            else f"the connection was lost ({failure}); whether it was recorded is unknown: "
+            f"look with {record.look}"
+        )
+        raise _step_failed(
+            step,
+            "every step committed, but recording the plan in sqlplan.history failed: "
+            f"{reason}. Until it is recorded, the next run runs the plan again; record it "
+            f"with {record.sql.replace('$1', str(record.params[0]))}",
+        ) from None
 
 
 def _stop_if_asked(step: AnyStep | None, ledger: Ledger) -> None:
@@ -279,9 +407,11 @@ def _lost(step: AnyStep, lost: wire.ConnectionLost, fate: Fate) -> StepFailed:
         Fate.COMMITTED: "once it had committed",
         Fate.IN_DOUBT: "after its commit was sent, before the answer came",
     }.get(fate, "before it committed")
-    return _step_failed(
+    failed = _step_failed(
         step, f"{step.label}: the connection to the server was lost {when} ({reason})"
     )
+    failed.connection_lost = True
+    return failed
 
 
 # Server messages below WARNING (NOTICE such as "table does not exist, skipping", INFO, LOG)
@@ -316,11 +446,14 @@ def _run_step(plan: Plan, step: AnyStep, con: Any, out: Output, state: _Vars) ->
             fields = _before_fields(plan, step)
             _print(out, step.before, fields)
             outcome = wire.extended(con, step.sql.text, [step.params])
+            state.rows[step.number] = max(outcome.row_count, 0)
             _print_count(out, step.after, step.after_no_rows, outcome.row_count, fields)
         elif isinstance(step, BulkInsertStep):
             _run_bulk_insert(plan, step, con, out, state)
         else:
-            _run_query(plan, step, con, out)
+            outcome = wire.extended(con, step.sql.text, [step.params], text_rows=True)
+            state.rows[step.number] = len(outcome.rows)
+            _show_query(plan, step, outcome, out)
     except wire.ServerFailure as failure:
         rolled_back = _roll_back(con)
         raise _failed(step, failure, rolled_back) from None
@@ -358,6 +491,7 @@ def _run_checked(
                 return
             raise
         count = len(outcome.rows) if isinstance(step, QueryStep) else max(outcome.row_count, 0)
+        state.rows[step.number] = count
         expectations.check(step, count, outcome.columns, outcome.rows, plan.null_text)
         taken = captures.take(step, outcome.columns, outcome.rows)
         if ours:
@@ -406,7 +540,9 @@ def _undo(con: Any, *, ours: bool, savepoint: bool) -> None:
         wire.simple(con, f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}; RELEASE SAVEPOINT {_SAVEPOINT}")
 
 
-def _run_group(plan: Plan, group: Sequence[AnyStep], con: Any, out: Output, ledger: Ledger) -> None:
+def _run_group(
+    plan: Plan, group: Sequence[AnyStep], con: Any, out: Output, ledger: Ledger, *, state: _Vars
+) -> None:
     """Steps that need nothing from each other's results, in one round trip (see turns.py)."""
     commit_each = wire.transaction_status(con) == b"I"
     pieces: list[wire.Piece] = []
@@ -450,6 +586,12 @@ def _run_group(plan: Plan, group: Sequence[AnyStep], con: Any, out: Output, ledg
             # transaction the step would have had alone: no "open transaction" to report.
             ours = commit_each and index < len(group) - 1
             raise _group_failure(step, failure, offset, rolled_back and not ours)
+        if not isinstance(step, BatchStep):
+            state.rows[step.number] = (
+                len(step_outcomes[0].rows)
+                if isinstance(step, QueryStep)
+                else max(step_outcomes[0].row_count, 0)
+            )
         _print_outcome(plan, step, step_outcomes, out)
 
 
@@ -610,6 +752,8 @@ def _run_bulk_insert(
             except wire.ServerFailure as failure:
                 _roll_back(con)
                 raise _failed(step, failure, True) from None
+    if state is not None:
+        state.rows[step.number] = count
     _print_count(out, step.after, step.after_no_rows, count, {"rows": str(rows.count)})
 
 
@@ -626,10 +770,6 @@ def _failed_row(
     index = first_row + failure.completed
     position = rows.position(index)
     return (index, position) if position is not None else None
-
-
-def _run_query(plan: Plan, step: QueryStep, con: Any, out: Output) -> None:
-    _show_query(plan, step, wire.extended(con, step.sql.text, [step.params], text_rows=True), out)
 
 
 def _show_query(plan: Plan, step: QueryStep, outcome: wire.Outcome, out: Output) -> None:

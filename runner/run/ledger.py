@@ -30,6 +30,13 @@ class Ledger:
     plan: Plan
     fates: dict[int, Fate] = field(default_factory=dict)
     running: int | None = None  # the step whose answer was awaited when the run stopped
+    look: dict[int, str] = field(default_factory=dict)  # per step: a query that settles a doubt
+    rows: dict[int, int] = field(
+        default_factory=dict
+    )  # per step that ran: rows affected or returned
+    seconds: dict[int, float] = field(default_factory=dict)  # per step: its round trip's time
+    shared: set[int] = field(default_factory=set)  # steps that shared a round trip with others
+    captured: dict[str, object] = field(default_factory=dict)  # vars the steps captured
 
     def __post_init__(self) -> None:
         self.fates = {s.number: Fate.NOT_RUN for s in self.plan.steps}
@@ -63,7 +70,9 @@ class Ledger:
                 continue
             if fate is Fate.IN_DOUBT:
                 for step in steps:
-                    lines.append(f"  in doubt: {_name(step)}: {_doubt(step)}")
+                    lines.append(
+                        f"  in doubt: {_name(step)}: {_doubt(step, self.look.get(step.number))}"
+                    )
             else:
                 lines.append(f"  {fate.value}: " + ", ".join(_name(s) for s in steps))
         return lines
@@ -74,13 +83,14 @@ def _name(step: AnyStep) -> str:
     return f"step {step.number}{named} ({step.position})"
 
 
-def _doubt(step: AnyStep) -> str:
+def _doubt(step: AnyStep, look: str | None = None) -> str:
     checks = list(_checks(step.statements))
-    how = (
-        "see whether its changes are there, e.g. " + "; ".join(checks)
-        if checks
-        else "see whether its changes are there"
-    )
+    if look is not None:
+        how = f"look with {look} ('succeeded': it committed; 'running': it did not)"
+    elif checks:
+        how = "see whether its changes are there, e.g. " + "; ".join(checks)
+    else:
+        how = "see whether its changes are there"
     return (
         "its commit was sent, but the connection broke before the server's answer came, so it "
         f"may or may not have committed; before running the plan again, {how}"

@@ -1,0 +1,269 @@
+"""What a `run` did, for machines: one JSON document (schemas/run-report.schema.json), GitHub
+workflow commands, JUnit XML (a test case per step) and a Markdown summary. All are built
+from the same results: each plan's outcome, and its ledger of what the server confirmed."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from xml.sax.saxutils import escape, quoteattr
+
+from .errors import ExitCode, SqlPlanError, StepFailed
+from .plan.model import AnyStep, BatchStep, BulkInsertStep, ExecuteStep, Plan
+
+RUN_FORMATS = ("text", "json", "github")
+
+_KINDS = {BatchStep: "batch", ExecuteStep: "execute", BulkInsertStep: "bulk_insert"}
+
+
+@dataclass
+class PlanResult:
+    """One plan of a run: ok, failed, skipped (applied before), refused, or not run."""
+
+    plan: Plan
+    status: str = "not run"
+    seconds: float | None = None
+    ledger: Any = None  # run.ledger.Ledger, once it ran
+    failure: SqlPlanError | None = None
+    skipped: str | None = None  # why: when it was applied
+    output: list[str] = field(default_factory=list)  # the plan's own lines
+
+
+def kind(step: AnyStep) -> str:
+    return _KINDS.get(type(step), "query")
+
+
+def _step(result: PlanResult, step: AnyStep) -> dict[str, object]:
+    ledger = result.ledger
+    fate = ledger.fates.get(step.number) if ledger is not None else None
+    status = "not run" if fate is None else fate.value
+    if status == "open":
+        status = "rolled back"  # a block no step ended dies with the connection
+    failure = result.failure
+    failed_here = isinstance(failure, StepFailed) and failure.step == step.number
+    item: dict[str, object] = {
+        "number": step.number,
+        "name": step.name,
+        "kind": kind(step),
+        "line": step.position.line,
+        "column": step.position.column,
+        "status": status,
+        "rows": ledger.rows.get(step.number) if ledger is not None else None,
+        "duration_ms": _ms(ledger.seconds.get(step.number)) if ledger is not None else None,
+        "shared_round_trip": bool(ledger is not None and step.number in ledger.shared),
+    }
+    if step.captures:
+        captured = ledger.captured if ledger is not None and status != "not run" else {}
+        item["captures"] = {c.var: _jsonable(captured.get(c.var)) for c in step.captures}
+    if step.expect is not None:
+        if failed_here:
+            held: bool | None = False
+        elif status in ("committed", "rolled back") and not (
+            ledger is not None and ledger.running == step.number
+        ):
+            held = True
+        else:
+            held = None
+        item["expect"] = {"held": held}
+    return item
+
+
+def _jsonable(value: object) -> object:
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return str(value)
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 3)
+
+
+def _error(failure: SqlPlanError | None) -> dict[str, object] | None:
+    if failure is None:
+        return None
+    error: dict[str, object] = {"message": failure.message, "exit_code": int(failure.exit_code)}
+    position = getattr(failure, "position", None)
+    if isinstance(failure, StepFailed):
+        position = failure.sql_position or failure.position
+        server = failure.server
+        error.update(
+            {
+                "step": failure.step,
+                "sqlstate": server.sqlstate if server else None,
+                "detail": server.detail if server else None,
+                "hint": server.hint if server else None,
+                "difference": list(failure.difference),
+                "in_doubt": failure.in_doubt,
+            }
+        )
+    if position is not None:
+        error.update({"path": position.path, "line": position.line, "column": position.column})
+    row = failure.row_position if isinstance(failure, StepFailed) else None
+    if isinstance(failure, StepFailed) and row is not None:  # a bulk load's failing row
+        error["row"] = {
+            "number": failure.row_number,
+            "path": row.path,
+            "line": row.line,
+            "column": row.column,
+        }
+    return error
+
+
+def document(results: Sequence[PlanResult], code: ExitCode) -> dict[str, object]:
+    """The whole run, as schemas/run-report.schema.json describes it."""
+    return {
+        "version": 1,
+        "ok": code == ExitCode.OK,
+        "exit_code": int(code),
+        "plans": [
+            {
+                "path": r.plan.path,
+                "name": r.plan.name,
+                "fingerprint": r.plan.fingerprint,
+                "status": r.status,
+                "skipped": r.skipped,
+                "duration_ms": _ms(r.seconds),
+                "output": r.output,
+                "steps": [_step(r, s) for s in r.plan.steps],
+                "error": _error(r.failure),
+                "ledger": (
+                    [line.strip() for line in r.failure.ledger_lines[1:]]
+                    if isinstance(r.failure, StepFailed)
+                    else []
+                ),
+            }
+            for r in results
+        ],
+    }
+
+
+def json_text(results: Sequence[PlanResult], code: ExitCode, redact: Callable[[str], str]) -> str:
+    return redact(json.dumps(document(results, code), indent=2, ensure_ascii=False)) + "\n"
+
+
+def _github_escape(text: str, *, property: bool = False) -> str:
+    text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    if property:
+        text = text.replace(":", "%3A").replace(",", "%2C")
+    return text
+
+
+def github_lines(results: Sequence[PlanResult], redact: Callable[[str], str]) -> list[str]:
+    """Workflow commands: an error annotation on the failing step's line (or the history's
+    refusal on its plan), a notice per skipped plan."""
+    lines = []
+    for r in results:
+        error = _error(r.failure)
+        if error is not None and "line" in error:
+            at: Any = error.get("row") or error  # a failing row: its own line
+            where = (
+                f"file={_github_escape(str(at['path']), property=True)},"
+                f"line={at['line']},col={at['column']}"
+            )
+            title = _github_escape(f"sqlplan: plan {r.plan.name}", property=True)
+            message = str(error["message"])
+            if error.get("sqlstate"):
+                message += f" [{error['sqlstate']}]"
+            lines.append(f"::error {where},title={title}::{_github_escape(redact(message))}")
+        elif error is not None:
+            lines.append(f"::error title=sqlplan::{_github_escape(redact(str(error['message'])))}")
+        if r.skipped is not None:
+            lines.append(
+                f"::notice file={_github_escape(r.plan.path, property=True)},line=1::"
+                f"{_github_escape(f'plan {r.plan.name} skipped, {r.skipped}')}"
+            )
+    return lines
+
+
+def junit_xml(results: Sequence[PlanResult], redact: Callable[[str], str]) -> str:
+    """A test suite per plan, a test case per step: failure for the step that failed, error
+    for one in doubt, skipped for steps not run."""
+    suites = []
+    for r in results:
+        cases = []
+        failures = errors = skipped = 0
+        for step in r.plan.steps:
+            item = _step(r, step)
+            name = f"step {step.number}" + (f": {step.name}" if step.name else "")
+            seconds = (item["duration_ms"] or 0) / 1000  # type: ignore[operator]
+            attributes = (
+                f"name={quoteattr(name)} classname={quoteattr(r.plan.name)} "
+                f'file={quoteattr(r.plan.path)} line="{step.position.line}" time="{seconds:.3f}"'
+            )
+            body = ""
+            failure = r.failure
+            if isinstance(failure, StepFailed) and failure.step == step.number:
+                failures += 1
+                text = "\n".join([failure.message, *failure.difference, *failure.ledger_lines])
+                body = (
+                    f"<failure message={quoteattr(redact(failure.message))} "
+                    f'type="{int(failure.exit_code)}">{escape(redact(text))}</failure>'
+                )
+            elif item["status"] == "in doubt":
+                errors += 1
+                body = '<error message="in doubt: it may or may not have committed"/>'
+            elif item["status"] == "not run":
+                skipped += 1
+                why = f"skipped, {r.skipped}" if r.skipped else "not run"
+                body = f"<skipped message={quoteattr(why)}/>"
+            cases.append(f"    <testcase {attributes}>{body}</testcase>")
+        if r.failure is not None and not isinstance(r.failure, StepFailed):
+            errors += 1
+            cases.append(
+                f'    <testcase name="plan" classname={quoteattr(r.plan.name)} '
+                f'file={quoteattr(r.plan.path)} line="1"><error message='
+                f"{quoteattr(redact(r.failure.message))}/></testcase>"
+            )
+        suites.append(
+            f'  <testsuite name={quoteattr(r.plan.name)} tests="{len(cases)}" '
+            f'failures="{failures}" errors="{errors}" skipped="{skipped}" '
+            f'time="{(r.seconds or 0):.3f}" file={quoteattr(r.plan.path)}>\n'
+            + "\n".join(cases)
+            + "\n  </testsuite>"
+        )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<testsuites name="sqlplan">\n'
+        + "\n".join(suites)
+        + "\n</testsuites>\n"
+    )
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def summary_markdown(
+    results: Sequence[PlanResult], code: ExitCode, redact: Callable[[str], str]
+) -> str:
+    """For $GITHUB_STEP_SUMMARY: a table of the plans, then each failure."""
+    mark = {"ok": "✅", "failed": "❌", "refused": "⛔", "skipped": "⏭️", "not run": "⏸️"}
+    lines = [
+        f"### sqlplan run: {'ok' if code == ExitCode.OK else f'failed (exit {int(code)})'}",
+        "",
+        "| plan | status | steps | time |",
+        "| --- | --- | --- | --- |",
+    ]
+    for r in results:
+        committed = sum(f.value == "committed" for f in r.ledger.fates.values()) if r.ledger else 0
+        status = r.status + (f", {r.skipped}" if r.skipped else "")
+        time = f"{r.seconds * 1000:.0f} ms" if r.seconds is not None else ""
+        lines.append(
+            f"| `{_cell(r.plan.path)}` ({_cell(r.plan.name)}) | {mark.get(r.status, '')} "
+            f"{_cell(status)} | {committed}/{len(r.plan.steps)} committed | {time} |"
+        )
+    for r in results:
+        if r.failure is None:
+            continue
+        lines += ["", f"#### {_cell(r.plan.name)}", "", "```"]
+        if isinstance(r.failure, StepFailed):
+            from .output import step_failure_text
+
+            lines.append(redact(step_failure_text(r.failure)))
+        else:
+            lines.append(redact(r.failure.message))
+        lines.append("```")
+    return "\n".join(lines) + "\n"
