@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import os
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
@@ -21,6 +22,8 @@ from .output import CHECK_FORMATS, SHOW_FORMATS
 if TYPE_CHECKING:
     from .connect.target import Target
     from .errors import Position
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 _data_dir_option = click.option(
     "--data-dir",
@@ -33,7 +36,9 @@ _pg_version_option = click.option(
     help="The PostgreSQL major version the lock and rewrite rules assume [default: the plan's postgres:, else 18].",
 )
 _database_url_option = click.option(
-    "--database-url", metavar="URL", help="PostgreSQL URL; overrides DATABASE_URL and .env."
+    "--database-url",
+    metavar="URL",
+    help="PostgreSQL URL; overrides DATABASE_URL and .env; without any, the embedded server. [env: DATABASE_URL]",
 )
 
 
@@ -52,6 +57,27 @@ _vars_option = click.option(
     type=click.Path(dir_okay=False),
     help="A YAML file of var values (repeatable); --var wins over it, and it over the environment.",
 )
+
+
+def _teach(examples: list[str], codes: list[tuple[int, str]]) -> Callable[[F], F]:
+    """End a command's help with examples and the exit codes it can return (click keeps a
+    paragraph that starts with \\b as written)."""
+
+    def add(function: F) -> F:
+        lines = ["", "Examples:", "", "\b", *(f"  {e}" for e in examples), "", "Exit codes:", ""]
+        lines += ["\b", *(f"  {code:<3} {meaning}" for code, meaning in codes)]
+        doc = inspect.cleandoc(function.__doc__ or "")
+        function.__doc__ = doc + "\n" + "\n".join(lines)
+        return function
+
+    return add
+
+
+_CONNECT_CODES = [
+    (4, "configuration error (a malformed URL, an unknown parameter)"),
+    (5, "cannot connect"),
+]
+
 
 # The texts of secret vars' values: replaced by **** in anything sqlplan prints.
 _secrets: list[str] = []
@@ -294,6 +320,27 @@ _connect_timeout_option = click.option(
 )
 @_var_option
 @_vars_option
+@_teach(
+    [
+        "sqlplan run plans/create_table.yaml",
+        "sqlplan run migrations/ --var region=eu --format github --junit junit.xml",
+        "sqlplan run --dry-run plans/update_data.yaml",
+    ],
+    [
+        (0, "every plan ran, or was skipped as applied"),
+        (1, "a step failed; what it opened was rolled back"),
+        (2, "usage error"),
+        (3, "a plan or a var's value is invalid; nothing was sent"),
+        (4, "configuration error (a malformed URL, an unknown parameter)"),
+        (5, "cannot connect"),
+        (6, "in doubt: the connection broke before a commit's answer"),
+        (7, "an expectation did not hold"),
+        (8, "a once plan's history refuses it (changed, or claimed)"),
+        (70, "a bug in sqlplan"),
+        (130, "Ctrl-C"),
+        (143, "SIGTERM"),
+    ],
+)
 def run(
     *,
     paths: tuple[str, ...],
@@ -574,6 +621,17 @@ def _close_quietly(con: Any) -> None:
 )
 @click.option("--strict", is_flag=True, help="Warnings fail the check too.")
 @_pg_version_option
+@_teach(
+    [
+        "sqlplan check",
+        "sqlplan check plans/ migrations/add_index.yaml --strict --format github",
+    ],
+    [
+        (0, "no problems"),
+        (1, "problems found (errors; with --strict, warnings too)"),
+        (2, "usage error"),
+    ],
+)
 def check(paths: tuple[str, ...], report_format: str, strict: bool, pg_version: int | None) -> None:
     """Check plans without connecting to any database.
 
@@ -624,6 +682,17 @@ def check(paths: tuple[str, ...], report_format: str, strict: bool, pg_version: 
 @_pg_version_option
 @_var_option
 @_vars_option
+@_teach(
+    [
+        "sqlplan show plans/update_data.yaml",
+        "sqlplan show plans/examples/vars.yaml --var year=1965 --var title=Dune --format markdown",
+    ],
+    [
+        (0, "shown"),
+        (2, "usage error"),
+        (3, "the plan or a var's value is invalid"),
+    ],
+)
 def show(
     plan_file: str,
     show_format: str,
@@ -681,6 +750,20 @@ def show(
 @_pg_version_option
 @_var_option
 @_vars_option
+@_teach(
+    [
+        "sqlplan rehearse migrations/002_add_column.yaml",
+        "sqlplan rehearse migrations/002_add_column.yaml --format markdown --lock-timeout 2s",
+    ],
+    [
+        (0, "every statement ran"),
+        (1, "one failed or would wait for a lock (with --strict: findings too)"),
+        (2, "usage error"),
+        (3, "invalid plan"),
+        (4, "configuration error"),
+        (5, "cannot connect"),
+    ],
+)
 def rehearse(
     *,
     var: tuple[str, ...],
@@ -786,6 +869,20 @@ def rehearse(
 @_data_dir_option
 @_connect_retries_option
 @_connect_timeout_option
+@_teach(
+    [
+        "sqlplan status",
+        "sqlplan status migrations/ --format json",
+    ],
+    [
+        (0, "the status was read"),
+        (2, "usage error"),
+        (3, "a plan is invalid"),
+        (4, "configuration error"),
+        (5, "cannot connect"),
+        (1, "reading sqlplan.history failed"),
+    ],
+)
 def history_status(
     *,
     paths: tuple[str, ...],
@@ -842,6 +939,14 @@ def history_status(
 
 
 @main.command()
+@_teach(
+    [
+        "sqlplan schema > plan.schema.json",
+    ],
+    [
+        (0, "printed"),
+    ],
+)
 def schema() -> None:
     """Print the plan format's JSON Schema (the file editors and CI can validate plans with)."""
     from .plan.schema import schema_text
@@ -861,6 +966,126 @@ def _plan_files(paths: tuple[str, ...]) -> Iterator[str]:
             yield path
 
 
+_NEW_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
+
+SKELETON = """\
+# yaml-language-server: $schema={schema}
+# {name}: say here what this plan does, for the people who review it.
+# Check it with `sqlplan check {path}`, see what it will send with `sqlplan show {path}`,
+# run it with `sqlplan run {path}`.
+sqlplan: 1
+name: {name}
+description: What this plan does, and why.
+{once}# vars:                          # values given when it runs: --var region=eu
+#   region: {{type: text, default: eu}}
+
+steps:
+  # batch: several statements, no parameters
+  - name: Create the table
+    batch: |
+      CREATE TABLE IF NOT EXISTS example_items (
+        id serial PRIMARY KEY,
+        title text NOT NULL UNIQUE
+      );
+
+  # execute: one statement; values go as $1..$n in params, never into the SQL
+  - name: Add an item
+    execute: INSERT INTO example_items (title) VALUES ($1) ON CONFLICT (title) DO NOTHING
+    params: ["First item"]
+    after: "{{count}} item added."
+    # expect: {{count: 1}}            # what must be true before it commits
+
+  # query: each row printed through a template
+  - name: List the items
+    query: SELECT id, title FROM example_items ORDER BY id
+    row: "{{id}}: {{title}}"
+"""
+
+
+@main.command()
+@click.argument("name")
+@click.option(
+    "--dir",
+    "directory",
+    default="plans",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Where to write the plan.",
+)
+@click.option(
+    "--once",
+    is_flag=True,
+    help="A plan that runs once per database (once: true), its file named with the time (YYYYMMDDHHMMSS_NAME.yaml) so that a directory runs in the order plans were made.",
+)
+@_teach(
+    [
+        "sqlplan new load-customers",
+        "sqlplan new add-email-index --once --dir migrations",
+    ],
+    [
+        (0, "written; its path is printed"),
+        (2, "NAME is not a name, or the file exists"),
+    ],
+)
+def new(name: str, directory: str, once: bool) -> None:
+    """Write a commented plan skeleton to DIR/NAME.yaml, ready to edit, check and run.
+
+    Its first line points editors at the plan format's JSON Schema: schemas/plan.schema.json
+    when the project has one above DIR, else DIR/plan.schema.json, written once (sqlplan
+    schema prints it again after an upgrade).
+    """
+    import re
+    from datetime import datetime, timezone
+
+    from .plan.schema import schema_text
+
+    if not re.fullmatch(_NEW_NAME, name):
+        _fail(
+            SqlPlanError(
+                f"{name!r} is not a plan name: use letters, digits, '-', '_' and '.', "
+                "starting with a letter or digit"
+            ),
+            ExitCode.USAGE,
+        )
+    folder = Path(directory)
+    stem = f"{datetime.now(timezone.utc):%Y%m%d%H%M%S}_{name}" if once else name
+    path = folder / f"{stem}.yaml"
+    if path.exists():
+        _fail(SqlPlanError(f"{path} already exists"), ExitCode.USAGE)
+    folder.mkdir(parents=True, exist_ok=True)
+    schema = _schema_for(folder)
+    if schema is None:
+        (folder / "plan.schema.json").write_text(schema_text())
+        _notify(f"wrote {folder / 'plan.schema.json'}, for editors")
+        schema = "plan.schema.json"
+    text = SKELETON.format(
+        schema=schema,
+        name=name,
+        path=path,
+        once="once: true                     # runs once per database: see sqlplan status\n"
+        if once
+        else "# once: true                   # a migration: run once per database\n",
+    )
+    with open(path, "x", encoding="utf-8") as file:
+        file.write(text)
+    click.echo(str(path))
+
+
+def _schema_for(folder: Path) -> str | None:
+    """The plan format's schema as a path relative to `folder`: DIR/plan.schema.json, or a
+    schemas/plan.schema.json in DIR or above it (inside the current directory)."""
+    if (folder / "plan.schema.json").is_file():
+        return "plan.schema.json"
+    here = folder.resolve()
+    top = Path.cwd().resolve()
+    for depth, parent in enumerate([here, *here.parents]):
+        if (parent / "schemas" / "plan.schema.json").is_file():
+            return "../" * depth + "schemas/plan.schema.json"
+        if parent == top:
+            break
+    return None
+
+
 @main.group()
 def db() -> None:
     """See and control the embedded PostgreSQL (used when no DATABASE_URL is set)."""
@@ -868,6 +1093,17 @@ def db() -> None:
 
 @db.command()
 @_data_dir_option
+@_teach(
+    [
+        "sqlplan db status",
+        "sqlplan db status --data-dir /tmp/project/.sqlplan",
+    ],
+    [
+        (0, "the server runs"),
+        (3, "it is stopped (as pg_ctl status says)"),
+        (4, "it was never created: no data directory (as pg_ctl status says)"),
+    ],
+)
 def status(data_dir: str | None) -> None:
     """Show whether the embedded server runs, and where its data and socket are."""
     from .connect.embedded import EmbeddedServer
@@ -884,10 +1120,28 @@ def status(data_dir: str | None) -> None:
         click.echo(f"socket: {info.socket_dir}")
     click.echo(f"log:    {info.log}")
     _note_configured_url()
+    # pg_ctl status's codes: 0 running, 3 not running, 4 no data directory
+    _exit(
+        ExitCode.OK
+        if info.running
+        else ExitCode.INVALID_PLAN
+        if info.initialised
+        else ExitCode.CONFIG
+    )
 
 
 @db.command()
 @_data_dir_option
+@_teach(
+    [
+        "sqlplan db start",
+        'psql "$(sqlplan db start)"',
+    ],
+    [
+        (0, "it runs; its URL is printed"),
+        (5, "it could not start (the error says why)"),
+    ],
+)
 def start(data_dir: str | None) -> None:
     """Start the embedded server (initialising it on first use) and print its URL."""
     from .connect.embedded import EmbeddedServer
@@ -901,6 +1155,15 @@ def start(data_dir: str | None) -> None:
 
 @db.command()
 @_data_dir_option
+@_teach(
+    [
+        "sqlplan db stop",
+    ],
+    [
+        (0, "stopped, or was not running"),
+        (5, "it could not be stopped"),
+    ],
+)
 def stop(data_dir: str | None) -> None:
     """Stop the embedded server; its data stays for the next run."""
     from .connect.embedded import EmbeddedServer
@@ -915,6 +1178,17 @@ def stop(data_dir: str | None) -> None:
 @db.command()
 @_data_dir_option
 @_database_url_option
+@_teach(
+    [
+        "sqlplan db url",
+        'psql "$(sqlplan db url)"',
+    ],
+    [
+        (0, "printed"),
+        (4, "configuration error (a malformed URL)"),
+        (5, "the embedded server could not start"),
+    ],
+)
 def url(data_dir: str | None, database_url: str | None) -> None:
     """Print the URL `sqlplan run` connects to, password masked.
 
@@ -931,6 +1205,17 @@ def url(data_dir: str | None, database_url: str | None) -> None:
 @db.command()
 @_data_dir_option
 @click.confirmation_option(prompt="Delete the embedded database and all its data?")
+@_teach(
+    [
+        "sqlplan db destroy",
+        "sqlplan db destroy --yes",
+    ],
+    [
+        (0, "deleted, or there was nothing"),
+        (1, "not confirmed"),
+        (5, "it could not be stopped or deleted"),
+    ],
+)
 def destroy(data_dir: str | None) -> None:
     """Stop the embedded server and delete its data."""
     from .connect.embedded import EmbeddedServer
