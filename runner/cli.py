@@ -791,9 +791,9 @@ def rehearse(
     """
     from .connect.connection import RetryPolicy, cancel, connect
     from .plan.cache import load_plan
+    from .plan.sqlparse import non_transactional
     from .review.rehearsal import compare, render
     from .run import interrupts
-    from .run.rehearse import non_transactional
     from .run.rehearse import rehearse as rehearse_plan
 
     try:

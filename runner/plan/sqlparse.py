@@ -188,3 +188,50 @@ def block_open_after(statements: Iterable[Statement], open_before: bool) -> bool
         elif closes_block(statement):
             open_now = False
     return open_now
+
+
+_NON_TRANSACTIONAL_KINDS = {
+    "VacuumStmt": "VACUUM",
+    "CreatedbStmt": "CREATE DATABASE",
+    "DropdbStmt": "DROP DATABASE",
+    "AlterSystemStmt": "ALTER SYSTEM",
+    "CreateTableSpaceStmt": "CREATE TABLESPACE",
+    "DropTableSpaceStmt": "DROP TABLESPACE",
+}
+
+
+def non_transactional(statement: Statement) -> str | None:
+    """The statement's name if it cannot run inside a transaction block."""
+    kind, node = statement.kind, statement.node
+    if kind in _NON_TRANSACTIONAL_KINDS:
+        if kind == "VacuumStmt" and not node.get("is_vacuumcmd"):
+            return None  # ANALYZE can
+        return _NON_TRANSACTIONAL_KINDS[kind]
+    if kind == "IndexStmt" and node.get("concurrent"):
+        return "CREATE INDEX CONCURRENTLY"
+    if kind == "DropStmt" and node.get("concurrent"):
+        return "DROP INDEX CONCURRENTLY"
+    if kind == "ReindexStmt" and any(
+        p.get("DefElem", {}).get("defname") == "concurrently" for p in node.get("params", [])
+    ):
+        return "REINDEX CONCURRENTLY"
+    if kind == "ClusterStmt" and not node.get("relation"):
+        return "CLUSTER (every table)"
+    if kind == "AlterTableStmt":
+        for item in node.get("cmds", []):
+            command = item.get("AlterTableCmd", {})
+            if command.get("subtype") == "AT_DetachPartition" and command.get("def", {}).get(
+                "PartitionCmd", {}
+            ).get("concurrent"):
+                return "DETACH PARTITION CONCURRENTLY"
+    return None
+
+
+def runs_in_a_block(statements: Iterable[Statement]) -> bool:
+    """Whether sqlplan may put these statements between a BEGIN and a COMMIT of its own (to
+    give them SET LOCAL settings, or commit a record with them): none ends or opens a
+    transaction, and each can run inside a block. CALL is left out: a procedure may COMMIT."""
+    return all(
+        s.kind not in ("TransactionStmt", "CallStmt") and non_transactional(s) is None
+        for s in statements
+    )

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..errors import Diagnostic
 from ..plan.model import BULK_CHUNK_ROWS, AnyStep, BatchStep, BulkInsertStep, Plan
-from ..plan.sqlparse import Statement, closes_block, opens_block
+from ..plan.sqlparse import Statement, closes_block, non_transactional, opens_block
 from .locks import KEEPS_TABLE, NEWEST, RULES, Context, Finding, findings, locks, note
 
 # The codes a step can silence with `allow:`; the schema's warningCode lists the same.
@@ -185,38 +185,12 @@ def _statement_warnings(statement: Statement, in_block: bool) -> Iterator[tuple[
     elif kind == "UpdateStmt" and "whereClause" not in node:
         yield "update-without-where", "UPDATE without WHERE changes every row"
     if in_block:
-        name = _outside_transactions_only(statement)
+        name = non_transactional(statement)
         if name:
             yield (
                 "no-transaction-block",
                 f"{name} cannot run inside a transaction block, and this step runs it in one",
             )
-
-
-def _outside_transactions_only(statement: Statement) -> str | None:
-    """The statement's name if PostgreSQL refuses to run it inside a transaction block."""
-    kind, node = statement.kind, statement.node
-    if kind == "CreatedbStmt":
-        return "CREATE DATABASE"
-    if kind == "DropdbStmt":
-        return "DROP DATABASE"
-    if kind == "VacuumStmt" and node.get("is_vacuumcmd"):
-        return "VACUUM"
-    if kind == "IndexStmt" and node.get("concurrent"):
-        return "CREATE INDEX CONCURRENTLY"
-    if kind == "DropStmt" and node.get("concurrent"):
-        return "DROP INDEX CONCURRENTLY"
-    if kind == "ReindexStmt" and "concurrently" in _defnames(node.get("params", [])):
-        return "REINDEX CONCURRENTLY"
-    if kind == "AlterSystemStmt":
-        return "ALTER SYSTEM"
-    if kind in ("CreateTableSpaceStmt", "DropTableSpaceStmt"):
-        return "CREATE TABLESPACE" if kind.startswith("Create") else "DROP TABLESPACE"
-    return None
-
-
-def _defnames(params: list[Any]) -> list[str]:
-    return [p.get("DefElem", {}).get("defname", "") for p in params if isinstance(p, dict)]
 
 
 def _names(objects: list[Any]) -> list[str]:

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..errors import ExitCode, SqlPlanError
 from ..plan.model import AnyStep, BatchStep, BulkInsertStep, ExecuteStep, Plan, QueryStep
-from ..plan.sqlparse import Statement, transaction_kind
+from ..plan.sqlparse import Statement, non_transactional, transaction_kind
 from ..plan.vars import bind_step
 from . import captures, expectations, interrupts, wire
 from .sources import BulkRows, batched
@@ -27,14 +27,6 @@ from .sources import BulkRows, batched
 _SAVEPOINT = "sqlplan_expect"
 
 # Statements PostgreSQL refuses inside a transaction block: they cannot be rehearsed.
-_NON_TRANSACTIONAL_KINDS = {
-    "VacuumStmt": "VACUUM",
-    "CreatedbStmt": "CREATE DATABASE",
-    "DropdbStmt": "DROP DATABASE",
-    "AlterSystemStmt": "ALTER SYSTEM",
-    "CreateTableSpaceStmt": "CREATE TABLESPACE",
-    "DropTableSpaceStmt": "DROP TABLESPACE",
-}
 _PG_MODES = {
     "AccessShareLock": "ACCESS SHARE",
     "RowShareLock": "ROW SHARE",
@@ -54,33 +46,6 @@ class RehearsalError(SqlPlanError):
 
 class BadSetting(RehearsalError):
     exit_code = ExitCode.USAGE
-
-
-def non_transactional(statement: Statement) -> str | None:
-    """The statement's name if it cannot run inside a transaction block."""
-    kind, node = statement.kind, statement.node
-    if kind in _NON_TRANSACTIONAL_KINDS:
-        if kind == "VacuumStmt" and not node.get("is_vacuumcmd"):
-            return None  # ANALYZE can
-        return _NON_TRANSACTIONAL_KINDS[kind]
-    if kind == "IndexStmt" and node.get("concurrent"):
-        return "CREATE INDEX CONCURRENTLY"
-    if kind == "DropStmt" and node.get("concurrent"):
-        return "DROP INDEX CONCURRENTLY"
-    if kind == "ReindexStmt" and any(
-        p.get("DefElem", {}).get("defname") == "concurrently" for p in node.get("params", [])
-    ):
-        return "REINDEX CONCURRENTLY"
-    if kind == "ClusterStmt" and not node.get("relation"):
-        return "CLUSTER (every table)"
-    if kind == "AlterTableStmt":
-        for item in node.get("cmds", []):
-            command = item.get("AlterTableCmd", {})
-            if command.get("subtype") == "AT_DetachPartition" and command.get("def", {}).get(
-                "PartitionCmd", {}
-            ).get("concurrent"):
-                return "DETACH PARTITION CONCURRENTLY"
-    return None
 
 
 @dataclass
