@@ -304,6 +304,20 @@ _connect_timeout_option = click.option(
     help="Also append a Markdown summary to FILE (for example $GITHUB_STEP_SUMMARY).",
 )
 @click.option(
+    "--lock-timeout",
+    metavar="DURATION",
+    envvar="SQLPLAN_LOCK_TIMEOUT",
+    callback=lambda ctx, param, value: _duration(param, value),
+    help="The longest each step waits for a lock (5s, 500ms, 1min), as SET LOCAL in its transaction; a step's own lock_timeout wins, and this wins over the plan's. [env: SQLPLAN_LOCK_TIMEOUT]",
+)
+@click.option(
+    "--statement-timeout",
+    metavar="DURATION",
+    envvar="SQLPLAN_STATEMENT_TIMEOUT",
+    callback=lambda ctx, param, value: _duration(param, value),
+    help="The longest each statement may run, as --lock-timeout. [env: SQLPLAN_STATEMENT_TIMEOUT]",
+)
+@click.option(
     "--keep-going",
     is_flag=True,
     help="After a plan fails, run the plans after it anyway (the exit code is the first failure's).",
@@ -353,6 +367,8 @@ def run(
     keep_going: bool,
     allow_changed: bool,
     take_over: bool,
+    lock_timeout: str | None,
+    statement_timeout: str | None,
     report_format: str,
     junit_file: str | None,
     summary_file: str | None,
@@ -370,6 +386,14 @@ def run(
     from .report import PlanResult
     from .run import interrupts
 
+    settings = {
+        name: value
+        for name, value in (
+            ("lock_timeout", lock_timeout),
+            ("statement_timeout", statement_timeout),
+        )
+        if value is not None
+    }
     results: list[PlanResult] = []
     reports = _Reports(report_format, junit_file, summary_file, results)
     files = _run_files(paths)
@@ -402,6 +426,7 @@ def run(
             _run_one(
                 result, values, con, pipeline=not no_pipeline, allow_changed=allow_changed,
                 take_over=take_over, keep=result.output if report_format == "json" else None,
+                settings=settings,
             )  # fmt: skip
             failure = result.failure
             if result.status in ("ok", "failed"):
@@ -489,6 +514,28 @@ def _github_diagnostics(error: SqlPlanError) -> list[str]:
     return [f"::error title=sqlplan::{_redact(error.message)}"]
 
 
+def _duration(param: click.Parameter, value: str | None) -> str | None:
+    """A PostgreSQL duration as the plan format takes it (5s, 500ms, 1min; digits: ms)."""
+    import re
+
+    if value is None:
+        return None
+    text = value.strip()
+    if not re.fullmatch(r"[0-9]+(\.[0-9]+)?(us|ms|s|min|h|d)?", text):
+        raise click.BadParameter(
+            f"{value!r} is not a duration: write a number and a unit (us, ms, s, min, h, d), "
+            "such as 5s, 500ms or 1min",
+            param=param,
+        )
+    from .plan.steps import duration_problem
+
+    text = text if not text.isdigit() else f"{text}ms"
+    problem = duration_problem(text)
+    if problem is not None:
+        raise click.BadParameter(problem, param=param)
+    return text
+
+
 def _announce(plan: Any) -> None:
     click.echo(f"sqlplan: plan {plan.name}, fingerprint {plan.short_fingerprint}", err=True)
 
@@ -557,6 +604,7 @@ def _run_one(
     allow_changed: bool,
     take_over: bool,
     keep: list[str] | None,
+    settings: dict[str, str],
 ) -> None:
     """Run one plan; its PlanResult says what happened."""
     from .errors import HistoryRefused
@@ -581,7 +629,9 @@ def _run_one(
                 look=f"SELECT outcome FROM sqlplan.history WHERE id = {claim.id}",
             )
         out = _StdoutLines(keep)
-        result.ledger = run_plan(plan, con, out, pipeline=pipeline, values=values, record=record)
+        result.ledger = run_plan(
+            plan, con, out, pipeline=pipeline, values=values, record=record, settings=settings
+        )
         result.status = "ok"
     except HistoryRefused as refused:
         result.status, result.failure = "refused", refused

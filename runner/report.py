@@ -54,6 +54,8 @@ def _step(result: PlanResult, step: AnyStep) -> dict[str, object]:
         "duration_ms": _ms(ledger.seconds.get(step.number)) if ledger is not None else None,
         "shared_round_trip": bool(ledger is not None and step.number in ledger.shared),
     }
+    if ledger is not None and step.number in ledger.attempts:
+        item["attempts"] = ledger.attempts[step.number]  # its retry ran it more than once
     if step.captures:
         captured = ledger.captured if ledger is not None and status != "not run" else {}
         item["captures"] = {c.var: _jsonable(captured.get(c.var)) for c in step.captures}

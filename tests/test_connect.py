@@ -590,3 +590,30 @@ def test_a_once_plan_is_claimed_and_recorded_through_a_transaction_pooler(
         assert con.run("SELECT count(*) FROM pooled_once") == [[1]]
     finally:
         con.close()
+
+
+def test_timeouts_hold_through_a_transaction_pooler_and_leak_to_no_one(
+    cli: Cli, pooler: Pooler
+) -> None:
+    """SET LOCAL inside each step's transaction: the pooler keeps the transaction on one server
+    connection, and the setting ends with it, so no other client of that connection gets it."""
+    url = f"postgresql://trusty@127.0.0.1:{pooler.port}/pooled?sslmode=disable"
+    show = (
+        "  - query: SELECT current_setting('lock_timeout') AS l, "
+        "current_setting('statement_timeout') AS s\n    row: '{l} {s}'\n"
+    )
+    cli.write(
+        "timeouts.yaml",
+        "sqlplan: 1\nname: pooled-timeouts\nlock_timeout: 1500ms\nstatement_timeout: 1min\n"
+        "steps:\n" + show + "  - batch: CREATE TABLE IF NOT EXISTS pooled_t (n int)\n" + show,
+    )
+    result = cli("run", "timeouts.yaml", "--no-pipeline", env={"DATABASE_URL": url})
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert result.stdout == "1500ms 1min\n1500ms 1min\n"
+    con = connect(parse_target(url))
+    try:
+        assert con.run(
+            "SELECT current_setting('lock_timeout'), current_setting('statement_timeout')"
+        ) == [["0", "0"]]
+    finally:
+        con.close()

@@ -47,6 +47,7 @@ from .model import (
     Message,
     Plan,
     QueryStep,
+    Retry,
     RowPositions,
     SourceText,
     Use,
@@ -57,7 +58,7 @@ from .sqlparse import Statement
 from .templates import Field, Template
 from .values import Number
 
-FORMAT = 7  # of an entry; bumped when the encoding changes
+FORMAT = 8  # of an entry; bumped when the encoding changes
 _PARSERS = ("yaml", "jsonschema", "pglast")
 _CLASSES: dict[str, type[Any]] = {
     c.__name__: c
@@ -80,6 +81,7 @@ _CLASSES: dict[str, type[Any]] = {
         Var,
         Capture,
         Expect,
+        Retry,
     )
 }
 

@@ -143,6 +143,16 @@ class Expect:
 
 
 @dataclass(frozen=True)
+class Retry:
+    """Run a step again when its transaction fails on a lock timeout, deadlock or
+    serialization failure: `attempts` in all, waiting `backoff` seconds, doubled each time."""
+
+    attempts: int
+    backoff: float
+    position: Position
+
+
+@dataclass(frozen=True)
 class Step:
     number: int  # 1-based, in plan order
     name: str | None
@@ -155,6 +165,10 @@ class Step:
     uses: tuple[Use, ...] = field(default=(), kw_only=True)  # its values that refer to vars
     captures: tuple[Capture, ...] = field(default=(), kw_only=True)  # vars it takes from its rows
     expect: Expect | None = field(default=None, kw_only=True)
+    # (name, value) of lock_timeout and statement_timeout, SET LOCAL in its transaction: the
+    # step's own when validated; the ones in force (plan, --lock-timeout) once bound to a run
+    settings: tuple[tuple[str, str], ...] = field(default=(), kw_only=True)
+    retry: Retry | None = field(default=None, kw_only=True)
 
     @property
     def label(self) -> str:
@@ -208,6 +222,7 @@ class Plan:
     postgres: int | None = None  # the major version the plan declares it runs on
     vars: tuple[Var, ...] = ()
     once: bool = False  # recorded in sqlplan.history when it succeeds; skipped once recorded
+    settings: tuple[tuple[str, str], ...] = ()  # lock_timeout, statement_timeout for every step
 
     @property
     def short_fingerprint(self) -> str:

@@ -181,6 +181,14 @@ class _Reporter(Checker):
                 "type",
             )
             return
+        if validator == "pattern" and "us|ms|s|min|h|d" in str(rule):
+            self.add(
+                where,
+                f"{subject} must be a duration such as 500ms, 5s or 1min (a number and a unit: "
+                f"us, ms, s, min, h, d; or an integer of milliseconds), not {_shown(instance)}",
+                "value",
+            )
+            return
         if validator == "const":
             self.add(where, f"{subject} must be {rule!r}, not {_shown(instance)}", "value")
             return

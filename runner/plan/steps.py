@@ -4,8 +4,9 @@ values a column's input function cannot be given, and SQL that is psql's rather 
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,9 @@ from .model import (
     ExecuteStep,
     Expect,
     Message,
+    Plan,
     QueryStep,
+    Retry,
     RowPositions,
     SourceText,
     Use,
@@ -31,6 +34,32 @@ from .values import value_problems
 from .vars import references, uses_in
 
 Add = Callable[[Position, str, str], None]
+
+SETTINGS = ("lock_timeout", "statement_timeout")  # what a plan or a step may SET LOCAL
+_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def duration(value: object) -> str:
+    """A schema-valid duration as PostgreSQL reads it: a bare integer is milliseconds."""
+    return f"{value}ms" if type(value) is int else str(value)
+
+
+MAX_MS = 2**31 - 1  # the largest lock_timeout and statement_timeout PostgreSQL takes
+
+
+def duration_problem(text: str) -> str | None:
+    """Why PostgreSQL would refuse a (well-formed) duration as a timeout, if it would."""
+    if seconds(text) * 1000 > MAX_MS + 0.5:
+        return f"{text} is longer than PostgreSQL allows for a timeout (at most {MAX_MS}ms, about 24 days)"
+    return None
+
+
+def seconds(text: str) -> float:
+    """A duration's length in seconds."""
+    match = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)(us|ms|s|min|h|d)?", text)
+    if match is None:
+        return 1.0
+    return float(match.group(1)) * _UNITS[match.group(2) or "ms"]
 
 
 class StepBuilder(Checker):
@@ -89,6 +118,41 @@ class StepBuilder(Checker):
             ordered=spec.get("ordered", True) is not False,
             error=spec.get("error") if isinstance(spec.get("error"), str) else None,
         )
+
+    def settings(
+        self, node: Map, raw: dict[str, Any], statements: Any
+    ) -> tuple[tuple[str, str], ...]:
+        """lock_timeout and statement_timeout: SET LOCAL inside the step's transaction, so
+        only for statements that can run in one; and retry, likewise."""
+        found = tuple((name, duration(raw[name])) for name in SETTINGS if name in raw)
+        for name, value in found:
+            problem = duration_problem(value)
+            value_node = node.value(name)
+            if problem is not None:
+                self.add(
+                    self.at(value_node.start if value_node else node.start),
+                    f"{name}: {problem}",
+                    "value",
+                )
+        for name in (*(n for n, _ in found), *(["retry"] if "retry" in raw else [])):
+            if not sqlparse.runs_in_a_block(statements):
+                key = node.key(name)
+                self.add(
+                    self.at(key.start if key else node.start),
+                    f"{name} needs a transaction to hold it (SET LOCAL, a rollback to retry "
+                    "from), and this step's SQL cannot run in one sqlplan opens: it ends or "
+                    "opens a block, or runs outside any (CONCURRENTLY, VACUUM, CALL, ...)",
+                    "setting-outside-transaction",
+                )
+        return found
+
+    def retry(self, node: Map, raw: dict[str, Any]) -> Retry | None:
+        spec = raw.get("retry")
+        key = node.key("retry")
+        if not isinstance(spec, dict) or key is None or not isinstance(spec.get("attempts"), int):
+            return None
+        backoff = seconds(duration(spec.get("backoff", "1s")))
+        return Retry(spec["attempts"], backoff, self.at(key.start))
 
     def captures(
         self, index: int, raw: dict[str, Any], facts: sqlparse.ParsedSql
@@ -190,6 +254,8 @@ class StepBuilder(Checker):
         if not facts.statements:
             self.add(sql.position, "the SQL holds no statement", "no-statement")
             return None
+        common["settings"] = self.settings(node, raw, facts.statements)
+        common["retry"] = self.retry(node, raw)
         self.check_client_side(sql, facts)
         params_fields = templates.param_fields(facts.highest_placeholder)
 
@@ -562,3 +628,24 @@ def _returns_rows(statement: sqlparse.Statement) -> bool:
     return statement.kind == "SelectStmt" or bool(
         node.get("returningList") or node.get("returningClause")
     )
+
+
+def in_force(plan: Plan, overrides: Mapping[str, str]) -> Plan:
+    """The plan with each step's settings those in force for it: its own, else `overrides`
+    (--lock-timeout, ...), else the plan's; none for a step that cannot run in a block."""
+    base = {**dict(plan.settings), **overrides}
+    if not base:
+        return plan
+    order = {name: index for index, name in enumerate(SETTINGS)}
+    steps = tuple(
+        dataclasses.replace(
+            s,
+            settings=tuple(
+                sorted({**base, **dict(s.settings)}.items(), key=lambda item: order[item[0]])
+            ),
+        )
+        if sqlparse.runs_in_a_block(s.statements)
+        else s
+        for s in plan.steps
+    )
+    return dataclasses.replace(plan, steps=steps)

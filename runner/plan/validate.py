@@ -19,7 +19,8 @@ from .document import Document, Map, Problem, Seq, compose, diagnostic
 from .model import AnyStep, Message, Plan, Var
 from .schema_errors import check_schema
 from .source import decode_plan, read_plan
-from .steps import StepBuilder
+from .sqlparse import closes_block, opens_block
+from .steps import SETTINGS, StepBuilder, duration, duration_problem
 from .values import fingerprint_json
 from .vars import VarValueError, from_yaml
 
@@ -102,6 +103,10 @@ def _build(
                 steps.append(step)
                 # what a step captures, the steps after it may use
                 builder.var_names = (*builder.var_names, *(c.var for c in step.captures))
+    _retries_outside_blocks(steps, add)
+    for setting in SETTINGS:
+        if setting in data and (problem := duration_problem(duration(data[setting]))):
+            add(document.position(document.offset_at([setting])), f"{setting}: {problem}", "value")
     name = data.get("name")
     description = data.get("description")
     if not isinstance(name, str) or not isinstance(null_text, str):
@@ -117,6 +122,7 @@ def _build(
         postgres=data["postgres"] if isinstance(data.get("postgres"), int) else None,
         vars=declared,
         once=data.get("once") is True,
+        settings=tuple((n, duration(data[n])) for n in SETTINGS if n in data),
     )
 
 
@@ -152,3 +158,22 @@ def _vars(document: Document, add: Any) -> tuple[Var, ...]:
                 add(where, f"the default of var {name!r}: {e}", "var-type")
         declared.append(var)
     return tuple(declared)
+
+
+def _retries_outside_blocks(steps: list[AnyStep], add: Any) -> None:
+    """A retry runs a step again from its own start: not inside a block an earlier step
+    opened, whose statements before it the failure rolled back too."""
+    opened_by: int | None = None
+    for step in steps:
+        if step.retry is not None and opened_by is not None:
+            add(
+                step.retry.position,
+                f"retry cannot run a step again inside the transaction block step {opened_by} "
+                "opened: the failure rolls back the whole block",
+                "retry-in-block",
+            )
+        for statement in step.statements:
+            if opens_block(statement) and opened_by is None:
+                opened_by = step.number
+            elif closes_block(statement):
+                opened_by = None

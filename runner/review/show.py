@@ -16,6 +16,7 @@ from ..plan.model import (
     Var,
 )
 from ..plan.sqlparse import parse
+from ..plan.steps import in_force
 from ..plan.values import Secret, literal
 from ..run.turns import groups
 from .locks import NEWEST, locks
@@ -52,6 +53,7 @@ def render(plan: Plan, format: str, version: int | None = None) -> str:
         for step in group:
             trips[step.number] = shared if len(group) > 1 else "its own"
     version = version or plan.postgres or NEWEST
+    plan = in_force(plan, {})  # the plan's settings, as each step gets them
     held: dict[int, list[str]] = {}
     for step, _, finding in lock_findings(plan, version):
         if finding.code == "held-lock":  # what runs under it, without the advice
@@ -70,6 +72,7 @@ def render(plan: Plan, format: str, version: int | None = None) -> str:
             taken = f"every row's {capture.column}, as a list" if capture.all else capture.column
             notes[step.number].append(f"captures {capture.var} = {taken}")
             captured_by[capture.var] = step.number
+        notes[step.number] += _checks_and_settings(step)
     views = [
         _view(
             plan,
@@ -83,6 +86,42 @@ def render(plan: Plan, format: str, version: int | None = None) -> str:
         for t in transactions(plan)
     ]
     return _markdown(plan, views) if format == "markdown" else _text(plan, views)
+
+
+def _checks_and_settings(step: AnyStep) -> list[str]:
+    """One line each: what the step expects, the settings in force for it, its retry."""
+    lines = []
+    expect = step.expect
+    if expect is not None:
+        if expect.error is not None:
+            lines.append(f"expects to fail with {expect.error}, rolled back")
+        else:
+            what = []
+            if expect.count_min is not None or expect.count_max is not None:
+                low, high = expect.count_min, expect.count_max
+                count = (
+                    str(low)
+                    if low == high
+                    else f"at least {low}"
+                    if high is None
+                    else f"at most {high}"
+                    if low is None
+                    else f"{low} to {high}"
+                )
+                what.append(f"{count} row{'' if count == '1' else 's'}")
+            if expect.rows is not None:
+                order = "in order" if expect.ordered else "in any order"
+                what.append(f"{len(expect.rows)} given rows, {order}")
+            lines.append(f"expects {', '.join(what)}, checked before it commits")
+    if step.settings:
+        values = ", ".join(f"{name} {value}" for name, value in step.settings)
+        lines.append(f"sets {values} (SET LOCAL, in its transaction)")
+    if step.retry is not None:
+        lines.append(
+            f"retries: {step.retry.attempts} attempts in all on a lock timeout, deadlock or "
+            f"serialization failure, waiting {step.retry.backoff:g}s, doubled each time"
+        )
+    return lines
 
 
 def _view(

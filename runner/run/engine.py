@@ -31,7 +31,8 @@ from ..plan.model import (
     Plan,
     QueryStep,
 )
-from ..plan.sqlparse import block_open_after, closes_block
+from ..plan.sqlparse import block_open_after, closes_block, runs_in_a_block
+from ..plan.steps import in_force
 from ..plan.templates import param_values
 from ..plan.vars import bind_step
 from . import captures, expectations, interrupts, turns, wire
@@ -58,6 +59,9 @@ class _Vars:
     captured: dict[str, object] = field(default_factory=dict)
     undone: set[int] = field(default_factory=set)  # steps whose expected error rolled them back
     rows: dict[int, int] = field(default_factory=dict)  # per step: rows affected or returned
+    local: set[str] = field(default_factory=set)  # settings SET LOCAL in the plan's open block
+    extra: dict[int, int] = field(default_factory=dict)  # per step: sqlplan's own answers in a run
+    record_after: bool = False  # the last step could not take the record: it goes after it
 
     def ready(self, plan: Plan, step: AnyStep) -> AnyStep:
         """The step with what it refers to written in, just before it is sent."""
@@ -74,6 +78,7 @@ def run_plan(
     pipeline: bool = True,
     values: Mapping[str, object] | None = None,
     record: Record | None = None,
+    settings: Mapping[str, str] | None = None,
 ) -> Ledger:
     """Run every step; return the ledger of what the server confirmed. The first failure raises
     StepFailed (RunInterrupted for Ctrl-C or SIGTERM) after rolling back what it opened; its
@@ -83,7 +88,9 @@ def run_plan(
     the output and the outcome are the same either way.
 
     With `record`, its statement runs in the same transaction as the last step where it can
-    (a `once` plan's history entry: see Record)."""
+    (a `once` plan's history entry: see Record). `settings` (--lock-timeout, ...) win over
+    the plan's and yield to a step's own."""
+    plan = in_force(plan, settings or {})
     ledger = Ledger(plan)
     state = _Vars(dict(values or {}), captured=ledger.captured, rows=ledger.rows)
     try:
@@ -121,9 +128,22 @@ class Record:
 def _record_mode(step: AnyStep, status: bytes) -> str:
     if status == b"T" and any(closes_block(s) for s in step.statements):
         return "inside"
-    if status == b"I" and all(turns.plain(s) for s in step.statements):
+    if status == b"I" and runs_in_a_block(step.statements):
         return "wrapped"
     return "after"
+
+
+def _set_local(settings: Sequence[tuple[str, str]]) -> tuple[str, tuple[object, ...]]:
+    """SET LOCAL of the settings, with the names and values as bind parameters."""
+    sql = "SELECT " + ", ".join(
+        f"set_config(${2 * i + 1}, ${2 * i + 2}, true)" for i in range(len(settings))
+    )
+    return sql, tuple(v for pair in settings for v in pair)
+
+
+def _reset_local(names: Iterable[str]) -> str:
+    """Undo earlier steps' SET LOCAL inside the plan's block, for a step without settings."""
+    return "; ".join(f"SET LOCAL {name} TO DEFAULT" for name in sorted(names))
 
 
 def _units(plan: Plan, pipeline: bool, last_alone: bool) -> list[tuple[AnyStep, ...]]:
@@ -148,53 +168,25 @@ def _run_all(
     if plan.on_connect:
         out.line(_render(plan.on_connect, {}))
     opened_by: AnyStep | None = None  # the step that left a transaction block open
-    mode: str | None = None
     for group in _units(plan, pipeline, last_alone=record is not None):
         group = tuple(state.ready(plan, step) for step in group)  # noqa: PLW2901
         _stop_if_asked(group[0], ledger)
-        if record is not None and group[-1].number == plan.steps[-1].number:
-            mode = _record_mode(group[0], wire.transaction_status(con))
-            if mode != "after":
-                _send_record(con, group[0], record, ledger, begin=mode == "wrapped")
-        before = wire.transaction_status(con)
-        started = time.perf_counter()
-        ledger.running = group[0].number
-        wire.track(con)  # what the server answers from here on belongs to this unit
-        try:
-            if len(group) == 1:
-                try:
-                    _run_step(plan, group[0], con, out, state)
-                finally:
-                    _report_warnings(group[0], _take(con.notices), out)
-            else:
-                _run_group(plan, group, con, out, ledger, state=state)
-        except wire.ConnectionLost as lost:
-            running = _settle_lost(ledger, group, before, lost.progress)
-            ledger.running = running.number
-            raise _lost(running, lost, ledger.fates[running.number]) from None
-        except interrupts.Abandoned as again:
-            # a second Ctrl-C: no waiting for the server; the closing connection rolls back
-            running = _settle_lost(ledger, group, before, wire.current(con))
-            raise _interrupted(running, ledger, again.signum, waited=False) from None
-        except StepFailed as failure:
-            failed = plan.steps[failure.step - 1] if failure.step else group[0]
-            _timed(ledger, [failed], started)
-            # sqlplan rolled back what the failure left open; the failed step left nothing
-            ledger.settle_open(Fate.ROLLED_BACK)
-            ledger.set([failed], Fate.ROLLED_BACK)
-            ledger.running = failed.number
-            if interrupts.requested() is not None:  # the cancel we asked for, or what it caused
-                raise _interrupted(failed, ledger) from None
-            raise
-        _timed(ledger, group, started)
-        if mode == "wrapped" and record is not None:
-            _commit_record(con, group[0], record, ledger)
-        after = wire.transaction_status(con)
-        _settle(ledger, group, after, con)
-        ledger.set([s for s in group if s.number in state.undone], Fate.ROLLED_BACK)
+        last = record if record is not None and group[-1].number == plan.steps[-1].number else None
+        attempt = 1
+        while True:
+            try:
+                after = _run_unit(plan, group, con, out, ledger, state=state, record=last)
+                break
+            except StepFailed as failure:
+                if not _again(con, group, failure, attempt, out):
+                    raise
+                attempt += 1
+                ledger.attempts[group[0].number] = attempt
+        if after == b"I":
+            state.local.clear()
         opened_by = (opened_by or group[-1]) if after != b"I" else None
     ledger.running = None
-    if mode == "after" and opened_by is None:
+    if state.record_after and opened_by is None:
         assert record is not None
         _record_after(con, plan.steps[-1], record)
     if opened_by is None:
@@ -217,30 +209,169 @@ def _timed(ledger: Ledger, group: Sequence[AnyStep], started: float) -> None:
             ledger.shared.add(step.number)
 
 
-def _send_record(con: Any, step: AnyStep, record: Record, ledger: Ledger, *, begin: bool) -> None:
-    """The record, before the last step, in the transaction that step commits."""
+def _run_unit(
+    plan: Plan,
+    group: tuple[AnyStep, ...],
+    con: Any,
+    out: Output,
+    ledger: Ledger,
+    *,
+    state: _Vars,
+    record: Record | None,
+) -> bytes:
+    """One step, or steps that travel together, with what sqlplan adds around them: the
+    settings in force (SET LOCAL), the record of a `once` plan with its last step, and a
+    transaction of sqlplan's own to hold them. Returns the transaction status after it."""
+    status = wire.transaction_status(con)
+    first = group[0]
+    mode = _record_mode(first, status) if record is not None else None
+    state.record_after = mode == "after"
+    ours = (
+        len(group) == 1
+        and status == b"I"
+        and runs_in_a_block(first.statements)
+        and (bool(first.settings) or mode == "wrapped")
+    )
+    if len(group) == 1:
+        _prelude(
+            con,
+            first,
+            ledger,
+            state,
+            status,
+            begin=ours,
+            record=record if mode in ("inside", "wrapped") else None,
+        )
+    before = wire.transaction_status(con)
+    started = time.perf_counter()
+    ledger.running = first.number
+    wire.track(con)  # what the server answers from here on belongs to this unit
+    try:
+        if len(group) == 1:
+            try:
+                _run_step(plan, first, con, out, state)
+            finally:
+                _report_warnings(first, _take(con.notices), out)
+        else:
+            _run_group(plan, group, con, out, ledger, state=state)
+    except wire.ConnectionLost as lost:
+        running = _settle_lost(ledger, group, before, lost.progress, state.extra)
+        ledger.running = running.number
+        raise _lost(running, lost, ledger.fates[running.number]) from None
+    except interrupts.Abandoned as again:
+        # a second Ctrl-C: no waiting for the server; the closing connection rolls back
+        running = _settle_lost(ledger, group, before, wire.current(con), state.extra)
+        raise _interrupted(running, ledger, again.signum, waited=False) from None
+    except StepFailed as failure:
+        failed = plan.steps[failure.step - 1] if failure.step else first
+        _timed(ledger, [failed], started)
+        if ours and failure.rolled_back == _OPEN_ROLLED_BACK:
+            failure.rolled_back = "its transaction was rolled back: nothing it did was kept"
+        # sqlplan rolled back what the failure left open; the failed step left nothing
+        ledger.settle_open(Fate.ROLLED_BACK)
+        ledger.set([failed], Fate.ROLLED_BACK)
+        ledger.running = failed.number
+        if interrupts.requested() is not None:  # the cancel we asked for, or what it caused
+            raise _interrupted(failed, ledger) from None
+        raise
+    _timed(ledger, group, started)
+    if ours:
+        _commit_ours(con, first, ledger)
+    after = wire.transaction_status(con)
+    _settle(ledger, group, after, con)
+    ledger.set([s for s in group if s.number in state.undone], Fate.ROLLED_BACK)
+    return after
+
+
+_OPEN_ROLLED_BACK = "the open transaction was rolled back"
+# Failures that roll back the whole transaction and may not happen again: a retry's cases.
+RETRYABLE = {
+    "55P03": "lock_timeout",
+    "40P01": "a deadlock",
+    "40001": "a serialization failure",
+}
+
+
+def _again(
+    con: Any, group: Sequence[AnyStep], failure: StepFailed, attempt: int, out: Output
+) -> bool:
+    """Whether to run the failed step again (its `retry`), after saying so and waiting."""
+    step = group[0]
+    retry = step.retry
+    code = failure.server.sqlstate if failure.server is not None else None
+    if (
+        retry is None
+        or len(group) != 1
+        or attempt >= retry.attempts
+        or code not in RETRYABLE
+        or failure.connection_lost
+        or isinstance(failure, RunInterrupted)
+        or wire.transaction_status(con) != b"I"
+    ):
+        return False
+    wait = retry.backoff * 2 ** (attempt - 1)
+    out.warning(
+        retry.position,
+        f"{step.label} failed on {RETRYABLE[code]} [{code}] (attempt {attempt} of "
+        f"{retry.attempts}), and was rolled back; running it again in {wait:g}s",
+        "retry",
+    )
+    deadline = time.monotonic() + wait
+    while (left := deadline - time.monotonic()) > 0:
+        if interrupts.requested() is not None:
+            return False  # stop asked for: the failure stands, and the run stops on it
+        time.sleep(min(left, 0.05))
+    return interrupts.requested() is None
+
+
+def _prelude(
+    con: Any,
+    step: AnyStep,
+    ledger: Ledger,
+    state: _Vars,
+    status: bytes,
+    *,
+    begin: bool,
+    record: Record | None,
+) -> None:
+    """What goes before a step, in the transaction it runs in: BEGIN (a transaction of
+    sqlplan's own), its settings as SET LOCAL, and a `once` plan's record."""
+    if not (begin or step.settings or record or (status == b"T" and state.local)):
+        return
     wire.track(con)
     try:
-        wire.extended(con, record.sql, [record.params], before="BEGIN" if begin else None)
+        if step.settings:
+            sql, params = _set_local(step.settings)
+            wire.extended(con, sql, [params], before="BEGIN" if begin else None)
+            if status == b"T":
+                state.local.update(name for name, _ in step.settings)
+        elif begin:
+            wire.simple(con, "BEGIN")
+        elif status == b"T" and state.local:
+            wire.simple(con, _reset_local(state.local))
+            state.local.clear()
+        if record is not None:
+            wire.extended(con, record.sql, [record.params])
+            ledger.look[step.number] = record.look  # whether it committed: whether it is recorded
     except wire.ServerFailure as failure:
         _roll_back(con)
         ledger.settle_open(Fate.ROLLED_BACK)
         ledger.running = step.number
+        what = "recording the plan in sqlplan.history" if record is not None else "SET LOCAL"
         raise _step_failed(
             step,
-            f"{step.label} was not sent: recording the plan in sqlplan.history failed: "
+            f"{step.label} was not sent: {what} failed: "
             f"{failure.fields.get('M', '')} [{failure.fields.get('C', '')}]",
-            rolled_back="the open transaction was rolled back" if not begin else None,
+            rolled_back=_OPEN_ROLLED_BACK if status != b"I" else None,
         ) from None
     except wire.ConnectionLost as lost:
         ledger.settle_open(Fate.ROLLED_BACK)
         ledger.running = step.number
         raise _lost(step, lost, Fate.NOT_RUN) from None
-    ledger.look[step.number] = record.look  # whether the step committed is whether it is recorded
 
 
-def _commit_record(con: Any, step: AnyStep, record: Record, ledger: Ledger) -> None:
-    """COMMIT the last step with its record: both, or neither."""
+def _commit_ours(con: Any, step: AnyStep, ledger: Ledger) -> None:
+    """COMMIT the transaction sqlplan opened for the step (with its record, if any)."""
     wire.track(con)
     try:
         wire.simple(con, "COMMIT")
@@ -321,12 +452,16 @@ def _settle(ledger: Ledger, group: Sequence[AnyStep], after: bytes, con: Any) ->
 
 
 def _settle_lost(
-    ledger: Ledger, group: Sequence[AnyStep], before: bytes, progress: wire.Progress
+    ledger: Ledger,
+    group: Sequence[AnyStep],
+    before: bytes,
+    progress: wire.Progress,
+    extra: Mapping[int, int] | None = None,
 ) -> AnyStep:
     """The connection broke during the unit: each of its steps' fate from what the server had
     confirmed. Returns the step whose answer was awaited."""
     if len(group) > 1:
-        return _settle_lost_group(ledger, group, before, progress)
+        return _settle_lost_group(ledger, group, before, progress, extra or {})
     (step,) = group
     inside = before != b"I"
     fate = _lost_fate(step, progress)
@@ -358,19 +493,25 @@ def _lost_fate(step: AnyStep, progress: wire.Progress) -> Fate:
 
 
 def _settle_lost_group(
-    ledger: Ledger, group: Sequence[AnyStep], before: bytes, progress: wire.Progress
+    ledger: Ledger,
+    group: Sequence[AnyStep],
+    before: bytes,
+    progress: wire.Progress,
+    extra: Mapping[int, int],
 ) -> AnyStep:
     if before != b"I":  # inside a block: the lost connection aborts all of it
         ledger.set(group, Fate.ROLLED_BACK)
         ledger.settle_open(Fate.ROLLED_BACK)
         return group[0]
-    # Each step but the last ends with its own COMMIT: count the answers that came.
+    # Each step but the last (and the last too, with settings) ends with its own COMMIT:
+    # count the answers that came.
     answers = len(progress.tags)
     running: AnyStep | None = None
     for index, step in enumerate(group):
         last = index == len(group) - 1
-        needed = _answers_per_step(step) + (0 if last else 2)  # BEGIN, ..., COMMIT
-        if not last and answers >= needed:
+        own = extra.get(step.number, 0 if last else 2)  # BEGIN, SET LOCAL, ..., COMMIT
+        needed = _answers_per_step(step) + own
+        if (not last or own >= 2) and answers >= needed:
             ledger.set([step], Fate.COMMITTED)
             answers -= needed
             continue
@@ -551,10 +692,26 @@ def _run_group(
         # Alone, each step would commit at its own Sync; here the next step follows at once,
         # so each but the last is its own transaction block. An explicit BEGIN makes its
         # COMMIT one the server expects: no "there is no transaction in progress" warning.
-        separate = commit_each and index < len(group) - 1
+        # A step with settings is one too: SET LOCAL holds until its COMMIT.
+        separate = commit_each and (index < len(group) - 1 or bool(step.settings))
+        own = 2 if separate else 0
         if separate:
             pieces.append(wire.Piece("BEGIN", quiet=True))
             owners.append((index, 0))
+        if step.settings:
+            sql, params = _set_local(step.settings)
+            pieces.append(wire.Piece(sql, (params,), quiet=True))
+            owners.append((index, 0))
+            own += 1
+            if not commit_each:
+                state.local.update(name for name, _ in step.settings)
+        elif not commit_each and state.local:
+            for name in sorted(state.local):  # one statement per piece: the extended protocol
+                pieces.append(wire.Piece(_reset_local([name]), quiet=True))
+                owners.append((index, 0))
+                own += 1
+            state.local.clear()
+        state.extra[step.number] = own
         for piece, offset in _pieces(step, con):
             pieces.append(piece)
             owners.append((index, offset))
@@ -584,7 +741,7 @@ def _run_group(
             rolled_back = _roll_back(con)
             # The block sqlplan opened around the step is its own business, as the implicit
             # transaction the step would have had alone: no "open transaction" to report.
-            ours = commit_each and index < len(group) - 1
+            ours = commit_each and (index < len(group) - 1 or bool(step.settings))
             raise _group_failure(step, failure, offset, rolled_back and not ours)
         if not isinstance(step, BatchStep):
             state.rows[step.number] = (

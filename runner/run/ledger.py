@@ -37,6 +37,7 @@ class Ledger:
     seconds: dict[int, float] = field(default_factory=dict)  # per step: its round trip's time
     shared: set[int] = field(default_factory=set)  # steps that shared a round trip with others
     captured: dict[str, object] = field(default_factory=dict)  # vars the steps captured
+    attempts: dict[int, int] = field(default_factory=dict)  # steps run more than once (retry)
 
     def __post_init__(self) -> None:
         self.fates = {s.number: Fate.NOT_RUN for s in self.plan.steps}
