@@ -409,6 +409,7 @@ def run(
         if len(plans) == 1:
             _announce(plans[0][0])
         target = _target(database_url, data_dir)
+        _pooler_warnings(target, plans)
         con = connect(target, RetryPolicy(connect_retries, connect_timeout), _notify)
     except SqlPlanError as e:
         reports.write(e.exit_code, e)
@@ -653,6 +654,37 @@ def _run_one(
         result.failure.connection_lost = True
 
 
+def _configured_pooler() -> bool:
+    """Whether the URL `run` would use (flag aside) names a transaction pooler; read, never
+    connected to. A URL that does not parse is `run`'s business, not `check`'s."""
+    from .connect.target import resolve_target
+
+    try:
+        target = resolve_target(None, os.environ, Path.cwd())
+    except SqlPlanError:
+        return False
+    return target is not None and target.pooler
+
+
+def _pooler_warnings(target: Any, plans: list[tuple[Any, dict[str, object]]]) -> None:
+    """Before a run through a transaction pooler: what in the plans it breaks, at its line."""
+    if not target.pooler:
+        return
+    if target.options:
+        _notify(
+            "warning: options= goes to the server as a startup parameter, which a transaction "
+            "pooler refuses (Neon's) or ignores: give the plan lock_timeout and "
+            "statement_timeout instead, set with SET LOCAL in each step's transaction"
+        )
+    from .review.pooler import POOLER_CODES
+    from .review.warnings import warnings
+
+    for plan, _ in plans:
+        for diagnostic in warnings(plan, pooler=True):
+            if diagnostic.code in POOLER_CODES:
+                click.echo(_redact(str(diagnostic)), err=True)
+
+
 def _close_quietly(con: Any) -> None:
     # The server may already be gone; closing must not mask the real result.
     with contextlib.suppress(Exception):
@@ -670,6 +702,11 @@ def _close_quietly(con: Any) -> None:
     help="text: file:line:col: severity: message [code]; json: one document; github: workflow commands that annotate a pull request.",
 )
 @click.option("--strict", is_flag=True, help="Warnings fail the check too.")
+@click.option(
+    "--pooler/--no-pooler",
+    default=None,
+    help="Also flag what a transaction-mode pooler breaks (session SET, session advisory locks, LISTEN, temporary tables across transactions, PREPARE) [default: when DATABASE_URL names one: Neon's -pooler host, or pgbouncer=true].",
+)
 @_pg_version_option
 @_teach(
     [
@@ -682,7 +719,13 @@ def _close_quietly(con: Any) -> None:
         (2, "usage error"),
     ],
 )
-def check(paths: tuple[str, ...], report_format: str, strict: bool, pg_version: int | None) -> None:
+def check(
+    paths: tuple[str, ...],
+    report_format: str,
+    strict: bool,
+    pooler: bool | None,
+    pg_version: int | None,
+) -> None:
     """Check plans without connecting to any database.
 
     PATHS are plan files or directories searched for *.yaml and *.yml [default: plans].
@@ -700,14 +743,16 @@ def check(paths: tuple[str, ...], report_format: str, strict: bool, pg_version: 
     from .review.warnings import warnings
 
     files = sorted(set(_plan_files(paths or ("plans",))))
+    if pooler is None:
+        pooler = _configured_pooler()
     found: list[Diagnostic] = []
     for file in files:
         try:
-            found.extend(warnings(load_plan(file), pg_version))
+            found.extend(warnings(load_plan(file), pg_version, pooler=pooler))
         except PlanInvalid as e:
             found.extend(e.diagnostics)
             if e.partial is not None:  # the steps that are valid still get their warnings
-                found.extend(warnings(e.partial, pg_version))
+                found.extend(warnings(e.partial, pg_version, pooler=pooler))
         except Exception as e:  # a bug: this file says so, the others keep their reports
             found.append(Diagnostic(Position(file, 1, 1), internal_error(e), "internal"))
     click.echo(check_report(report_format, files, found), nl=False)

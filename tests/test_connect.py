@@ -617,3 +617,29 @@ def test_timeouts_hold_through_a_transaction_pooler_and_leak_to_no_one(
         ) == [["0", "0"]]
     finally:
         con.close()
+
+
+def test_run_through_a_pooler_warns_of_what_it_breaks_and_the_warning_is_true(
+    cli: Cli, pooler: Pooler
+) -> None:
+    """`run` flags a session SET before sending anything; and the flag is right: through the
+    pooler, the setting is left on the server connection for the next client."""
+    url = f"postgresql://trusty@127.0.0.1:{pooler.port}/pooled?sslmode=disable&pgbouncer=true"
+    cli.write(
+        "session.yaml",
+        "sqlplan: 1\nname: session-set\nsteps:\n  - batch: SET statement_timeout = '4321ms'\n",
+    )
+    result = cli("run", "session.yaml", env={"DATABASE_URL": url})
+    assert result.exit_code == 0
+    assert result.stderr.startswith(
+        "session.yaml:4:12: warning: step 1: SET statement_timeout lasts for the server "
+        "connection, which a transaction pooler gives to other clients"
+    )
+    assert result.stderr.endswith("[pooler-session-set]\n")
+    other = connect(parse_target(url))
+    try:
+        leaked = other.run("SELECT current_setting('statement_timeout')")[0][0]
+        other.run("RESET statement_timeout")
+    finally:
+        other.close()
+    assert leaked == "4321ms"  # another client got it

@@ -297,3 +297,21 @@ def test_the_example_plan_runs(cli: Cli, database: Database) -> None:
     result = cli("run", str(example), env=_env(database))
     assert result.exit_code == 0, result.stderr
     assert result.stdout == "Column added.\nlock_timeout 2s, statement_timeout 1min\n"
+
+
+def test_a_lock_timeout_in_force_answers_the_lock_timeout_warning(cli: Cli) -> None:
+    step = "  - batch: ALTER TABLE books ALTER COLUMN year TYPE bigint\n"
+    cases = [
+        ("", "", True),
+        ("lock_timeout: 2s\n", "", False),
+        ("", "    lock_timeout: 500ms\n", False),
+        ("lock_timeout: 2s\n", "    lock_timeout: 0\n", True),  # the step turns it off
+    ]
+    for plan_level, step_level, warned in cases:
+        cli.write("plan.yaml", f"sqlplan: 1\nname: t\n{plan_level}steps:\n{step}{step_level}")
+        result = cli("check", "plan.yaml")
+        assert ("[lock-timeout]" in result.stdout) == warned, (
+            plan_level,
+            step_level,
+            result.stdout,
+        )

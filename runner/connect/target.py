@@ -22,6 +22,7 @@ SUPPORTED = (
     "host", "port", "dbname", "user", "password", "sslmode", "sslrootcert", "sslcert", "sslkey",
     "channel_binding", "connect_timeout", "application_name", "fallback_application_name",
     "options", "target_session_attrs", "sslnegotiation", "passfile",
+    "pgbouncer",  # sqlplan's own (as other clients take it): the host is a transaction pooler
 )  # fmt: skip
 # libpq parameters that sqlplan does not implement: named in errors as such, not as typos.
 UNSUPPORTED = (
@@ -64,6 +65,7 @@ class Target:
     options: str | None = None
     source: str = "DATABASE_URL"
     password_from: str | None = None  # where the password came from, when not the URL or PG*
+    pooler: bool = False  # a transaction-mode pooler: Neon's -pooler host, or pgbouncer=true
     notes: tuple[str, ...] = field(default=(), compare=False)  # warnings to show once
 
     @property
@@ -266,7 +268,17 @@ def make_target(params: Params, source: str) -> Target:
         application_name=get("application_name") or get("fallback_application_name") or "sqlplan",
         options=get("options"),
         source=source,
+        pooler=_pooler(host, get("pgbouncer"), source),
     )
+
+
+def _pooler(host: str, flag: str | None, source: str) -> bool:
+    """Neon's pooled endpoint (its first label ends in -pooler), or pgbouncer=true."""
+    if flag is not None:
+        if flag.lower() not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+            raise ConfigError(f"{source}: pgbouncer must be true or false, not {flag!r}")
+        return flag.lower() in ("true", "1", "yes", "on")
+    return not host.startswith("/") and host.split(".", 1)[0].endswith("-pooler")
 
 
 def password_from_file(

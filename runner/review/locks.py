@@ -91,6 +91,7 @@ class Context:
     version: int = NEWEST
     created: set[str] = field(default_factory=set)  # tables the plan created: exempt
     lock_timeout: bool = False  # a SET lock_timeout ran earlier on the connection
+    step_lock_timeout: bool = False  # the step runs with a lock_timeout (the plan's or its own)
 
 
 def locks(statement: Statement, version: int = NEWEST) -> list[Lock]:
@@ -107,6 +108,7 @@ def findings(statement: Statement, context: Context) -> list[Finding]:
         if (
             lock.mode == "ACCESS EXCLUSIVE"
             and not context.lock_timeout
+            and not context.step_lock_timeout
             and _existing(statement)
             and not any(f.code == "lock-timeout" for f in found)  # once a statement
         ):
@@ -115,8 +117,8 @@ def findings(statement: Statement, context: Context) -> list[Finding]:
                     "lock-timeout",
                     f"{_what(statement)} takes ACCESS EXCLUSIVE on {lock.relation} with no "
                     "lock_timeout set: while it waits for the lock, every query on the table "
-                    "queues behind it; run SET lock_timeout = '2s' in an earlier step (or SET "
-                    "LOCAL in its transaction) and retry on timeout",
+                    "queues behind it; give the plan or the step lock_timeout: 2s, and retry: "
+                    "{attempts: 3} on the step",
                     lock.relation,
                 )
             )

@@ -10,7 +10,10 @@ from typing import Any
 from ..errors import Diagnostic
 from ..plan.model import BULK_CHUNK_ROWS, AnyStep, BatchStep, BulkInsertStep, Plan
 from ..plan.sqlparse import Statement, closes_block, non_transactional, opens_block
+from ..plan.steps import in_force, seconds
 from .locks import KEEPS_TABLE, NEWEST, RULES, Context, Finding, findings, locks, note
+from .pooler import POOLER_CODES
+from .pooler import findings as pooler_findings
 
 # The codes a step can silence with `allow:`; the schema's warningCode lists the same.
 WARNING_CODES = (
@@ -20,6 +23,7 @@ WARNING_CODES = (
     "update-without-where",
     "no-transaction-block",
     *RULES,
+    *POOLER_CODES,
 )
 
 _DROPPED = {"OBJECT_TABLE": "DROP TABLE", "OBJECT_SCHEMA": "DROP SCHEMA"}
@@ -72,10 +76,10 @@ def _describe(step: AnyStep, inside: int | None, after: int | None) -> str:
     return "its own transaction (autocommit)"
 
 
-def warnings(plan: Plan, version: int | None = None) -> list[Diagnostic]:
+def warnings(plan: Plan, version: int | None = None, *, pooler: bool = False) -> list[Diagnostic]:
     """Every review warning of the plan: data it destroys, statements placed where they cannot
     run, and the locks and rewrites of its DDL for PostgreSQL `version` (else the plan's own
-    `postgres:`, else the newest)."""
+    `postgres:`, else the newest); with `pooler`, what a transaction-mode pooler breaks."""
     found: list[Diagnostic] = []
 
     def warn(step: AnyStep, statement: Statement, code: str, message: str) -> None:
@@ -102,6 +106,9 @@ def warnings(plan: Plan, version: int | None = None) -> list[Diagnostic]:
                 warn(step, statement, code, message)
     for step, statement, finding in lock_findings(plan, version or plan.postgres or NEWEST):
         warn(step, statement, finding.code, finding.message)
+    if pooler:
+        for step, statement, code, message in pooler_findings(plan):
+            warn(step, statement, code, message)
     return found
 
 
@@ -111,7 +118,10 @@ def lock_findings(plan: Plan, version: int) -> Iterator[tuple[AnyStep, Statement
     context = Context(version=version)
     pending: list[tuple[AnyStep, Statement]] = []  # the transaction so far
     in_block = False
-    for step in plan.steps:
+    for step in in_force(plan, {}).steps:
+        context.step_lock_timeout = any(
+            name == "lock_timeout" and seconds(value) > 0 for name, value in step.settings
+        )
         if not in_block:
             yield from _held(pending, context)
             pending = []
