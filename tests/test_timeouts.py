@@ -315,3 +315,30 @@ def test_a_lock_timeout_in_force_answers_the_lock_timeout_warning(cli: Cli) -> N
             step_level,
             result.stdout,
         )
+
+
+def test_a_deferred_constraint_failing_at_sqlplan_s_commit_is_the_step_s_failure(
+    cli: Cli, database: Database
+) -> None:
+    """A step that sqlplan puts in a transaction of its own (for its settings) meets a
+    deferred constraint only at that COMMIT: reported as the step's failure, rolled back."""
+    database.query(
+        "CREATE TABLE parent (id int PRIMARY KEY);"
+        "CREATE TABLE child (p int REFERENCES parent DEFERRABLE INITIALLY DEFERRED)"
+    )
+    cli.write(
+        "plan.yaml",
+        "sqlplan: 1\nname: t\nlock_timeout: 1s\nsteps:\n"
+        "  - execute: INSERT INTO child VALUES ($1)\n    params: [7]\n    after: inserted\n"
+        "  - batch: SELECT 1\n",
+    )
+    violates = 'insert or update on table "child" violates foreign key constraint "child_p_fkey"'
+    for flags, said in (
+        ([], "step 1 failed: "),
+        (["--no-pipeline"], "step 1: its COMMIT failed: "),
+    ):
+        result = cli("run", "plan.yaml", *flags, env=_env(database))
+        assert (result.exit_code, result.stdout) == (1, "" if not flags else "inserted\n")
+        assert result.stderr.startswith(f"plan.yaml:5:5: error: {said}{violates}"), result.stderr
+        assert "  rolled back: step 1 (plan.yaml:5:5)\n  not run: step 2" in result.stderr
+        assert database.query("SELECT count(*) FROM child") == [[0]]

@@ -375,6 +375,19 @@ def _commit_ours(con: Any, step: AnyStep, ledger: Ledger) -> None:
     wire.track(con)
     try:
         wire.simple(con, "COMMIT")
+    except wire.ServerFailure as failure:  # a deferred constraint, checked at COMMIT
+        _roll_back(con)
+        ledger.set([step], Fate.ROLLED_BACK)
+        ledger.settle_open(Fate.ROLLED_BACK)
+        ledger.running = step.number
+        failed = _failed(step, failure, False)
+        failed.message = f"{step.label}: its COMMIT failed: {failure.fields.get('M', '')}"
+        failed.sql_position = None
+        failed.rolled_back = (
+            "its transaction was rolled back: nothing it did was kept (what it printed above "
+            "came before the COMMIT)"
+        )
+        raise failed from None
     except wire.ConnectionLost as lost:
         fate = Fate.COMMITTED if "COMMIT" in lost.progress.tags else Fate.IN_DOUBT
         ledger.set([step], fate)
@@ -611,10 +624,9 @@ def _run_checked(
     checks passed, so that a failed check keeps nothing of it. A negative test (`expect.error`)
     inside a block the plan opened runs under a savepoint, which its expected error rolls back
     while the block goes on."""
-    ours = wire.transaction_status(con) == b"I"
+    ours, savepoint = _check_scope(con, step)
     expect = step.expect
     negative = expect is not None and expect.error is not None
-    savepoint = negative and not ours
     before = "BEGIN" if ours else (f"SAVEPOINT {_SAVEPOINT}" if savepoint else None)
     if isinstance(step, ExecuteStep):
         _print(out, step.before, _before_fields(plan, step))
@@ -671,6 +683,16 @@ def _run_checked(
         _print_count(
             out, done.after, done.after_no_rows, outcome.row_count, _before_fields(plan, done)
         )
+
+
+def _check_scope(con: Any, step: AnyStep) -> tuple[bool, bool]:
+    """Where a step whose result is checked before it commits (expect, captures) runs: in a
+    transaction of its own outside any block (`ours`), or, a negative test inside one, under
+    a savepoint that its expected error rolls back while the block goes on. One rule for
+    every kind that takes them."""
+    ours = wire.transaction_status(con) == b"I"
+    negative = step.expect is not None and step.expect.error is not None
+    return ours, negative and not ours
 
 
 def _undo(con: Any, *, ours: bool, savepoint: bool) -> None:
@@ -814,12 +836,9 @@ def _run_bulk_insert(
     # (a negative test inside the plan's block) under a savepoint.
     ours = savepoint = False
     if expect is not None:
-        if wire.transaction_status(con) == b"I":
-            wire.simple(con, "BEGIN")
-            ours = True
-        elif expect.error is not None:
-            wire.simple(con, f"SAVEPOINT {_SAVEPOINT}")
-            savepoint = True
+        ours, savepoint = _check_scope(con, step)
+        if ours or savepoint:
+            wire.simple(con, "BEGIN" if ours else f"SAVEPOINT {_SAVEPOINT}")
     rows = BulkRows(step, end_marker=wire.csv_end_marker(con))
     label = step.label + (f" from {step.source.display}" if step.source else "")
 
