@@ -86,6 +86,16 @@ def database(server: Server) -> Iterator[Database]:
         admin.close()
 
 
+@pytest.fixture
+def con(database: Database) -> Iterator[Any]:
+    """A connection to the test's database, for setting up and reading back."""
+    connection = connect(database.target)
+    try:
+        yield connection
+    finally:
+        connection.close()
+
+
 _FINGERPRINT = re.compile(r"^sqlplan: plan .*, fingerprint [0-9a-f]{16}\n", re.M)
 
 

@@ -5,16 +5,12 @@ in any order, is decided as PostgreSQL's own EXCEPT ALL decides it (a differenti
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from conftest import Cli, Database, Result
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from value_oracle import yaml_value
-
-from runner.connect.connection import connect
 
 
 def _run(cli: Cli, database: Database, text: str, *args: str) -> Result:
@@ -210,15 +206,6 @@ def test_a_rehearsal_checks_expectations_and_survives_a_negative_test(
 
 
 _TEXTS = st.lists(st.sampled_from(["a", "b", "B", "", "null", " a", "{x}"]) | st.none(), max_size=5)
-
-
-@pytest.fixture
-def con(database: Database) -> Iterator[Any]:
-    connection = connect(database.target)
-    try:
-        yield connection
-    finally:
-        connection.close()
 
 
 @settings(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -93,13 +92,10 @@ _PG_MODES = {m: m.title().replace(" ", "") + "Lock" for m in MODES}
 
 
 @pytest.fixture
-def con(database: Database) -> Iterator[Any]:
-    connection = connect(database.target)
-    connection.run(SETUP)
-    try:
-        yield connection
-    finally:
-        connection.close()
+def con(con: Any) -> Any:
+    """conftest's connection, on a database with SETUP's tables."""
+    con.run(SETUP)
+    return con
 
 
 def _filenodes(con: Any) -> dict[str, int]:

@@ -121,13 +121,10 @@ def test_the_text_and_markdown_reports_name_the_plan_locks_and_rewrites(
 
 
 @pytest.fixture
-def con(database: Database) -> Any:
-    connection = connect(database.target)
-    connection.run(SETUP)
-    try:
-        yield connection
-    finally:
-        connection.close()
+def con(con: Any) -> Any:
+    """conftest's connection, on a database with SETUP's tables."""
+    con.run(SETUP)
+    return con
 
 
 def _files(con: Any) -> list[Any]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -28,15 +27,6 @@ SHOW = (
     "  - query: SELECT current_setting('lock_timeout') AS l, "
     "current_setting('statement_timeout') AS s\n    row: '{l} {s}'\n"
 )
-
-
-@pytest.fixture
-def con(database: Database) -> Iterator[Any]:
-    connection = connect(database.target)
-    try:
-        yield connection
-    finally:
-        connection.close()
 
 
 def _server_reads(con: Any, name: str, value: str | None) -> str:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import string
-from collections.abc import Iterator
 from datetime import timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,6 @@ from conftest import Cli, Database
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runner.connect.connection import connect
 from runner.errors import Position
 from runner.plan.model import Var
 from runner.plan.values import sql_text
@@ -90,15 +88,6 @@ TEXTS: dict[str, st.SearchStrategy[str]] = {
 
 def _var(kind: str, *, secret: bool = False) -> Var:
     return Var("v", kind, None, None, secret, Position("plan.yaml", 1, 1))
-
-
-@pytest.fixture
-def con(database: Database) -> Iterator[Any]:
-    connection = connect(database.target)
-    try:
-        yield connection
-    finally:
-        connection.close()
 
 
 def _server_reads(con: Any, text: str, column: str) -> Any:
