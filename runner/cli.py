@@ -512,7 +512,9 @@ def _github_diagnostics(error: SqlPlanError) -> list[str]:
 
     if isinstance(error, PlanInvalid):
         return check_report("github", [], error.diagnostics).splitlines()
-    return [f"::error title=sqlplan::{_redact(error.message)}"]
+    from .output import workflow_command
+
+    return [workflow_command("error", _redact(error.message), title="sqlplan")]
 
 
 def _duration(param: click.Parameter, value: str | None) -> str | None:

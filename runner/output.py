@@ -67,14 +67,24 @@ def check_report(format: str, files: list[str], diagnostics: list[Diagnostic]) -
 
 def _github_command(d: Diagnostic) -> str:
     """A workflow command that annotates the line in a pull request."""
-    properties = {
-        "file": d.position.path,
-        "line": str(d.position.line),
-        "col": str(d.position.column),
-        "title": f"sqlplan {d.code}",
-    }
-    listed = ",".join(f"{k}={_github_escape(v, property=True)}" for k, v in properties.items())
-    return f"::{d.severity} {listed}::{_github_escape(d.message)}"
+    return workflow_command(
+        d.severity,
+        d.message,
+        file=d.position.path,
+        line=d.position.line,
+        col=d.position.column,
+        title=f"sqlplan {d.code}",
+    )
+
+
+def workflow_command(command: str, message: str, **properties: str | int | None) -> str:
+    """A GitHub Actions workflow command (`::error file=...,line=...::message`), escaped."""
+    listed = ",".join(
+        f"{k}={_github_escape(str(v), property=True)}"
+        for k, v in properties.items()
+        if v is not None
+    )
+    return f"::{command}{' ' + listed if listed else ''}::{_github_escape(message)}"
 
 
 def _github_escape(text: str, *, property: bool = False) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 from .errors import ExitCode, SqlPlanError, StepFailed
+from .output import workflow_command
 from .plan.model import AnyStep, BatchStep, BulkInsertStep, ExecuteStep, Plan
 
 RUN_FORMATS = ("text", "json", "github")
@@ -147,36 +148,32 @@ def json_text(results: Sequence[PlanResult], code: ExitCode, redact: Callable[[s
     return redact(json.dumps(document(results, code), indent=2, ensure_ascii=False)) + "\n"
 
 
-def _github_escape(text: str, *, property: bool = False) -> str:
-    text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-    if property:
-        text = text.replace(":", "%3A").replace(",", "%2C")
-    return text
-
-
 def github_lines(results: Sequence[PlanResult], redact: Callable[[str], str]) -> list[str]:
     """Workflow commands: an error annotation on the failing step's line (or the history's
     refusal on its plan), a notice per skipped plan."""
     lines = []
     for r in results:
         error = _error(r.failure)
-        if error is not None and "line" in error:
-            at: Any = error.get("row") or error  # a failing row: its own line
-            where = (
-                f"file={_github_escape(str(at['path']), property=True)},"
-                f"line={at['line']},col={at['column']}"
-            )
-            title = _github_escape(f"sqlplan: plan {r.plan.name}", property=True)
+        if error is not None:
             message = str(error["message"])
             if error.get("sqlstate"):
                 message += f" [{error['sqlstate']}]"
-            lines.append(f"::error {where},title={title}::{_github_escape(redact(message))}")
-        elif error is not None:
-            lines.append(f"::error title=sqlplan::{_github_escape(redact(str(error['message'])))}")
+            at: Any = error.get("row") or error  # a failing row: its own line
+            lines.append(
+                workflow_command(
+                    "error",
+                    redact(message),
+                    file=at.get("path"),
+                    line=at.get("line"),
+                    col=at.get("column"),
+                    title=f"sqlplan: plan {r.plan.name}" if "line" in error else "sqlplan",
+                )
+            )
         if r.skipped is not None:
             lines.append(
-                f"::notice file={_github_escape(r.plan.path, property=True)},line=1::"
-                f"{_github_escape(f'plan {r.plan.name} skipped, {r.skipped}')}"
+                workflow_command(
+                    "notice", f"plan {r.plan.name} skipped, {r.skipped}", file=r.plan.path, line=1
+                )
             )
     return lines
 
