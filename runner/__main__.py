@@ -1,5 +1,5 @@
 """`python -m runner` is the `sqlplan` command."""
 
-from .cli import main
+from .cli import entry
 
-main()
+entry()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import click
@@ -265,3 +267,59 @@ def test_bad_pg_variable_is_a_configuration_error_naming_it(cli: Cli) -> None:
         result.stderr
         == "sqlplan: error: PGCONNECT_TIMEOUT: invalid connect_timeout 'soon' (whole seconds)\n"
     )
+
+
+def test_the_command_s_quick_exit_keeps_every_line_and_the_exit_code(
+    tmp_path: Path, database: Any
+) -> None:
+    """`sqlplan` skips the interpreter's teardown once done: what it wrote is all there, and
+    the exit code is the command's."""
+    import subprocess
+    import sys
+
+    plan = tmp_path / "many.yaml"
+    plan.write_text(
+        "sqlplan: 1\nname: many\nsteps:\n"
+        "  - query: SELECT n FROM generate_series(1, 50000) AS n\n    row: 'line {n}'\n"
+        "  - batch: SELECT 1/0\n"
+    )
+    env = {**os.environ, "DATABASE_URL": database.url}
+    with open(tmp_path / "out.txt", "w") as out:
+        done = subprocess.run(
+            [sys.executable, "-m", "runner", "run", str(plan)],
+            stdout=out, stderr=subprocess.PIPE, text=True, env=env, check=False,
+        )  # fmt: skip
+    lines = (tmp_path / "out.txt").read_text().splitlines()
+    assert len(lines) == 50000
+    assert lines[-1] == "line 50000"
+    assert done.returncode == 1
+    assert "division by zero" in done.stderr
+
+
+def test_a_reader_that_leaves_does_not_stop_the_plan(tmp_path: Path, database: Any) -> None:
+    """`sqlplan run plan.yaml | head -1`: the plan goes on to its end; its later lines are
+    dropped, and stderr says so."""
+    import subprocess
+    import sys
+
+    plan = tmp_path / "many.yaml"
+    plan.write_text(
+        "sqlplan: 1\nname: many\nsteps:\n"
+        "  - query: SELECT n FROM generate_series(1, 200000) AS n\n    row: 'line {n}'\n"
+        "  - batch: CREATE TABLE after_the_reader_left (n int)\n"
+    )
+    env = {**os.environ, "DATABASE_URL": database.url}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "runner", "run", str(plan)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+    )  # fmt: skip
+    assert process.stdout is not None
+    assert process.stderr is not None
+    assert process.stdout.readline() == b"line 1\n"
+    process.stdout.close()  # the reader leaves
+    with process.stderr:
+        stderr = process.stderr.read().decode()
+    assert process.wait(60) == 0, stderr
+    assert "standard output was closed by its reader" in stderr
+    assert "internal error" not in stderr
+    assert database.query("SELECT to_regclass('after_the_reader_left') IS NOT NULL") == [[True]]

@@ -643,3 +643,25 @@ def test_run_through_a_pooler_warns_of_what_it_breaks_and_the_warning_is_true(
     finally:
         other.close()
     assert leaked == "4321ms"  # another client got it
+
+
+def test_a_root_certificate_file_is_all_that_is_trusted(
+    certs: Certificates, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """As libpq: sslrootcert=FILE trusts that file's certificates and not the system's; a
+    mode that verifies nothing loads no certificate at all (and no time is spent on them)."""
+    import ssl
+
+    from runner.connect.connection import ssl_context_for
+
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.postgresql/root.crt
+    pinned = ssl_context_for(
+        parse_target(f"postgresql://u@h/d?sslmode=verify-ca&sslrootcert={certs.ca}")
+    )
+    expected = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    expected.load_verify_locations(cafile=str(certs.ca))
+    assert pinned.get_ca_certs() == expected.get_ca_certs()
+    assert len(pinned.get_ca_certs()) == 1
+    unverified = ssl_context_for(parse_target("postgresql://u@h/d?sslmode=require"))
+    assert unverified.cert_store_stats()["x509"] == 0
+    assert unverified.verify_mode == ssl.CERT_NONE
