@@ -61,11 +61,15 @@ COMMIT;
 
 
 class LatencyProxy:
-    """127.0.0.1:port -> the server's unix socket, each chunk held back rtt/2 in each direction."""
+    """127.0.0.1:port -> the server (a unix socket, or a TCP (host, port)), each chunk held
+    back rtt/2 in each direction. `turns` counts the client's round trips: bursts of data from
+    the client with an answer from the server between them, over all connections."""
 
-    def __init__(self, upstream: str, rtt_ms: float) -> None:
+    def __init__(self, upstream: str | tuple[str, int], rtt_ms: float) -> None:
         self.upstream = upstream
         self.delay = rtt_ms / 2000
+        self.turns = 0
+        self._client_spoke_last: dict[int, bool] = {}
         self.loop = asyncio.new_event_loop()
         self.port = 0
         ready = threading.Event()
@@ -82,10 +86,22 @@ class LatencyProxy:
         self.loop.run_forever()
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_unix_connection(self.upstream)
-        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+        if isinstance(self.upstream, tuple):
+            up_reader, up_writer = await asyncio.open_connection(*self.upstream)
+        else:
+            up_reader, up_writer = await asyncio.open_unix_connection(self.upstream)
+        key = id(writer)
+        await asyncio.gather(
+            self._pipe(reader, up_writer, key, True), self._pipe(up_reader, writer, key, False)
+        )
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        key: int = 0,
+        from_client: bool = False,
+    ) -> None:
         queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
 
         async def deliver() -> None:
@@ -102,6 +118,9 @@ class LatencyProxy:
 
         sender = self.loop.create_task(deliver())
         while data := await reader.read(1 << 16):
+            if from_client and not self._client_spoke_last.get(key, False):
+                self.turns += 1
+            self._client_spoke_last[key] = from_client
             queue.put_nowait((self.loop.time() + self.delay, data))
         queue.put_nowait((0.0, b""))
         await sender

@@ -1,5 +1,5 @@
 """`python -m runner` is the `sqlplan` command."""
 
-from .cli import entry
+from .main import entry
 
 entry()

@@ -215,13 +215,17 @@ class _Commands(click.Group):
     with exit code 70, rather than as a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        from .connect import early
         from .run import interrupts
 
         try:
             # Ctrl-C and SIGTERM: before `run` connects (initdb, connecting), they stop at once;
             # either way sqlplan says so and exits 130 or 143, never click's "Aborted!".
             with interrupts.install():
-                return super().invoke(ctx)
+                try:
+                    return super().invoke(ctx)
+                finally:
+                    early.discard()  # a connection opened early that nobody took
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except (interrupts.Abandoned, KeyboardInterrupt) as e:
@@ -413,8 +417,8 @@ def run(
 
     A PLAN is a file, or a directory whose *.yaml and *.yml files run in name order. The run
     stops at the first plan that fails, unless --keep-going. Standard output carries only the
-    plans' own messages; diagnostics go to standard error. Nothing connects to the database
-    unless every plan is valid.
+    plans' own messages; diagnostics go to standard error. Nothing is sent to the database
+    (but a TLS handshake, begun while sqlplan starts) unless every plan is valid.
     """
     from .connect.connection import RetryPolicy, cancel, connect
     from .report import PlanResult

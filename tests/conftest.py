@@ -19,6 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from runner.cli import main
+from runner.connect import early
 from runner.connect.connection import connect
 from runner.connect.embedded import EmbeddedServer
 from runner.connect.target import Target, with_database
@@ -132,8 +133,11 @@ class Cli:
         previous = Path.cwd()
         os.chdir(self.cwd)
         try:
+            # as the console script does: a command that connects starts connecting at once
+            early.start(list(args), early.env_for(environment), str(self.cwd))
             result = runner.invoke(main, list(args), env=environment, catch_exceptions=False)
         finally:
+            early.discard()
             os.chdir(previous)
         stderr, fingerprint = split_fingerprint(result.stderr)
         return Result(result.exit_code, result.stdout, stderr, fingerprint)

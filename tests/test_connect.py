@@ -4,6 +4,7 @@ there. The plain server has no TLS at all."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
@@ -12,8 +13,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -665,3 +667,121 @@ def test_a_root_certificate_file_is_all_that_is_trusted(
     unverified = ssl_context_for(parse_target("postgresql://u@h/d?sslmode=require"))
     assert unverified.cert_store_stats()["x509"] == 0
     assert unverified.verify_mode == ssl.CERT_NONE
+
+
+def _recording_proxy(
+    upstream_port: int, seen: list[bytearray]
+) -> Callable[[socket.socket, int], None]:
+    """A relay that keeps, per connection, the bytes the client sent."""
+
+    def handle(conn: socket.socket, _: int) -> None:
+        sent = bytearray()
+        seen.append(sent)
+        with socket.create_connection(("127.0.0.1", upstream_port)) as upstream:
+            done = threading.Event()
+
+            def back() -> None:
+                try:
+                    while data := upstream.recv(65536):
+                        conn.sendall(data)
+                except OSError:
+                    pass
+                done.set()
+
+            threading.Thread(target=back, daemon=True).start()
+            try:
+                while data := conn.recv(65536):
+                    sent += data
+                    upstream.sendall(data)
+            except OSError:
+                pass
+            with contextlib.suppress(OSError):
+                upstream.shutdown(socket.SHUT_WR)
+            done.wait(5)
+
+    return handle
+
+
+SSL_REQUEST = b"\x00\x00\x00\x08\x04\xd2\x16\x2f"
+
+
+@pytest.mark.parametrize("through", ["in-process", "console script"])
+def test_the_connection_opened_at_start_is_the_one_the_run_uses(
+    cli: Cli, ssl_server: Cluster, through: str
+) -> None:
+    """TLS is set up while sqlplan starts; the run then uses that very connection (one TCP
+    connection in all), and SCRAM-SHA-256-PLUS still binds to it (channel_binding=require)."""
+    cli.write("tls.yaml", "sqlplan: 1\nname: tls\nsteps:\n"
+              "  - query: SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()\n    row: 'ssl={ssl}'\n")  # fmt: skip
+    seen: list[bytearray] = []
+    with FakeServer(_recording_proxy(ssl_server.port, seen)) as relay:
+        url = ssl_server.url("scram", "sslmode=require&channel_binding=require").replace(
+            f":{ssl_server.port}/", f":{relay.port}/"
+        )
+        if through == "in-process":
+            result = cli("run", "tls.yaml", env={"DATABASE_URL": url})
+            code, out = result.exit_code, result.stdout
+        else:
+            done = subprocess.run(
+                [sys.executable, "-m", "runner", "run", "tls.yaml"], cwd=cli.cwd,
+                env={**os.environ, "DATABASE_URL": url}, capture_output=True, text=True, check=False,
+            )  # fmt: skip
+            code, out = done.returncode, done.stdout
+    assert (code, out) == (0, "ssl=true\n")
+    assert len(seen) == 1
+    assert bytes(seen[0][:8]) == SSL_REQUEST
+
+
+def _endpoint_that_listens(
+    certs: Certificates, seen: list[bytes]
+) -> Callable[[socket.socket, int], None]:
+    """Accepts TLS if asked (with the test server's certificate) and keeps, decrypted,
+    everything the client sends until it hangs up."""
+    import ssl
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certs.server_cert, certs.server_key)
+
+    def handle(conn: socket.socket, _: int) -> None:
+        head = conn.recv(8)
+        stream: Any = conn
+        if head == SSL_REQUEST:
+            conn.sendall(b"S")
+            stream = context.wrap_socket(conn, server_side=True)
+            head = b""
+        received = bytearray(head)
+        try:
+            while data := stream.recv(65536):
+                received += data
+        except (OSError, ssl.SSLError):
+            pass
+        finally:
+            if stream is not conn:
+                stream.close()
+        seen.append(bytes(received))
+
+    return handle
+
+
+@pytest.mark.parametrize("sslmode", ["require", "disable"])
+def test_an_invalid_plan_sends_nothing_but_a_tls_handshake(
+    tmp_path: Path, certs: Certificates, sslmode: str
+) -> None:
+    """The connection opened at start never gets a StartupMessage (no user name, no password)
+    when the plan turns out invalid: over TCP nothing at all, over TLS the handshake and not
+    one byte inside it."""
+    (tmp_path / "bad.yaml").write_text("sqlplan: 1\nname: bad\nsteps:\n  - batch: SELEC 1\n")
+    seen: list[bytes] = []
+    with FakeServer(_endpoint_that_listens(certs, seen)) as fake:
+        url = f"postgresql://scram:{ENCODED}@localhost:{fake.port}/postgres?sslmode={sslmode}"
+        done = subprocess.run(
+            [sys.executable, "-m", "runner", "run", "bad.yaml"], cwd=tmp_path,
+            env={**os.environ, "DATABASE_URL": url}, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        deadline = time.monotonic() + 5
+        while fake.connections > len(seen) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert done.returncode == 3
+    assert done.stderr.startswith("bad.yaml:4:12: error: ")
+    assert fake.connections == 1  # it had started connecting
+    assert seen == [b""]

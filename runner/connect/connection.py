@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, ConnectError
+from . import early
 from .target import Target
 
 if TYPE_CHECKING:
@@ -208,10 +209,17 @@ def _attempt(target: Target, tls: ssl.SSLContext | bool, timeout: float) -> Conn
             kwargs["unix_sock"] = target.socket_path
             kwargs["timeout"] = timeout
         else:
-            sock = socket.create_connection((target.host, target.port), timeout=timeout)
-            # pg8000 leaves Nagle on: every small message would wait for the previous ACK.
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            taken = early.take(target, tls is not False, timeout)
+            if taken == early.REFUSED:
+                raise _RefusesTls()  # it said N already, to the SSLRequest sent at start
+            sock = taken if isinstance(taken, socket.socket) else None
+            if sock is not None:  # opened while sqlplan started, TLS with ssl_context_for(target)
+                kwargs["ssl_context"] = False
+            else:
+                sock = socket.create_connection((target.host, target.port), timeout=timeout)
+                # pg8000 leaves Nagle on: every small message would wait for the previous ACK.
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
             kwargs["sock"] = sock
             kwargs["host"] = target.host
             kwargs["port"] = target.port
