@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import inspect
 import json
 import os
 import signal
@@ -66,17 +65,21 @@ def _teach(examples: list[str], codes: list[tuple[int, str]]) -> Callable[[F], F
     def add(function: F) -> F:
         lines = ["", "Examples:", "", "\b", *(f"  {e}" for e in examples), "", "Exit codes:", ""]
         lines += ["\b", *(f"  {code:<3} {meaning}" for code, meaning in codes)]
-        doc = inspect.cleandoc(function.__doc__ or "")
+        doc = _cleandoc(function.__doc__ or "")
         function.__doc__ = doc + "\n" + "\n".join(lines)
         return function
 
     return add
 
 
-_CONNECT_CODES = [
-    (4, "configuration error (a malformed URL, an unknown parameter)"),
-    (5, "cannot connect"),
-]
+def _cleandoc(text: str) -> str:
+    """inspect.cleandoc, without importing inspect (6 ms at every start)."""
+    lines = text.expandtabs().splitlines()
+    indents = [len(line) - len(line.lstrip()) for line in lines[1:] if line.strip()]
+    margin = min(indents, default=0)
+    return "\n".join(
+        [lines[0].strip() if lines else "", *(line[margin:] for line in lines[1:])]
+    ).strip("\n")
 
 
 # The texts of secret vars' values: replaced by **** in anything sqlplan prints.
