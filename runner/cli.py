@@ -571,7 +571,7 @@ def _duration(param: click.Parameter, value: str | None) -> str | None:
             "such as 5s, 500ms or 1min",
             param=param,
         )
-    from .plan.steps import duration_problem
+    from .plan.settings import duration_problem
 
     text = text if not text.isdigit() else f"{text}ms"
     problem = duration_problem(text)

@@ -18,9 +18,10 @@ from . import schema as schema_module
 from .document import Document, Map, Problem, Seq, compose, diagnostic
 from .model import AnyStep, Message, Plan, Var
 from .schema_errors import check_schema
+from .settings import SETTINGS, duration, duration_problem
 from .source import decode_plan, read_plan
 from .sqlparse import closes_block, opens_block
-from .steps import SETTINGS, StepBuilder, duration, duration_problem
+from .steps import StepBuilder
 from .values import fingerprint_json
 from .vars import VarValueError, from_yaml
 

@@ -15,8 +15,8 @@ from ..plan.model import (
     QueryStep,
     Var,
 )
+from ..plan.settings import in_force
 from ..plan.sqlparse import parse
-from ..plan.steps import in_force
 from ..plan.values import Secret, literal
 from ..run.turns import groups
 from .locks import NEWEST, locks

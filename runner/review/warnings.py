@@ -9,8 +9,8 @@ from typing import Any
 
 from ..errors import Diagnostic
 from ..plan.model import BULK_CHUNK_ROWS, AnyStep, BatchStep, BulkInsertStep, Plan
+from ..plan.settings import in_force, seconds
 from ..plan.sqlparse import Statement, closes_block, non_transactional, opens_block
-from ..plan.steps import in_force, seconds
 from .locks import KEEPS_TABLE, NEWEST, RULES, Context, Finding, findings, locks, note
 from .pooler import POOLER_CODES
 from .pooler import findings as pooler_findings

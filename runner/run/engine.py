@@ -31,8 +31,8 @@ from ..plan.model import (
     Plan,
     QueryStep,
 )
+from ..plan.settings import in_force
 from ..plan.sqlparse import block_open_after, closes_block, runs_in_a_block
-from ..plan.steps import in_force
 from ..plan.templates import param_values
 from ..plan.vars import bind_step
 from . import captures, expectations, interrupts, turns, wire
