@@ -652,7 +652,7 @@ def _run_one(
 ) -> None:
     """Run one plan; its PlanResult says what happened."""
     from .errors import HistoryRefused
-    from .run import history, wire
+    from .run import wire
     from .run.engine import Record, run_plan
 
     plan = result.plan
@@ -660,6 +660,8 @@ def _run_one(
     claim = None
     try:
         if plan.once:
+            from .run import history
+
             claim = history.claim(
                 con, plan, plan.path, __version__, allow_changed=allow_changed, take_over=take_over
             )
@@ -683,6 +685,8 @@ def _run_one(
         result.status, result.failure = "failed", e
         result.ledger = getattr(e, "ledger", None)
         if claim is not None and claim.id is not None and not getattr(e, "connection_lost", False):
+            from .run import history
+
             with contextlib.suppress(Exception):
                 history.failed(con, claim.id, e.message)
     except wire.ServerFailure as e:  # the history's own statements
