@@ -114,7 +114,7 @@ def test_show_says_who_captures_and_who_uses(cli: Cli) -> None:
     cli.write("plan.yaml", PLAN)
     shown = cli("show", "plan.yaml").stdout
     assert "  captures book_id = id\n" in shown
-    assert "  uses book_id (captured by step 2)\n" in shown
+    assert "  uses book_id from step 2 (which captures it)\n" in shown
     assert "  captures ids = every row's id, as a list\n" in shown
 
 

@@ -66,7 +66,7 @@ def render(plan: Plan, format: str, version: int | None = None) -> str:
             {f.name for use in step.uses for f in use.template.fields if f.name in captured_by}
         )
         notes[step.number] = [
-            f"uses {name} (captured by step {captured_by[name]})" for name in used
+            f"uses {name} from step {captured_by[name]} (which captures it)" for name in used
         ]
         for capture in step.captures:
             taken = f"every row's {capture.column}, as a list" if capture.all else capture.column
