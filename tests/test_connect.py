@@ -785,3 +785,24 @@ def test_an_invalid_plan_sends_nothing_but_a_tls_handshake(
     assert done.stderr.startswith("bad.yaml:4:12: error: ")
     assert fake.connections == 1  # it had started connecting
     assert seen == [b""]
+
+
+@pytest.mark.parametrize("sslmode", ["require", "disable"])
+def test_the_attempt_made_at_start_counts_as_the_first(tmp_path: Path, sslmode: str) -> None:
+    """A server that accepts and never answers: the connection opened at start times out, and
+    that is the first attempt's outcome (one connection with --connect-retries 0, two with 1),
+    with the message an attempt always gave."""
+    (tmp_path / "ok.yaml").write_text("sqlplan: 1\nname: ok\nsteps:\n  - batch: SELECT 1\n")
+    for retries, connections in (("0", 1), ("1", 2)):
+        with FakeServer(lambda conn, _: time.sleep(5)) as silent:
+            url = f"postgresql://u@127.0.0.1:{silent.port}/d?sslmode={sslmode}&connect_timeout=1"
+            done = subprocess.run(
+                [sys.executable, "-m", "runner", "run", "ok.yaml", "--connect-retries", retries],
+                cwd=tmp_path, env={**os.environ, "DATABASE_URL": url}, capture_output=True,
+                text=True, check=False,
+            )  # fmt: skip
+            assert done.returncode == 5
+            assert done.stderr.splitlines()[-1].startswith(
+                f"sqlplan: error: cannot connect to database 'd' as 'u' on 127.0.0.1:{silent.port}: timed out"
+            )
+            assert silent.connections == connections

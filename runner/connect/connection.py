@@ -212,6 +212,9 @@ def _attempt(target: Target, tls: ssl.SSLContext | bool, timeout: float) -> Conn
             taken = early.take(target, tls is not False, timeout)
             if taken == early.REFUSED:
                 raise _RefusesTls()  # it said N already, to the SSLRequest sent at start
+            if isinstance(taken, early.Failed) and _is_transient(taken.error):
+                # the attempt made at start: it counts as this one (its timeout is spent)
+                raise _Transient(_reason(taken.error))
             sock = taken if isinstance(taken, socket.socket) else None
             if sock is not None:  # opened while sqlplan started, TLS with ssl_context_for(target)
                 kwargs["ssl_context"] = False

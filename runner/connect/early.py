@@ -33,6 +33,13 @@ _lock = threading.Lock()
 REFUSED = "refused"  # take(): the server said N to the SSLRequest
 
 
+class Failed:
+    """take(): the attempt made at start failed on the network (timed out, refused, reset)."""
+
+    def __init__(self, error: OSError) -> None:
+        self.error = error
+
+
 class _Slot:
     """The connection being opened early, until the first attempt takes it."""
 
@@ -44,6 +51,8 @@ class _Early:
         self.target: Any = None
         self.tls = False
         self.refused = False  # sslmode=prefer and the server answered N: the socket is plain
+        self.attempted: Any = None  # the target it tried
+        self.error: OSError | None = None  # why it failed, when the network said so
         self.sock: socket.socket | None = None
         self._args = (database_url, dict(environ), cwd)
         self._thread = threading.Thread(target=self._work, name="sqlplan-connect", daemon=True)
@@ -64,6 +73,7 @@ class _Early:
                 or target.sslmode not in (_TLS_FIRST | {"disable"})
             ):
                 return
+            self.attempted = target
             timeout = target.connect_timeout or 15.0
             sock = socket.create_connection((target.host, target.port), timeout=timeout)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -83,19 +93,25 @@ class _Early:
                 self.tls = True
             self.sock, self.target = sock, target
             sock = None
-        except Exception:  # the main thread's own attempt reports it
+        except OSError as e:  # the network's answer: the first attempt's, if it is transient
+            self.error = e
+        except Exception:  # the main thread's own attempt meets it again and reports it
             return
         finally:
             if sock is not None:
                 with contextlib.suppress(OSError):
                     sock.close()
 
-    def take(self, target: Any, tls: bool, timeout: float) -> socket.socket | str | None:
+    def take(self, target: Any, tls: bool, timeout: float) -> socket.socket | str | Failed | None:
         """The open socket, if it was opened for this target as this attempt would open it;
         REFUSED for a TLS attempt the server already refused (sslmode=prefer), whose plain
         socket the next attempt takes."""
         self._thread.join(timeout)
-        if self._thread.is_alive() or self.sock is None:
+        if self._thread.is_alive():
+            return None
+        if self.sock is None:
+            if self.error is not None and self.attempted == target:
+                return Failed(self.error)
             return None
         if self.target != target:
             self.close()
@@ -125,7 +141,7 @@ def start(argv: Sequence[str], environ: Mapping[str, str], cwd: str) -> None:
         _Slot.pending = _Early(url, environ, cwd)
 
 
-def take(target: Any, tls: bool, timeout: float) -> socket.socket | str | None:
+def take(target: Any, tls: bool, timeout: float) -> socket.socket | str | Failed | None:
     """For the first connection attempt: the socket opened early for it, or None; REFUSED
     when the server already refused TLS (the plain socket stays for the next attempt)."""
     with _lock:
