@@ -205,7 +205,7 @@ def _retrying(cli: Cli, database: Database, hold: float, attempts: int) -> tuple
     database.query("DROP TABLE IF EXISTS t; CREATE TABLE t (n int); INSERT INTO t VALUES (1)")
     cli.write(
         "plan.yaml",
-        UPDATE + f"    retry: {{attempts: {attempts}, backoff: 150ms}}\n",
+        UPDATE + f"    retry: {{attempts: {attempts}, backoff: 150ms}}\n    before: touching\n",
     )
     holder = _holding(database, hold)
     started = time.monotonic()
@@ -219,7 +219,7 @@ def test_a_retry_runs_the_step_again_until_the_lock_is_free(cli: Cli, database: 
     result, _ = _retrying(cli, database, hold=0.4, attempts=5)
     assert result.exit_code == 0, result.stderr
     document = json.loads(result.stdout)
-    assert document["plans"][0]["output"] == ["1 touched"]
+    assert document["plans"][0]["output"] == ["touching", "1 touched"]  # `before` once
     retries = [line for line in result.stderr.splitlines() if line.endswith("[retry]")]
     assert retries, result.stderr
     assert retries[0] == (

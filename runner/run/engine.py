@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import difflib
 import itertools
 import re
@@ -182,6 +183,8 @@ def _run_all(
                     raise
                 attempt += 1
                 ledger.attempts[group[0].number] = attempt
+                # its `before` line said what it was about to do: once is enough
+                group = (dataclasses.replace(group[0], before=None),)  # noqa: PLW2901
         if after == b"I":
             state.local.clear()
         opened_by = (opened_by or group[-1]) if after != b"I" else None
