@@ -231,6 +231,15 @@ class _Commands(click.Group):
                     early.discard()  # a connection opened early that nobody took
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
+        except BrokenPipeError:
+            # `sqlplan show plan.yaml | head`: the reader has what it wanted. As a shell reports
+            # a command SIGPIPE stopped, and without a word (`run` goes on instead: see
+            # _reader_left).
+            with contextlib.suppress(OSError):
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+                os.close(devnull)
+            _exit(ExitCode.READER_LEFT)
         except (interrupts.Abandoned, KeyboardInterrupt) as e:
             signum = getattr(e, "signum", signal.SIGINT)
             sys.stdout.flush()
@@ -283,10 +292,15 @@ def entry() -> NoReturn:
     if code is not None and not isinstance(code, int):
         sys.stderr.write(f"{code}\n")  # as Python does for a message given to sys.exit
         code = 1
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(BrokenPipeError, ValueError):  # a reader that left (`| head`)
-            stream.flush()
-    os._exit(code or 0)
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader left (`| head`) before the last of the output
+        code = code or int(ExitCode.READER_LEFT)
+    except ValueError:  # a closed stream
+        pass
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.flush()
+    os._exit(int(code or 0))
 
 
 _connect_retries_option = click.option(

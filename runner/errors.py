@@ -24,6 +24,7 @@ class ExitCode(IntEnum):
     INTERNAL = 70  # a bug in sqlplan (an unexpected exception); reported, never a traceback
     INTERRUPTED = 130  # Ctrl-C (SIGINT): the running statement cancelled, what committed said
     TERMINATED = 143  # SIGTERM: as Ctrl-C
+    READER_LEFT = 141  # stdout's reader went away (`| head`) from a command that only prints
 
 
 @dataclass(frozen=True, order=True)

@@ -37,6 +37,7 @@ def test_exit_codes_are_the_documented_ones() -> None:
         "INTERNAL": 70,
         "INTERRUPTED": 130,
         "TERMINATED": 143,
+        "READER_LEFT": 141,
     }
 
 
@@ -323,3 +324,24 @@ def test_a_reader_that_leaves_does_not_stop_the_plan(tmp_path: Path, database: A
     assert "standard output was closed by its reader" in stderr
     assert "internal error" not in stderr
     assert database.query("SELECT to_regclass('after_the_reader_left') IS NOT NULL") == [[True]]
+
+
+def test_a_reader_that_leaves_a_printing_command_ends_it_quietly(tmp_path: Path) -> None:
+    """`sqlplan show plan.yaml | head -1`, the reader gone before the output: exit 141
+    without a word, never an internal error."""
+    import subprocess
+    import sys
+
+    plan = tmp_path / "p.yaml"
+    plan.write_text("sqlplan: 1\nname: p\nsteps:\n  - batch: SELECT 1\n")
+    for command in (["show", str(plan)], ["run", "--dry-run", str(plan)], ["schema"]):
+        read, write = os.pipe()
+        os.close(read)  # the reader has left
+        try:
+            done = subprocess.run(
+                [sys.executable, "-m", "runner", *command],
+                stdout=write, stderr=subprocess.PIPE, text=True, check=False,
+            )  # fmt: skip
+        finally:
+            os.close(write)
+        assert (done.returncode, done.stderr) == (141, ""), command
