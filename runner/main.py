@@ -7,6 +7,7 @@ import contextlib
 import os
 import signal
 import sys
+from collections.abc import Sequence
 
 
 def _stopped(signum: int, _: object) -> None:
@@ -17,6 +18,12 @@ def _stopped(signum: int, _: object) -> None:
     os._exit(143 if signum == signal.SIGTERM else 130)
 
 
+def _known_valid(paths: Sequence[str]) -> bool:
+    from .plan.cache import known_valid
+
+    return known_valid(paths)
+
+
 def entry() -> None:
     signal.signal(signal.SIGINT, _stopped)
     signal.signal(signal.SIGTERM, _stopped)
@@ -24,7 +31,7 @@ def entry() -> None:
 
     # Whatever this hits, the command's own connection meets again and reports.
     with contextlib.suppress(Exception):
-        early.start(sys.argv[1:], os.environ, os.getcwd())
+        early.start(sys.argv[1:], os.environ, os.getcwd(), _known_valid)
     from .cli import entry as command
 
     command()

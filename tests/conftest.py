@@ -23,6 +23,7 @@ from runner.connect import early
 from runner.connect.connection import connect
 from runner.connect.embedded import EmbeddedServer
 from runner.connect.target import Target, with_database
+from runner.plan.cache import known_valid
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -134,7 +135,7 @@ class Cli:
         os.chdir(self.cwd)
         try:
             # as the console script does: a command that connects starts connecting at once
-            early.start(list(args), early.env_for(environment), str(self.cwd))
+            early.start(list(args), early.env_for(environment), str(self.cwd), known_valid)
             result = runner.invoke(main, list(args), env=environment, catch_exceptions=False)
         finally:
             early.discard()

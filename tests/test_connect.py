@@ -44,6 +44,7 @@ from servers import (
 from runner.connect.connection import RetryPolicy, connect
 from runner.connect.target import Target, parse_target
 from runner.errors import ConfigError, ConnectError
+from runner.plan.cache import known_valid
 
 
 @pytest.fixture(scope="module")
@@ -806,3 +807,70 @@ def test_the_attempt_made_at_start_counts_as_the_first(tmp_path: Path, sslmode: 
                 f"sqlplan: error: cannot connect to database 'd' as 'u' on 127.0.0.1:{silent.port}: timed out"
             )
             assert silent.connections == connections
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [(["--bogus"], 2), ([], 3), (["--var", "who=x", "--var", "what=y"], 3)],
+    ids=["usage error", "var missing", "var unknown"],
+)
+def test_a_cached_plan_that_cannot_run_sends_nothing_either(
+    tmp_path: Path, certs: Certificates, args: list[str], code: int
+) -> None:
+    """On a cache hit sqlplan logs in at once, beside its imports, but only when nothing can
+    still stop the run before it connects: a usage error or a var without its value sends no
+    StartupMessage, though the plan itself is known valid."""
+    plan = tmp_path / "p.yaml"
+    plan.write_text(
+        "sqlplan: 1\nname: p\nvars: {who: text}\nsteps:\n"
+        "  - execute: SELECT $1\n    params: ['{who}']\n"
+    )
+    env = {**os.environ, "SQLPLAN_CACHE_DIR": str(tmp_path / "cache")}
+    checked = subprocess.run([sys.executable, "-m", "runner", "check", "p.yaml"], cwd=tmp_path,
+                             env=env, capture_output=True, text=True, check=False)  # fmt: skip
+    assert checked.returncode == 0, checked.stdout  # the cache holds it now
+    seen: list[bytes] = []
+    with FakeServer(_endpoint_that_listens(certs, seen)) as fake:
+        url = f"postgresql://scram:{ENCODED}@localhost:{fake.port}/postgres?sslmode=require"
+        done = subprocess.run(
+            [sys.executable, "-m", "runner", "run", "p.yaml", *args], cwd=tmp_path,
+            env={**env, "DATABASE_URL": url}, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        deadline = time.monotonic() + 5
+        while fake.connections > len(seen) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert done.returncode == code, done.stderr
+    assert all(sent == b"" for sent in seen), seen
+
+
+def test_a_cached_plan_logs_in_while_sqlplan_starts(cli: Cli, ssl_server: Cluster) -> None:
+    """The plan is in the cache, so it is known valid at once: the thread that opened the
+    connection also logs in (SCRAM-SHA-256-PLUS, channel_binding=require), and the run's first
+    attempt takes that very connection."""
+    from runner.connect import early
+
+    cli.write(
+        "tls.yaml", "sqlplan: 1\nname: tls\nsteps:\n  - query: SELECT 1 AS one\n    row: '{one}'\n"
+    )
+    url = ssl_server.url("scram", "sslmode=require&channel_binding=require")
+    assert cli("run", "tls.yaml", env={"DATABASE_URL": url}).exit_code == 0  # cached now
+    previous = Path.cwd()
+    os.chdir(cli.cwd)
+    try:
+        early.start(
+            ["run", "tls.yaml"], early.env_for({"DATABASE_URL": url}), str(cli.cwd), known_valid
+        )
+        pending = early._Slot.pending
+        assert pending is not None
+        pending._thread.join(20)
+        assert pending.connection is not None
+        opened = pending.connection
+        con = connect(parse_target(url))
+        try:
+            assert con is opened
+            assert con.run("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()") == [[True]]
+        finally:
+            con.close()
+    finally:
+        early.discard()
+        os.chdir(previous)

@@ -190,8 +190,14 @@ def _check_key_permissions(key: str) -> None:
         )
 
 
-def _attempt(target: Target, tls: ssl.SSLContext | bool, timeout: float) -> Connection:
-    """One connection attempt; failures become _Transient, _RefusesTls or ConnectError."""
+def _attempt(
+    target: Target,
+    tls: ssl.SSLContext | bool,
+    timeout: float,
+    opened: socket.socket | None = None,
+) -> Connection:
+    """One connection attempt; failures become _Transient, _RefusesTls or ConnectError.
+    `opened`: a socket already connected (and TLS set up, if `tls`), as early.py opens one."""
     from pg8000.exceptions import DatabaseError, InterfaceError
 
     kwargs: dict[str, Any] = {
@@ -209,9 +215,15 @@ def _attempt(target: Target, tls: ssl.SSLContext | bool, timeout: float) -> Conn
             kwargs["unix_sock"] = target.socket_path
             kwargs["timeout"] = timeout
         else:
-            taken = early.take(target, tls is not False, timeout)
+            taken = opened if opened is not None else early.take(target, tls is not False, timeout)
+            if _is_connection(taken):
+                return taken  # logged in already, the plan known valid
             if taken == early.REFUSED:
                 raise _RefusesTls()  # it said N already, to the SSLRequest sent at start
+            if isinstance(taken, early.Failed) and isinstance(
+                taken.error, (_Transient, ConnectError)
+            ):
+                raise taken.error  # logging in at start: that was this attempt
             if isinstance(taken, early.Failed) and _is_transient(taken.error):
                 # the attempt made at start: it counts as this one (its timeout is spent)
                 raise _Transient(_reason(taken.error))
@@ -248,6 +260,17 @@ def _attempt(target: Target, tls: ssl.SSLContext | bool, timeout: float) -> Conn
     # A query must not die of the connect timeout: reads wait as long as the server works.
     connection._usock.settimeout(None)
     return connection
+
+
+def _is_connection(value: object) -> bool:
+    from pg8000.native import Connection
+
+    return isinstance(value, Connection)
+
+
+def log_in(target: Target, sock: socket.socket, tls: bool) -> Connection:
+    """StartupMessage and authentication on a socket early.py opened (TLS done if `tls`)."""
+    return _attempt(target, ssl_context_for(target) if tls else False, 15.0, opened=sock)
 
 
 def _is_transient(error: BaseException) -> bool:

@@ -16,7 +16,7 @@ import contextlib
 import os
 import socket
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 # The commands that connect, and the options of theirs that take a value (to read argv).
@@ -28,6 +28,10 @@ _TAKES_VALUE = {
 }  # fmt: skip
 # sslmodes whose first attempt is TLS, and that never fall back within that attempt.
 _TLS_FIRST = {"require", "verify-ca", "verify-full", "prefer"}
+# run's flags that change nothing of what is sent at start; any other option: no early log-in
+_KNOWN_FLAGS = {"--no-pipeline", "--keep-going", "--allow-changed", "--take-over"}
+# options whose values the plans could depend on: no early log-in with them
+_VARS = {"--var", "--vars"}
 
 _lock = threading.Lock()
 REFUSED = "refused"  # take(): the server said N to the SSLRequest
@@ -36,7 +40,7 @@ REFUSED = "refused"  # take(): the server said N to the SSLRequest
 class Failed:
     """take(): the attempt made at start failed on the network (timed out, refused, reset)."""
 
-    def __init__(self, error: OSError) -> None:
+    def __init__(self, error: Exception) -> None:
         self.error = error
 
 
@@ -47,12 +51,23 @@ class _Slot:
 
 
 class _Early:
-    def __init__(self, database_url: str | None, environ: Mapping[str, str], cwd: str) -> None:
+    def __init__(
+        self,
+        database_url: str | None,
+        environ: Mapping[str, str],
+        cwd: str,
+        plans: Sequence[str] = (),
+        known_valid: Callable[[Sequence[str]], bool] | None = None,
+    ) -> None:
         self.target: Any = None
+        self.known_valid = known_valid  # the plan side's word that the plans will run
+        self.plans = tuple(plans)  # `run`'s plans, when it may log in at once (see _log_in)
+        self.connection: Any = None
         self.tls = False
         self.refused = False  # sslmode=prefer and the server answered N: the socket is plain
         self.attempted: Any = None  # the target it tried
         self.error: OSError | None = None  # why it failed, when the network said so
+        self.failure: Exception | None = None  # why logging in failed (connection.py's error)
         self.sock: socket.socket | None = None
         self._args = (database_url, dict(environ), cwd)
         self._thread = threading.Thread(target=self._work, name="sqlplan-connect", daemon=True)
@@ -93,6 +108,7 @@ class _Early:
                 self.tls = True
             self.sock, self.target = sock, target
             sock = None
+            self._log_in(target)
         except OSError as e:  # the network's answer: the first attempt's, if it is transient
             self.error = e
         except Exception:  # the main thread's own attempt meets it again and reports it
@@ -102,14 +118,43 @@ class _Early:
                 with contextlib.suppress(OSError):
                     sock.close()
 
-    def take(self, target: Any, tls: bool, timeout: float) -> socket.socket | str | Failed | None:
+    def _log_in(self, target: Any) -> None:
+        """On a cache hit, the plans are known valid at once: send the StartupMessage and
+        authenticate now, beside the imports, rather than after them. Only when nothing else
+        could still refuse the run before it connects: no vars, no option unread here, every
+        plan in the cache, no two `once` plans of one name."""
+        if not self.plans or self.sock is None or self.known_valid is None:
+            return
+        if not self.known_valid(self.plans):
+            return
+        from .connection import log_in
+
+        sock, self.sock = self.sock, None
+        try:
+            self.connection = log_in(target, sock, self.tls)
+        except Exception as e:  # the first attempt's outcome: the run reports it as such
+            self.failure = e
+            with contextlib.suppress(OSError):
+                sock.close()
+
+    def take(self, target: Any, tls: bool, timeout: float) -> Any:
         """The open socket, if it was opened for this target as this attempt would open it;
         REFUSED for a TLS attempt the server already refused (sslmode=prefer), whose plain
         socket the next attempt takes."""
-        self._thread.join(timeout)
+        # Whatever it is doing is bounded by the connect timeout, once per blocking step (TCP,
+        # TLS, each answer while logging in): wait for it, as for an attempt of one's own.
+        self._thread.join(timeout * 4 + 5)
         if self._thread.is_alive():
             return None
+        if self.connection is not None:
+            if self.target == target and self.tls == tls:
+                connection, self.connection = self.connection, None
+                return connection
+            self.close()
+            return None
         if self.sock is None:
+            if self.failure is not None and self.target == target and self.tls == tls:
+                return Failed(self.failure)
             if self.error is not None and self.attempted == target:
                 return Failed(self.error)
             return None
@@ -125,23 +170,33 @@ class _Early:
         return sock
 
     def close(self) -> None:
+        if self.connection is not None:
+            with contextlib.suppress(Exception):
+                self.connection.close()
+            self.connection = None
         if self.sock is not None:
             with contextlib.suppress(OSError):
                 self.sock.close()
             self.sock = None
 
 
-def start(argv: Sequence[str], environ: Mapping[str, str], cwd: str) -> None:
+def start(
+    argv: Sequence[str],
+    environ: Mapping[str, str],
+    cwd: str,
+    known_valid: Callable[[Sequence[str]], bool] | None = None,
+) -> None:
     """Open the connection in the background if `argv` is a command that connects."""
-    command, url, skip = _read(argv)
+    command, url, skip, paths, log_in = _read(argv)
     if command not in _CONNECTING or skip:
         return
+    plans = _plan_files(paths, cwd) if command == "run" and log_in else []
     discard()
     with _lock:
-        _Slot.pending = _Early(url, environ, cwd)
+        _Slot.pending = _Early(url, environ, cwd, plans, known_valid)
 
 
-def take(target: Any, tls: bool, timeout: float) -> socket.socket | str | Failed | None:
+def take(target: Any, tls: bool, timeout: float) -> Any:
     """For the first connection attempt: the socket opened early for it, or None; REFUSED
     when the server already refused TLS (the plain socket stays for the next attempt)."""
     with _lock:
@@ -165,10 +220,13 @@ def discard() -> None:
         early.close()
 
 
-def _read(argv: Sequence[str]) -> tuple[str | None, str | None, bool]:
-    """(command, --database-url, whether to leave it: help, a dry run) from argv."""
+def _read(argv: Sequence[str]) -> tuple[str | None, str | None, bool, list[str], bool]:
+    """(command, --database-url, whether to leave it (help, a dry run), the command's
+    arguments, whether nothing in argv forbids an early log-in) from argv."""
     command = url = None
     skip = False
+    log_in = True
+    paths: list[str] = []
     index = 0
     while index < len(argv):
         arg = argv[index]
@@ -180,11 +238,32 @@ def _read(argv: Sequence[str]) -> tuple[str | None, str | None, bool]:
             url = argv[index + 1]
             index += 1
         elif arg in _TAKES_VALUE:
+            log_in = log_in and arg not in _VARS
             index += 1
-        elif command is None and not arg.startswith("-"):
+        elif arg.startswith("-"):
+            log_in = log_in and arg in _KNOWN_FLAGS
+        elif command is None:
             command = arg
+        else:
+            paths.append(arg)
         index += 1
-    return command, url, skip
+    return command, url, skip, paths, log_in
+
+
+def _plan_files(paths: Sequence[str], cwd: str) -> list[str]:
+    """As `run` reads its arguments (cli._run_files): files as given, a directory's *.yaml and
+    *.yml files in name order. Empty when one is missing: `run` will say so."""
+    files: list[str] = []
+    for path in paths:
+        full = os.path.join(cwd, path)
+        if os.path.isdir(full):
+            names = sorted(n for n in os.listdir(full) if n.endswith((".yaml", ".yml")))
+            files += [os.path.join(path, n) for n in names if os.path.isfile(os.path.join(full, n))]
+        elif os.path.isfile(full):
+            files.append(path)
+        else:
+            return []
+    return files
 
 
 def env_for(overrides: Mapping[str, str | None]) -> dict[str, str]:

@@ -29,7 +29,7 @@ import os
 import stat
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import cache
 from importlib.util import find_spec
 from pathlib import Path
@@ -86,6 +86,48 @@ _CLASSES: dict[str, type[Any]] = {
 }
 
 
+def cached(path: str | Path) -> Plan | None:
+    """The plan, if the cache holds it for these bytes and this sqlplan: known valid without
+    validating. None for anything else (never validates, never writes)."""
+    try:
+        raw = read_plan(path)
+    except Exception:  # the command's own reading reports it
+        return None
+    directory = cache_dir()
+    if directory is None:
+        return None
+    entry, key = _entry(directory, str(path), raw)
+    return _read(entry, key)
+
+
+def known_valid(paths: Sequence[str]) -> bool:
+    """Whether these plans will run as they are, known from the cache alone: each is in it,
+    none takes vars (whose values could be missing or wrong), no two `once` plans share a
+    name. What lets the connection log in before the command has read its plans."""
+    plans = [cached(path) for path in paths]
+    names = [plan.name for plan in plans if plan is not None and plan.once]
+    return (
+        bool(plans)
+        and all(
+            plan is not None and not plan.vars and not any(step.uses for step in plan.steps)
+            for plan in plans
+        )
+        and len(names) == len(set(names))
+    )
+
+
+def _entry(directory: Path, display: str, raw: bytes) -> tuple[Path, dict[str, object]]:
+    entry = directory / "plans" / f"{_digest(os.path.abspath(display), display)[:40]}.json"
+    key: dict[str, object] = {
+        "format": FORMAT,
+        "path": os.path.abspath(display),
+        "display": display,
+        "sha256": hashlib.sha256(raw).hexdigest(),
+        "sqlplan": _code_stamp(),
+    }
+    return entry, key
+
+
 def load_plan(path: str | Path) -> Plan:
     """As plan.load_plan, from the cache when the plan and all it depends on are unchanged."""
     raw = read_plan(path)
@@ -93,14 +135,7 @@ def load_plan(path: str | Path) -> Plan:
     directory = cache_dir()
     if directory is None or not _private_directory(directory, create=True):
         return _validate(raw, display)
-    entry = directory / "plans" / f"{_digest(os.path.abspath(display), display)[:40]}.json"
-    key = {
-        "format": FORMAT,
-        "path": os.path.abspath(display),
-        "display": display,
-        "sha256": hashlib.sha256(raw).hexdigest(),
-        "sqlplan": _code_stamp(),
-    }
+    entry, key = _entry(directory, display, raw)
     # As in validation: millions of objects for a large plan, none in cycles.
     enabled = gc.isenabled()
     gc.disable()
