@@ -874,3 +874,20 @@ def test_a_cached_plan_logs_in_while_sqlplan_starts(cli: Cli, ssl_server: Cluste
     finally:
         early.discard()
         os.chdir(previous)
+
+
+def test_the_attempt_made_at_start_keeps_the_connect_timeout_option(tmp_path: Path) -> None:
+    """--connect-timeout applies to the attempt made at start as to the others: one
+    connection to a silent server with --connect-retries 0, not a second one after it."""
+    (tmp_path / "ok.yaml").write_text("sqlplan: 1\nname: ok\nsteps:\n  - batch: SELECT 1\n")
+    with FakeServer(lambda conn, _: time.sleep(8)) as silent:
+        url = f"postgresql://u@127.0.0.1:{silent.port}/d?sslmode=require"
+        done = subprocess.run(
+            [sys.executable, "-m", "runner", "run", "ok.yaml", "--connect-retries", "0",
+             "--connect-timeout", "1"],
+            cwd=tmp_path, env={**os.environ, "DATABASE_URL": url}, capture_output=True,
+            text=True, check=False,
+        )  # fmt: skip
+        assert done.returncode == 5
+        assert done.stderr.splitlines()[-1].endswith(": timed out")
+        assert silent.connections == 1

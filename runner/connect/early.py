@@ -56,11 +56,14 @@ class _Early:
         database_url: str | None,
         environ: Mapping[str, str],
         cwd: str,
+        *,
         plans: Sequence[str] = (),
         known_valid: Callable[[Sequence[str]], bool] | None = None,
+        timeout: float | None = None,
     ) -> None:
         self.target: Any = None
         self.known_valid = known_valid  # the plan side's word that the plans will run
+        self.timeout = timeout  # --connect-timeout, else SQLPLAN_CONNECT_TIMEOUT
         self.plans = tuple(plans)  # `run`'s plans, when it may log in at once (see _log_in)
         self.connection: Any = None
         self.tls = False
@@ -89,7 +92,7 @@ class _Early:
             ):
                 return
             self.attempted = target
-            timeout = target.connect_timeout or 15.0
+            timeout = self.timeout or target.connect_timeout or 15.0
             sock = socket.create_connection((target.host, target.port), timeout=timeout)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
@@ -193,7 +196,15 @@ def start(
     plans = _plan_files(paths, cwd) if command == "run" and log_in else []
     discard()
     with _lock:
-        _Slot.pending = _Early(url, environ, cwd, plans, known_valid)
+        pending = _Early(
+            url,
+            environ,
+            cwd,
+            plans=plans,
+            known_valid=known_valid,
+            timeout=_timeout(argv, environ),
+        )
+        _Slot.pending = pending
 
 
 def take(target: Any, tls: bool, timeout: float) -> Any:
@@ -248,6 +259,21 @@ def _read(argv: Sequence[str]) -> tuple[str | None, str | None, bool, list[str],
             paths.append(arg)
         index += 1
     return command, url, skip, paths, log_in
+
+
+def _timeout(argv: Sequence[str], environ: Mapping[str, str]) -> float | None:
+    """--connect-timeout (or SQLPLAN_CONNECT_TIMEOUT), as the run's own attempts use it."""
+    value = environ.get("SQLPLAN_CONNECT_TIMEOUT")
+    for index, arg in enumerate(argv):
+        if arg.startswith("--connect-timeout="):
+            value = arg.split("=", 1)[1]
+        elif arg == "--connect-timeout" and index + 1 < len(argv):
+            value = argv[index + 1]
+    try:
+        seconds = float(value) if value else None
+    except ValueError:
+        return None
+    return seconds if seconds is not None and seconds > 0 else None
 
 
 def _plan_files(paths: Sequence[str], cwd: str) -> list[str]:
