@@ -158,11 +158,16 @@ def _reader_left() -> None:
     """Standard output's reader went away (`sqlplan run plan.yaml | head -1`). The plan goes
     on, as psql's script does: stopping between steps would leave a deployment half done for
     want of someone reading its messages. Its later lines are dropped."""
+    _stdout_to_devnull()
+    _notify("standard output was closed by its reader; the plan's later lines are dropped")
+
+
+def _stdout_to_devnull() -> None:
+    """Standard output's reader is gone: what is still written goes nowhere, without errors."""
     with contextlib.suppress(OSError):
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
-    _notify("standard output was closed by its reader; the plan's later lines are dropped")
 
 
 def _notify(text: str) -> None:
@@ -235,10 +240,7 @@ class _Commands(click.Group):
             # `sqlplan show plan.yaml | head`: the reader has what it wanted. As a shell reports
             # a command SIGPIPE stopped, and without a word (`run` goes on instead: see
             # _reader_left).
-            with contextlib.suppress(OSError):
-                devnull = os.open(os.devnull, os.O_WRONLY)
-                os.dup2(devnull, sys.stdout.fileno())
-                os.close(devnull)
+            _stdout_to_devnull()
             _exit(ExitCode.READER_LEFT)
         except (interrupts.Abandoned, KeyboardInterrupt) as e:
             signum = getattr(e, "signum", signal.SIGINT)
@@ -599,15 +601,10 @@ def _announce(plan: Any) -> None:
 
 
 def _run_files(paths: tuple[str, ...]) -> list[str]:
-    """The plans to run: files as given; a directory's *.yaml and *.yml files in name order
-    (not those of its subdirectories)."""
-    files: list[str] = []
-    for path in paths:
-        if os.path.isdir(path):
-            names = sorted(n for n in os.listdir(path) if n.endswith((".yaml", ".yml")))
-            files += [os.path.join(path, n) for n in names if os.path.isfile(os.path.join(path, n))]
-        else:
-            files.append(path)
+    """The plans to run (connect/early.py's plan_files); a usage error when there are none."""
+    from .connect.early import plan_files
+
+    files = plan_files(paths, os.getcwd())
     if not files:
         _fail(SqlPlanError(f"no plan files (*.yaml, *.yml) in {', '.join(paths)}"), ExitCode.USAGE)
     return files

@@ -7,6 +7,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import yaml
+from conftest import ROOT
 from fuzzing import SCHEMA, _from_schema
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -14,6 +16,8 @@ from hypothesis import strategies as st
 from runner.plan.schema import load
 
 KINDS = ["batch", "execute", "bulk_insert", "query"]
+# The shipped plans as data: valid documents to start from, mutated or not.
+SHIPPED = [yaml.safe_load(path.read_text()) for path in sorted((ROOT / "plans").rglob("*.yaml"))]
 _SOME = st.sampled_from([None, 1, "x", [], {}, [1, "a"], {"k": 1}, True, 1.5, "5s", "{x}"])
 
 
@@ -21,7 +25,8 @@ _SOME = st.sampled_from([None, 1, "x", [], {}, [1, "a"], {"k": 1}, True, 1.5, "5
 def _mutated(draw: st.DrawFn) -> Any:
     """A plan-shaped document, perhaps with a step given another kind too, a key dropped or
     added, or a value swapped for one of another type."""
-    document = copy.deepcopy(draw(_from_schema(SCHEMA)))
+    base = draw(st.sampled_from(SHIPPED) | _from_schema(SCHEMA))
+    document = copy.deepcopy(base)
     steps = document.get("steps") if isinstance(document, dict) else None
     for _ in range(draw(st.integers(0, 3))):
         if isinstance(steps, list) and steps and isinstance(steps[0], dict):
@@ -62,5 +67,5 @@ def test_the_quick_schema_says_what_the_schema_says(document: Any) -> None:
 
 def test_both_verdicts_were_seen() -> None:
     # runs after the property test in this module (pytest keeps file order)
-    assert seen[True] >= 5, seen  # the generator adds a stray key now and then: most are not
+    assert seen[True] >= 20, seen
     assert seen[False] > 20, seen

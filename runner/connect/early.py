@@ -193,7 +193,7 @@ def start(
     command, url, skip, paths, log_in = _read(argv)
     if command not in _CONNECTING or skip:
         return
-    plans = _plan_files(paths, cwd) if command == "run" and log_in else []
+    plans = plan_files(paths, cwd) if command == "run" and log_in else []
     discard()
     with _lock:
         pending = _Early(
@@ -276,19 +276,18 @@ def _timeout(argv: Sequence[str], environ: Mapping[str, str]) -> float | None:
     return seconds if seconds is not None and seconds > 0 else None
 
 
-def _plan_files(paths: Sequence[str], cwd: str) -> list[str]:
-    """As `run` reads its arguments (cli._run_files): files as given, a directory's *.yaml and
-    *.yml files in name order. Empty when one is missing: `run` will say so."""
+def plan_files(paths: Sequence[str], cwd: str) -> list[str]:
+    """The plans `run` runs: files as given, a directory's *.yaml and *.yml files in name
+    order (not its subdirectories'), each named as the cache knows it. One function for `run`
+    and for the log-in at start, so that both look up the same cache entries."""
     files: list[str] = []
     for path in paths:
         full = os.path.join(cwd, path)
         if os.path.isdir(full):
             names = sorted(n for n in os.listdir(full) if n.endswith((".yaml", ".yml")))
             files += [os.path.join(path, n) for n in names if os.path.isfile(os.path.join(full, n))]
-        elif os.path.isfile(full):
-            files.append(path)
         else:
-            return []
+            files.append(path)  # as given: reading it says what is wrong with it, if anything
     return files
 
 
