@@ -378,10 +378,11 @@ def stop_pgbouncer(pooler: Pooler) -> None:
 
 
 class TurnCounter:
-    """A loopback TCP proxy to a server's unix socket that counts the client's turns: bursts of
-    data from the client with a reply from the server between them (round trips, in effect)."""
+    """A loopback TCP proxy to a server's unix socket (or TCP address) that counts the client's
+    turns: bursts of data from the client with a reply from the server between them (round
+    trips, in effect)."""
 
-    def __init__(self, upstream_socket: str) -> None:
+    def __init__(self, upstream_socket: str | tuple[str, int]) -> None:
         self.upstream_socket = upstream_socket
         self.turns = 0
         self._client_spoke_last = False
@@ -402,7 +403,8 @@ class TurnCounter:
                 sink.shutdown(socket.SHUT_WR)
 
     def handle(self, conn: socket.socket, _: int) -> None:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as upstream:
+        family = socket.AF_UNIX if isinstance(self.upstream_socket, str) else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as upstream:
             upstream.connect(self.upstream_socket)
             back = threading.Thread(target=self._relay, args=(upstream, conn, False), daemon=True)
             back.start()

@@ -867,7 +867,8 @@ def test_a_cached_plan_logs_in_while_sqlplan_starts(cli: Cli, ssl_server: Cluste
         opened = pending.connection
         con = connect(parse_target(url))
         try:
-            assert con is opened
+            assert con._usock is opened.sock  # that very socket, logged in already
+            assert con.auth.mechanism_name == "SCRAM-SHA-256-PLUS"
             assert con.run("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()") == [[True]]
         finally:
             con.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import io
 import os
 import random
 import socket
@@ -12,10 +13,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypeGuard
 
 from ..errors import ConfigError, ConnectError
 from . import early
+from .handshake import LoggedIn, Refusal, RefusesTls, ServerError, start_tls
+from .handshake import log_in as handshake_log_in
 from .target import Target
 
 if TYPE_CHECKING:
@@ -77,17 +80,17 @@ def _connect_with_sslmode(target: Target, timeout: float) -> Connection:
     mode = target.sslmode
     if mode == "disable":
         return _attempt(target, False, timeout)
-    context = ssl_context_for(target)
+    ssl_context_for(target)  # a settings error is reported before anything is sent
     if mode == "allow":
         try:
             return _attempt(target, False, timeout)
         except ConnectError as e:
             if e.sqlstate != "28000":  # only a server that refuses plaintext gets a TLS retry
                 raise
-            return _attempt(target, context, timeout)
+            return _attempt_tls(target, timeout)
     if mode == "prefer" and target.channel_binding != "require":
         try:
-            return _attempt(target, context, timeout)
+            return _attempt_tls(target, timeout)
         except _RefusesTls:
             return _attempt(target, False, timeout)
         except ConnectError as e:
@@ -95,7 +98,7 @@ def _connect_with_sslmode(target: Target, timeout: float) -> Connection:
                 raise
             return _attempt(target, False, timeout)
     try:
-        return _attempt(target, context, timeout)
+        return _attempt_tls(target, timeout)
     except _RefusesTls:
         raise ConnectError(
             f"cannot connect to {target.describe()}: the server does not accept TLS connections "
@@ -103,22 +106,42 @@ def _connect_with_sslmode(target: Target, timeout: float) -> Connection:
         ) from None
 
 
+def _attempt_tls(target: Target, timeout: float) -> Connection:
+    """A TLS attempt offering a P-256 key share only (see ssl_context_for); if the handshake
+    fails, one more with every group OpenSSL offers, which is what libpq sends."""
+    try:
+        return _attempt(target, ssl_context_for(target), timeout)
+    except _HandshakeFailed:
+        pass
+    try:
+        return _attempt(target, ssl_context_for(target, every_group=True), timeout)
+    except _HandshakeFailed as e:
+        raise ConnectError(f"cannot connect to {target.describe()}: {_reason(e.error)}") from None
+
+
+class _HandshakeFailed(Exception):
+    """The TLS handshake failed for a reason other than the certificate or a hang-up."""
+
+    def __init__(self, error: ssl.SSLError) -> None:
+        self.error = error
+
+
 class _RefusesTls(Exception):
     pass
 
 
-def ssl_context_for(target: Target) -> ssl.SSLContext:
+def ssl_context_for(target: Target, *, every_group: bool = False) -> ssl.SSLContext:
     """The TLS settings an sslmode asks for, with the client certificate if there is one.
 
     As libpq, `require` verifies the chain (as verify-ca) when there is a root certificate:
-    `sslrootcert`, or ~/.postgresql/root.crt."""
+    `sslrootcert`, or ~/.postgresql/root.crt.
+
+    Unless `every_group`, the key share offered is P-256 alone, which every TLS 1.3 server
+    must accept (RFC 8446, 9.1). OpenSSL's default, X25519, costs a round trip (a
+    HelloRetryRequest) with PostgreSQL up to 17, whose ssl_ecdh_curve is prime256v1."""
     mode = target.sslmode
-    default_root = Path.home() / ".postgresql" / "root.crt"
-    verify = mode in ("verify-ca", "verify-full") or (
-        mode == "require" and (target.sslrootcert or default_root.is_file())
-    )
-    if verify:
-        root = target.sslrootcert or str(default_root)
+    root, certificate, key = tls_files(target)
+    if root is not None:
         if root == "system":
             context = ssl.create_default_context()
         elif os.path.isfile(root):
@@ -148,9 +171,9 @@ def ssl_context_for(target: Target) -> ssl.SSLContext:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
-    certificate = target.sslcert or _default_client_file("postgresql.crt")
-    if certificate and os.path.isfile(certificate):
-        key = target.sslkey or _default_client_file("postgresql.key") or certificate
+    if not every_group:
+        context.set_ecdh_curve("prime256v1")
+    if certificate is not None and key is not None:
         _check_key_permissions(key)
         try:
             context.load_cert_chain(certificate, key)
@@ -162,6 +185,22 @@ def ssl_context_for(target: Target) -> ssl.SSLContext:
     elif target.sslcert:
         raise ConfigError(f"client certificate file {target.sslcert!r} does not exist")
     return context
+
+
+def tls_files(target: Target) -> tuple[str | None, str | None, str | None]:
+    """(the root certificate file, when the chain is verified; the client certificate; its
+    key), found as libpq finds them: with the target, what ssl_context_for's context is."""
+    mode = target.sslmode
+    default_root = Path.home() / ".postgresql" / "root.crt"
+    verify = mode in ("verify-ca", "verify-full") or (
+        mode == "require" and (target.sslrootcert or default_root.is_file())
+    )
+    root = (target.sslrootcert or str(default_root)) if verify else None
+    certificate = target.sslcert or _default_client_file("postgresql.crt")
+    key = None
+    if certificate and os.path.isfile(certificate):
+        key = target.sslkey or _default_client_file("postgresql.key") or certificate
+    return root, certificate, key
 
 
 def _tls_reason(error: BaseException) -> str:
@@ -194,83 +233,137 @@ def _attempt(
     target: Target,
     tls: ssl.SSLContext | bool,
     timeout: float,
-    opened: socket.socket | None = None,
 ) -> Connection:
-    """One connection attempt; failures become _Transient, _RefusesTls or ConnectError.
-    `opened`: a socket already connected (and TLS set up, if `tls`), as early.py opens one."""
-    from pg8000.exceptions import DatabaseError, InterfaceError
+    """One connection attempt; failures become _Transient, _RefusesTls or ConnectError."""
+    if target.is_unix_socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(target.socket_path)
+        except OSError as e:
+            sock.close()
+            raise _failure(target, e) from None
+        return _session(target, log_in(target, sock))
+    from pg8000 import native  # noqa: F401  (while the early log-in may still be under way)
 
-    kwargs: dict[str, Any] = {
-        "user": target.user,
-        "password": target.password,
-        "database": target.database,
-        "application_name": target.application_name,
-        "ssl_context": tls,
-    }
-    if target.options:
-        kwargs["startup_params"] = {"options": target.options}
-    sock = None
+    taken = early.take(target, tls is not False, timeout)
+    if isinstance(taken, LoggedIn):
+        return _session(target, taken)  # logged in already, the plan known valid
+    if taken == early.REFUSED:
+        raise _RefusesTls()  # it said N already, to the SSLRequest sent at start
+    if isinstance(taken, early.Failed):
+        error = taken.error
+        if isinstance(error, (_Transient, ConnectError, _RefusesTls)):
+            raise error  # logging in at start: that was this attempt
+        if _handshake_failure(error):
+            raise _HandshakeFailed(error)
+        # the attempt made at start: it counts as this one (its timeout is spent)
+        raise _failure(target, error) from None
+    # a socket opened while sqlplan started (TLS with ssl_context_for(target)), or a new one
+    sock = taken if isinstance(taken, socket.socket) else open_socket(target, tls, timeout)
+    return _session(target, log_in(target, sock))
+
+
+def open_socket(target: Target, tls: ssl.SSLContext | bool, timeout: float) -> socket.socket:
+    """TCP to the target (and TLS over it, if `tls`); failures as _attempt's."""
+    sock: socket.socket | None = None
     try:
-        if target.is_unix_socket:
-            kwargs["unix_sock"] = target.socket_path
-            kwargs["timeout"] = timeout
-        else:
-            taken = opened if opened is not None else early.take(target, tls is not False, timeout)
-            if _is_connection(taken):
-                return taken  # logged in already, the plan known valid
-            if taken == early.REFUSED:
-                raise _RefusesTls()  # it said N already, to the SSLRequest sent at start
-            if isinstance(taken, early.Failed) and isinstance(
-                taken.error, (_Transient, ConnectError)
-            ):
-                raise taken.error  # logging in at start: that was this attempt
-            if isinstance(taken, early.Failed) and _is_transient(taken.error):
-                # the attempt made at start: it counts as this one (its timeout is spent)
-                raise _Transient(_reason(taken.error))
-            sock = taken if isinstance(taken, socket.socket) else None
-            if sock is not None:  # opened while sqlplan started, TLS with ssl_context_for(target)
-                kwargs["ssl_context"] = False
-            else:
-                sock = socket.create_connection((target.host, target.port), timeout=timeout)
-                # pg8000 leaves Nagle on: every small message would wait for the previous ACK.
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-            kwargs["sock"] = sock
-            kwargs["host"] = target.host
-            kwargs["port"] = target.port
-        connection = _connection_class(target.channel_binding)(**kwargs)
-    except DatabaseError as e:
-        fields = e.args[0] if e.args and isinstance(e.args[0], dict) else {}
-        code = str(fields.get("C", ""))
-        message = str(fields.get("M", e))
+        sock = socket.create_connection((target.host, target.port), timeout=timeout)
+        # Nagle off: every small message would wait for the previous one's ACK.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        if tls is not False:
+            context = tls if isinstance(tls, ssl.SSLContext) else ssl_context_for(target)
+            sock = start_tls(sock, context, target.host)
+    except RefusesTls:
+        assert sock is not None
+        sock.close()
+        raise _RefusesTls() from None
+    except OSError as e:
+        if sock is not None:
+            sock.close()
+        if _handshake_failure(e):
+            raise _HandshakeFailed(e) from None
+        raise _failure(target, e) from None
+    return sock
+
+
+def _handshake_failure(error: BaseException) -> TypeGuard[ssl.SSLError]:
+    return isinstance(error, ssl.SSLError) and not isinstance(
+        error, (ssl.SSLCertVerificationError, ssl.SSLEOFError, ssl.SSLZeroReturnError)
+    )
+
+
+def log_in(target: Target, sock: socket.socket) -> LoggedIn:
+    """StartupMessage and authentication on an open socket (TLS set up already, if any); on
+    failure the socket is closed and the error is _Transient or ConnectError."""
+    try:
+        return handshake_log_in(
+            sock,
+            user=target.user,
+            password=target.password,
+            database=target.database,
+            application_name=target.application_name,
+            options=target.options or None,
+            channel_binding=target.channel_binding,
+        )
+    except ServerError as e:
+        sock.close()
+        code = e.fields.get("C", "")
+        message = e.fields.get("M", "server error")
         if code == "57P03" or code.startswith("08") or code == "53300":
             raise _Transient(f"{message} [{code}]") from None
         raise ConnectError(
             f"cannot connect to {target.describe()}: {message} [{code}]", sqlstate=code
         ) from None
-    except (InterfaceError, OSError) as e:
-        if sock is not None:
-            sock.close()
-        cause = e.__cause__ or e
-        if isinstance(e, InterfaceError) and str(e) == "Server refuses SSL":
-            raise _RefusesTls() from None
-        if _is_transient(cause):
-            raise _Transient(_reason(cause)) from None
-        raise ConnectError(f"cannot connect to {target.describe()}: {_reason(cause)}") from None
-    # A query must not die of the connect timeout: reads wait as long as the server works.
-    connection._usock.settimeout(None)
-    return connection
+    except Refusal as e:
+        sock.close()
+        raise ConnectError(f"cannot connect to {target.describe()}: {e}") from None
+    except OSError as e:
+        sock.close()
+        raise _failure(target, e) from None
 
 
-def _is_connection(value: object) -> bool:
+def _failure(target: Target, error: BaseException) -> Exception:
+    if _is_transient(error):
+        return _Transient(_reason(error))
+    return ConnectError(f"cannot connect to {target.describe()}: {_reason(error)}")
+
+
+class _Greeting:
+    """What pg8000's Connection reads while it believes it logs in: the greeting the server
+    gave sqlplan's own log-in (handshake.py). The StartupMessage it writes goes nowhere."""
+
+    def __init__(self, greeting: bytes) -> None:
+        self._data = io.BytesIO(greeting)
+
+    def makefile(self, mode: str) -> _Greeting:
+        return self
+
+    def read(self, size: int) -> bytes:
+        return self._data.read(size)
+
+    def write(self, data: bytes) -> int:
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _session(target: Target, done: LoggedIn) -> Connection:
+    """pg8000's Connection over a logged-in socket: it reads the greeting (server version,
+    client encoding, cancel key) as from its own log-in, then talks on the real socket."""
     from pg8000.native import Connection
 
-    return isinstance(value, Connection)
-
-
-def log_in(target: Target, sock: socket.socket, tls: bool) -> Connection:
-    """StartupMessage and authentication on a socket early.py opened (TLS done if `tls`)."""
-    return _attempt(target, ssl_context_for(target) if tls else False, 15.0, opened=sock)
+    connection = Connection(target.user, sock=_Greeting(done.login.greeting), ssl_context=False)
+    connection._usock, connection._sock = done.sock, done.stream
+    connection.auth = done.login  # its mechanism_name, as pg8000's own SCRAM client has one
+    # A query must not die of the connect timeout: reads wait as long as the server works.
+    done.sock.settimeout(None)
+    return connection
 
 
 def _is_transient(error: BaseException) -> bool:
@@ -298,78 +391,6 @@ def _reason(error: BaseException) -> str:
     if isinstance(error, OSError) and error.strerror:
         return error.strerror
     return str(error) or type(error).__name__
-
-
-_AUTH_OK, _AUTH_CLEARTEXT, _AUTH_MD5, _AUTH_SASL = 0, 3, 5, 10
-NO_PASSWORD = (
-    "the server asks for a password, but none was given: put it in the URL "
-    "(postgresql://user:PASSWORD@host/db, percent-encoded), in PGPASSWORD, or in ~/.pgpass "
-    "(or the file PGPASSFILE or passfile= names; hostname:port:database:username:password, "
-    "mode 0600)"
-)
-_AUTH_NAMES = {_AUTH_CLEARTEXT: "a cleartext password", _AUTH_MD5: "an MD5 password"}
-_PLUS = b"SCRAM-SHA-256-PLUS"
-
-
-def _connection_class(channel_binding: str) -> type[Connection]:
-    """pg8000's Connection, refusing at once when a password is asked for and none was given
-    (pg8000 would fail on None), and enforcing channel_binding=require or =disable.
-
-    pg8000 picks SCRAM-SHA-256-PLUS by itself over TLS when offered (libpq's `prefer`), but
-    nothing makes it insist, or refrain.
-    """
-    from pg8000.exceptions import InterfaceError
-    from pg8000.native import Connection
-
-    class ChannelBindingConnection(Connection):  # type: ignore[misc]
-        def handle_AUTHENTICATION_REQUEST(self, data: bytes, context: Any) -> None:
-            code = int.from_bytes(data[:4], "big")
-            if code in (_AUTH_CLEARTEXT, _AUTH_MD5, _AUTH_SASL) and self.password is None:
-                raise InterfaceError(NO_PASSWORD)
-            if channel_binding == "prefer":
-                super().handle_AUTHENTICATION_REQUEST(data, context)
-                return
-            if channel_binding == "disable":
-                if code == _AUTH_SASL:
-                    self._start_scram_without_binding(data)
-                else:
-                    super().handle_AUTHENTICATION_REQUEST(data, context)
-                return
-            refused = None
-            if code == _AUTH_SASL:
-                offered = data[4:].split(b"\x00")
-                if _PLUS not in offered or not isinstance(self._usock, ssl.SSLSocket):
-                    refused = "the server did not offer SCRAM-SHA-256-PLUS"
-            elif code == _AUTH_OK and getattr(self, "auth", None) is None:
-                refused = "the server authenticated the client without channel binding"
-            elif code in _AUTH_NAMES:
-                refused = f"the server asked for {_AUTH_NAMES[code]}"
-            if refused:
-                raise InterfaceError(
-                    f"channel_binding=require, but {refused}; no password was sent"
-                )
-            super().handle_AUTHENTICATION_REQUEST(data, context)
-
-        def _start_scram_without_binding(self, data: bytes) -> None:
-            """pg8000's SASLInitialResponse, but with the gs2 flag 'n' (libpq's disable): handed
-            the TLS socket, scramp would send 'y', which a server offering PLUS takes for a
-            downgrade attack."""
-            import scramp
-            from pg8000.core import _flush
-
-            if self.password is None:
-                raise InterfaceError("the server asks for a password (SCRAM), but none was given")
-            offered = [m.decode("ascii") for m in data[4:].split(b"\x00") if m]
-            mechanisms = [m for m in offered if not m.endswith("-PLUS")]
-            self.auth = scramp.ScramClient(
-                mechanisms, self.user.decode(), self.password.decode(), channel_binding=None
-            )
-            first = self.auth.get_client_first().encode()
-            mechanism = self.auth.mechanism_name.encode("ascii") + b"\x00"
-            self._send_message(b"p", mechanism + struct.pack("!i", len(first)) + first)
-            _flush(self._sock)
-
-    return ChannelBindingConnection
 
 
 _CANCEL_REQUEST_CODE = 80877102

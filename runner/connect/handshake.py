@@ -1,0 +1,235 @@
+"""The protocol's opening, as libpq plays it: the SSLRequest and TLS, the StartupMessage, and
+authentication (trust, cleartext, MD5, SCRAM-SHA-256 and -PLUS), with libpq's channel_binding
+rules. It needs nothing but the standard library, so it can run while the driver is still
+being imported (early.py); what it returns is the server's greeting (AuthenticationOk through
+ReadyForQuery), which session.py hands to pg8000 for the rest of the connection."""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import ssl
+import struct
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from .scram import SCRAM, SCRAM_PLUS, Scram, ScramError, end_point_hash
+
+SSL_REQUEST = b"\x00\x00\x00\x08\x04\xd2\x16\x2f"
+_PROTOCOL_3_0 = 196608
+_HEADER = struct.Struct("!ci")
+_AUTH_OK, _AUTH_CLEARTEXT, _AUTH_MD5 = 0, 3, 5
+_AUTH_SASL, _AUTH_SASL_CONTINUE, _AUTH_SASL_FINAL = 10, 11, 12
+NO_PASSWORD = (
+    "the server asks for a password, but none was given: put it in the URL "
+    "(postgresql://user:PASSWORD@host/db, percent-encoded), in PGPASSWORD, or in ~/.pgpass "
+    "(or the file PGPASSFILE or passfile= names; hostname:port:database:username:password, "
+    "mode 0600)"
+)
+_AUTH_NAMES = {_AUTH_CLEARTEXT: "a cleartext password", _AUTH_MD5: "an MD5 password"}
+
+
+class RefusesTls(Exception):
+    """The server answered the SSLRequest with N."""
+
+
+class ServerError(Exception):
+    """An ErrorResponse while logging in (wrong password, no such database, starting up)."""
+
+    def __init__(self, fields: dict[str, str]) -> None:
+        super().__init__(fields.get("M", "server error"))
+        self.fields = fields
+
+
+class Refusal(Exception):
+    """sqlplan refuses to go on: no password to give, channel binding that cannot be had, a
+    server whose SCRAM answer does not hold together. The message says which."""
+
+
+@dataclass(frozen=True)
+class Login:
+    """A finished log-in: the mechanism used (None without SASL) and what the server sent from
+    AuthenticationOk to ReadyForQuery (parameter statuses, the cancel key), as it sent it."""
+
+    mechanism_name: str | None
+    greeting: bytes
+
+
+@dataclass
+class LoggedIn:
+    """A connection whose log-in is done: its socket, the buffered stream over it, the Login."""
+
+    sock: socket.socket
+    stream: BinaryIO
+    login: Login
+
+
+def start_tls(sock: socket.socket, context: ssl.SSLContext, host: str) -> ssl.SSLSocket:
+    """The SSLRequest, then the TLS handshake (SNI: the host name, never an IP address)."""
+    sock.sendall(SSL_REQUEST)
+    return finish_tls(sock, context, host)
+
+
+def finish_tls(sock: socket.socket, context: ssl.SSLContext, host: str) -> ssl.SSLSocket:
+    """The answer to an SSLRequest sent already, then the TLS handshake."""
+    answer = sock.recv(1)
+    if answer == b"N":
+        raise RefusesTls()
+    if answer != b"S":
+        raise ConnectionResetError(0, "the server answered the SSLRequest with neither S nor N")
+    return context.wrap_socket(sock, server_hostname=host)
+
+
+def log_in(
+    sock: socket.socket,
+    *,
+    user: str,
+    password: str | None,
+    database: str | None,
+    application_name: str | None,
+    options: str | None,
+    channel_binding: str,
+) -> LoggedIn:
+    """StartupMessage and authentication on `sock` (TLS set up already, if any). On failure
+    the stream over the socket is closed (the socket itself stays the caller's to close)."""
+    stream: BinaryIO = sock.makefile("rwb")  # type: ignore[assignment]
+    try:
+        return _log_in(stream, sock, user=user, password=password, database=database,
+                       application_name=application_name, options=options,
+                       channel_binding=channel_binding)  # fmt: skip
+    except BaseException:
+        stream.close()
+        raise
+
+
+def _log_in(
+    stream: BinaryIO,
+    sock: socket.socket,
+    *,
+    user: str,
+    password: str | None,
+    database: str | None,
+    application_name: str | None,
+    options: str | None,
+    channel_binding: str,
+) -> LoggedIn:
+    parameters = [("user", user), ("database", database), ("application_name", application_name),
+                  ("options", options)]  # fmt: skip
+    body = bytearray(struct.pack("!i", _PROTOCOL_3_0))
+    for name, value in parameters:
+        if value is not None:
+            body += name.encode("ascii") + b"\x00" + value.encode("utf-8") + b"\x00"
+    body += b"\x00"
+    stream.write(struct.pack("!i", len(body) + 4) + body)
+    stream.flush()
+    tls = isinstance(sock, ssl.SSLSocket)
+    scram: Scram | None = None
+    greeting = bytearray()
+    while True:
+        code, data = _receive(stream)
+        if code == b"E":
+            raise ServerError(_fields(data))
+        if code == b"v":
+            continue  # NegotiateProtocolVersion: options the server does not know, ignored
+        if code != b"R":
+            greeting += _HEADER.pack(code, len(data) + 4) + data
+            if code == b"Z":
+                return LoggedIn(sock, stream, Login(scram.mechanism_name if scram else None, bytes(greeting)))  # fmt: skip
+            continue
+        kind = int.from_bytes(data[:4], "big")
+        if kind == _AUTH_OK:
+            if scram is not None and not scram.verified:
+                raise Refusal("the server ended SCRAM without proving that it knows the password")
+            if channel_binding == "require" and (
+                scram is None or scram.mechanism_name != SCRAM_PLUS
+            ):
+                _refuse("the server authenticated the client without channel binding")
+            greeting += _HEADER.pack(code, len(data) + 4) + data
+            continue
+        if kind in (_AUTH_CLEARTEXT, _AUTH_MD5, _AUTH_SASL) and password is None:
+            raise Refusal(NO_PASSWORD)
+        if kind in _AUTH_NAMES:
+            if channel_binding == "require":
+                _refuse(f"the server asked for {_AUTH_NAMES[kind]}")
+            secret = (password or "").encode("utf-8")
+            if kind == _AUTH_MD5:
+                inner = hashlib.md5(secret + user.encode("utf-8")).hexdigest().encode("ascii")
+                secret = b"md5" + hashlib.md5(inner + data[4:8]).hexdigest().encode("ascii")
+            _send(stream, b"p", secret + b"\x00")
+        elif kind == _AUTH_SASL:
+            scram = _choose(data[4:], password or "", sock, tls, channel_binding)
+            first = scram.first()
+            mechanism = scram.mechanism_name.encode("ascii") + b"\x00"
+            _send(stream, b"p", mechanism + struct.pack("!i", len(first)) + first)
+        elif kind == _AUTH_SASL_CONTINUE and scram is not None:
+            try:
+                _send(stream, b"p", scram.final(data[4:]))
+            except ScramError as e:
+                raise Refusal(str(e)) from None
+        elif kind == _AUTH_SASL_FINAL and scram is not None:
+            try:
+                scram.verify(data[4:])
+            except ScramError as e:
+                raise Refusal(str(e)) from None
+        else:
+            raise Refusal(
+                f"the server asks for an authentication method sqlplan does not support "
+                f"(AuthenticationRequest {kind}); use password, md5 or scram-sha-256"
+            )
+
+
+def _choose(
+    offered_data: bytes, password: str, sock: socket.socket, tls: bool, channel_binding: str
+) -> Scram:
+    """The mechanism libpq would pick from the server's list, under channel_binding."""
+    offered = [m.decode("ascii", "replace") for m in offered_data.split(b"\x00") if m]
+    binding = None
+    if tls and channel_binding != "disable" and SCRAM_PLUS in offered:
+        certificate = sock.getpeercert(binary_form=True)  # type: ignore[attr-defined]
+        binding = end_point_hash(certificate) if certificate else None
+    if binding is not None:
+        return Scram(password, binding, could_bind=True)
+    if channel_binding == "require":
+        _refuse(
+            "the server did not offer SCRAM-SHA-256-PLUS"
+            if SCRAM_PLUS not in offered
+            else "the server certificate's signature algorithm gives no hash to bind to"
+        )
+    if SCRAM not in offered:
+        raise Refusal(f"the server offers no SASL mechanism sqlplan supports: {', '.join(offered)}")
+    # 'y': could have bound, the server did not offer it; 'n': binding off, or no TLS, or a
+    # certificate it cannot be computed for (the server cannot compute it either).
+    could = tls and channel_binding != "disable" and SCRAM_PLUS not in offered
+    return Scram(password, None, could_bind=could)
+
+
+def _refuse(reason: str) -> None:
+    raise Refusal(f"channel_binding=require, but {reason}; no password was sent")
+
+
+def _send(stream: BinaryIO, code: bytes, payload: bytes) -> None:
+    stream.write(code + struct.pack("!i", len(payload) + 4) + payload)
+    stream.flush()
+
+
+def _receive(stream: BinaryIO) -> tuple[bytes, bytes]:
+    header = _read(stream, 5)
+    code, length = _HEADER.unpack(header)
+    if length < 4 or length > 1 << 24:
+        raise Refusal("the server sent a malformed message while logging in")
+    return code, _read(stream, length - 4)
+
+
+def _read(stream: BinaryIO, size: int) -> bytes:
+    data = stream.read(size)
+    if len(data) < size:
+        raise ConnectionResetError(0, "the server closed the connection unexpectedly")
+    return data
+
+
+def _fields(data: bytes) -> dict[str, str]:
+    return {
+        s[:1].decode("ascii", "replace"): s[1:].decode("utf-8", "replace")
+        for s in data.split(b"\x00")
+        if s
+    }
