@@ -42,6 +42,29 @@ from servers import (  # noqa: E402
 from runner.connect.connection import connect  # noqa: E402
 
 
+def installed(work: Path) -> Path:
+    """sqlplan as `pip install sqlplan` lays it out, whatever this checkout's install is (an
+    editable one adds an import hook that costs about 10 ms at every start): the package, byte-
+    compiled, in a virtual environment of its own, and the console script pip writes. Its
+    dependencies come from this interpreter's environment through a path file."""
+    venv = work / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site = next(venv.glob("lib/python*/site-packages"))
+    shutil.copytree(ROOT / "runner", site / "runner", ignore=shutil.ignore_patterns("__pycache__"))
+    compileall.compile_dir(site / "runner", quiet=1)
+    ours = [p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir()]
+    (site / "dependencies.pth").write_text("\n".join(ours) + "\n")
+    script = venv / "bin" / "sqlplan"
+    script.write_text(
+        f"#!{venv / 'bin' / 'python'}\nimport re\nimport sys\nfrom runner.main import entry\n"
+        "if __name__ == '__main__':\n"
+        "    sys.argv[0] = re.sub(r'(-script\\.pyw|\\.exe)?$', '', sys.argv[0])\n"
+        "    sys.exit(entry())\n"
+    )
+    script.chmod(0o755)
+    return script
+
+
 def timed(command: list[str], cwd: Path, env: dict[str, str]) -> float:
     start = time.perf_counter()
     done = subprocess.run(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)  # fmt: skip
@@ -90,15 +113,13 @@ def main() -> None:
             "needs Debian's postgresql and openssl: apt-get install postgresql openssl"
         )
     psql = str(bin_dir / "psql")
-    sqlplan = shutil.which("sqlplan") or ""
-    ours_base = [sqlplan] if sqlplan else [sys.executable, "-m", "runner"]
-    compileall.compile_dir(ROOT / "runner", quiet=1)
 
     import pwd
 
     owner = pwd.getpwnam("postgres") if os.geteuid() == 0 else pwd.getpwuid(os.geteuid())
     work = Path(tempfile.mkdtemp(prefix="sqlplan-neon-bench-"))
     work.chmod(0o755)
+    ours_base = [str(installed(work))]
     certs = make_certificates(work, owner)
     cluster = start_cluster(bin_dir, tls=certs)
     try:
@@ -111,7 +132,7 @@ def main() -> None:
         base_env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "SQLPLAN_")) and k != "DATABASE_URL"}  # fmt: skip
         base_env["SQLPLAN_CACHE_DIR"] = str(work / "cache")
         print(f"PostgreSQL {bin_dir.parent.name} (Debian), TLS + SCRAM-SHA-256-PLUS, channel_binding=require, "
-              f"{args.pairs} interleaved pairs per figure, whole processes; sqlplan: {' '.join(ours_base)}")  # fmt: skip
+              f"{args.pairs} interleaved pairs per figure, whole processes; sqlplan installed as from a wheel: {ours_base[0]}")  # fmt: skip
         for rtt in (float(r) for r in args.rtt.split(",")):
             proxy = LatencyProxy(("127.0.0.1", cluster.port), rtt)
             url = f"postgresql://scram:{ENCODED}@localhost:{proxy.port}/bench?sslmode=require&channel_binding=require"

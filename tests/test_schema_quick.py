@@ -14,11 +14,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from runner.plan.schema import load
+from runner.plan.values import Number
 
 KINDS = ["batch", "execute", "bulk_insert", "query"]
 # The shipped plans as data: valid documents to start from, mutated or not.
 SHIPPED = [yaml.safe_load(path.read_text()) for path in sorted((ROOT / "plans").rglob("*.yaml"))]
-_SOME = st.sampled_from([None, 1, "x", [], {}, [1, "a"], {"k": 1}, True, 1.5, "5s", "{x}"])
+# Numbers as a plan holds them (the text of a non-integer), one of them no float Python reads.
+_SOME = st.sampled_from([None, 1, "x", [], {}, [1, "a"], {"k": 1}, True, 1.5, "5s", "{x}", 3,
+                         Number("2.5"), Number("-1.0"), Number(".inf"), Number("1:30.5"), 25, -1])  # fmt: skip
 
 
 @st.composite
@@ -61,7 +64,7 @@ seen = {True: 0, False: 0}
 def test_the_quick_schema_says_what_the_schema_says(document: Any) -> None:
     schema = load()
     verdict = schema.validator.is_valid(document)
-    assert schema.fast.is_valid(document) == verdict, document
+    assert schema.fast(document) == verdict, document
     seen[verdict] += 1
 
 

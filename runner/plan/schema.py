@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from importlib import resources
 from typing import Any
 
-from jsonschema import Draft202012Validator, validators
-
+from .schema_check import Check, compile_schema, real
 from .values import Number
 
 
@@ -31,10 +30,15 @@ class StepKind:
 @dataclass(frozen=True)
 class PlanSchema:
     document: dict[str, Any]
-    validator: Any  # a Draft 2020-12 validator that knows plan Numbers
     kinds: tuple[StepKind, ...]
     rows_by_shape: bool  # a bulk row's validity depends only on its values' JSON types
-    fast: Any  # the same verdict, sooner: see quick_schema()
+    fast: Check  # the same verdict as `validator`, sooner: see quick_schema(), schema_check.py
+
+    @cached_property
+    def validator(self) -> Any:
+        """A Draft 2020-12 validator that knows plan Numbers: for the errors of an invalid
+        plan (jsonschema is imported only then)."""
+        return _validator_class()(self.document)
 
     def kind(self, key: str) -> StepKind:
         return next(k for k in self.kinds if k.key == key)
@@ -66,10 +70,9 @@ def load() -> PlanSchema:
         kinds.append(StepKind(definition["required"][0], branch, definition))
     return PlanSchema(
         document,
-        _Validator(document),
         tuple(kinds),
         _rows_by_shape(defs),
-        _Validator(quick_schema(document, [k.key for k in kinds])),
+        compile_schema(quick_schema(document, [k.key for k in kinds])),
     )
 
 
@@ -140,14 +143,29 @@ def _rows_by_shape(defs: dict[str, Any]) -> bool:
     return not (set(item) - _ANNOTATIONS - {"type"})
 
 
-def _is_number(checker: object, instance: object) -> bool:
-    # A plan's numbers that are not integers are Number (their written text), never float.
-    return isinstance(instance, Number) or Draft202012Validator.TYPE_CHECKER.is_type(
-        instance, "number"
+def _validator_class() -> Any:
+    """jsonschema's Draft 2020-12 validator, knowing plan Numbers: numbers (of the value they
+    are written as) for `type`, `minimum` and `maximum`."""
+    from jsonschema import Draft202012Validator, validators
+
+    def is_number(checker: object, instance: object) -> bool:
+        return isinstance(instance, Number) or Draft202012Validator.TYPE_CHECKER.is_type(
+            instance, "number"
+        )
+
+    def bound(keyword: str) -> Any:
+        base = Draft202012Validator.VALIDATORS[keyword]
+
+        def check(validator: Any, limit: Any, instance: Any, schema: Any) -> Any:
+            if isinstance(instance, Number):
+                value = real(instance)
+                return () if value is None else base(validator, limit, value, schema)
+            return base(validator, limit, instance, schema)
+
+        return check
+
+    return validators.extend(  # type: ignore[no-untyped-call]
+        Draft202012Validator,
+        validators={"minimum": bound("minimum"), "maximum": bound("maximum")},
+        type_checker=Draft202012Validator.TYPE_CHECKER.redefine("number", is_number),
     )
-
-
-_Validator = validators.extend(  # type: ignore[no-untyped-call]
-    Draft202012Validator,
-    type_checker=Draft202012Validator.TYPE_CHECKER.redefine("number", _is_number),
-)
