@@ -439,6 +439,7 @@ def run(
     plans' own messages; diagnostics go to standard error. Nothing is sent to the database
     (but a TLS handshake, begun while sqlplan starts) unless every plan is valid.
     """
+    from .connect import early
     from .connect.connection import RetryPolicy, cancel, connect
     from .report import PlanResult
     from .run import interrupts
@@ -467,6 +468,10 @@ def run(
             _announce(plans[0][0])
         target = _target(database_url, data_dir)
         _pooler_warnings(target, plans)
+        # The plans are valid: a connection opened while sqlplan started logs in now, in the
+        # background, while what running needs is imported (the driver with it).
+        early.go(target)
+        _import_running()
         con = connect(target, RetryPolicy(connect_retries, connect_timeout), _notify)
     except SqlPlanError as e:
         reports.write(e.exit_code, e)
@@ -512,6 +517,12 @@ def run(
         _close_quietly(con)
         reports.write(code)
     _exit(code)
+
+
+def _import_running() -> None:
+    """The engine, the history and the wire protocol (pg8000 with it): imported while the
+    connection is still on its way, not after it arrives."""
+    from .run import engine, history, wire  # noqa: F401
 
 
 class _Reports:

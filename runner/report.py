@@ -8,7 +8,6 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from xml.sax.saxutils import escape, quoteattr
 
 from .errors import ExitCode, SqlPlanError, StepFailed
 from .output import workflow_command
@@ -181,6 +180,8 @@ def github_lines(results: Sequence[PlanResult], redact: Callable[[str], str]) ->
 def junit_xml(results: Sequence[PlanResult], redact: Callable[[str], str]) -> str:
     """A test suite per plan, a test case per step: failure for the step that failed, error
     for one in doubt, skipped for steps not run."""
+    from xml.sax.saxutils import escape, quoteattr  # 10 ms of imports: only for --junit
+
     suites = []
     for r in results:
         cases = []

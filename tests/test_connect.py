@@ -22,6 +22,8 @@ from typing import Any
 
 import pytest
 from conftest import Cli, split_fingerprint
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from servers import (
     ENCODED,
     PASSWORD,
@@ -892,3 +894,120 @@ def test_the_attempt_made_at_start_keeps_the_connect_timeout_option(tmp_path: Pa
         assert done.returncode == 5
         assert done.stderr.splitlines()[-1].endswith(": timed out")
         assert silent.connections == 1
+
+
+_HOSTS = st.sampled_from(["localhost", "LocalHost", "db.example.com", "EP-Cool-1.neon.tech",
+                          "127.0.0.1", "[::1]", "%6Cocalhost", "a,b", ""])  # fmt: skip
+_QUERIES = st.lists(
+    st.sampled_from(["sslmode=require", "sslmode=disable", "sslmode=prefer", "sslmode=allow",
+                     "sslmode=verify-full", "channel_binding=require", "connect_timeout=3",
+                     "port=6000", "host=elsewhere", "hostaddr=10.0.0.1", "application_name=x",
+                     "options=-c%20x%3D1"]),
+    max_size=3,
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    host=_HOSTS,
+    port=st.sampled_from(["", ":5433", ":6543"]),
+    query=_QUERIES,
+    env=st.dictionaries(
+        st.sampled_from(["PGPORT", "PGSSLMODE", "PGHOST"]),
+        st.sampled_from(["5999", "require", "disable", "elsewhere"]),
+        max_size=2,
+    ),
+    where=st.sampled_from(["flag", "environment", ".env", ".env export", ".env quoted"]),
+)
+def test_the_guess_made_before_resolving_is_the_resolved_target(
+    host: str, port: str, query: list[str], env: dict[str, str], where: str
+) -> None:
+    """Before target.py is even imported, the thread that connects at start reads host, port
+    and sslmode from a URL that says them by itself, and opens the connection. Whenever it
+    does, the target resolved afterwards (by the one resolver) must be that very address;
+    otherwise the socket is only discarded, so a guess may decline, never differ."""
+    from runner.connect import early
+    from runner.connect.target import resolve_target
+
+    url = f"postgresql://u:pw@{host}{port}/db" + ("?" + "&".join(query) if query else "")
+    with tempfile.TemporaryDirectory() as cwd:
+        flag, environ = None, dict(env)
+        if where == "flag":
+            flag = url
+        elif where == "environment":
+            environ["DATABASE_URL"] = url
+        else:
+            line = {".env": url, ".env export": f"export {url}", ".env quoted": f'"{url}"'}[where]
+            line = (
+                f"DATABASE_URL={line}"
+                if not line.startswith("export")
+                else f"export DATABASE_URL={url}"
+            )
+            Path(cwd, ".env").write_text(f"# settings\nOTHER=1\n{line}\n")
+        guess = early._guess(flag, environ, cwd)
+        if guess is None:
+            return
+        try:
+            target = resolve_target(flag, environ, Path(cwd))
+        except ConfigError:
+            return  # the run refuses the URL; the guessed socket is discarded unused
+        assert target is not None
+        assert guess == (target.host.lower(), target.port, target.sslmode)
+
+
+def test_a_plan_validated_now_logs_in_beside_the_imports(ssl_server: Cluster) -> None:
+    """Not in the cache: the connection opened at start waits, TLS up, for the plans' verdict;
+    go() (the plans are valid) makes it log in at once, in the background, and the first
+    attempt takes that connection."""
+    from runner.connect import early
+    from runner.connect.handshake import LoggedIn
+
+    url = ssl_server.url("scram", "sslmode=require&channel_binding=require")
+    early.start(["run", "p.yaml"], early.env_for({"DATABASE_URL": url}), str(Path.cwd()), lambda _: False)  # fmt: skip
+    try:
+        pending = early._Slot.pending
+        assert pending is not None
+        time.sleep(0.5)
+        assert pending.connection is None  # TLS up, no log-in yet
+        assert pending.sock is not None
+        target = parse_target(url)
+        early.go(target)
+        pending._thread.join(10)
+        logged = pending.connection
+        assert isinstance(logged, LoggedIn)
+        con = connect(target)
+        try:
+            assert con._usock is logged.sock  # that connection, logged in already
+            assert con.run("SELECT current_user") == [["scram"]]
+        finally:
+            con.close()
+    finally:
+        early.discard()
+
+
+def test_without_a_verdict_the_early_socket_is_closed(
+    monkeypatch: pytest.MonkeyPatch, certs: Certificates
+) -> None:
+    """A command that neither connects nor gives up (a very long validation, say) leaves the
+    socket opened at start waiting; it is closed before the server's authentication_timeout
+    would close it, and the first attempt then opens its own."""
+    from runner.connect import early
+
+    monkeypatch.setattr(early, "VERDICT_WAIT", 0.3)
+    seen: list[bytes] = []
+    with FakeServer(_endpoint_that_listens(certs, seen)) as fake:
+        url = f"postgresql://scram:{ENCODED}@localhost:{fake.port}/postgres?sslmode=require"
+        early.start(["run", "p.yaml"], early.env_for({"DATABASE_URL": url}), str(Path.cwd()), lambda _: False)  # fmt: skip
+        try:
+            pending = early._Slot.pending
+            assert pending is not None
+            pending._thread.join(5)
+            assert pending.sock is None
+            assert pending.connection is None
+            deadline = time.monotonic() + 5
+            while not seen and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert seen == [b""]  # the TLS handshake, then nothing: closed
+            assert early.take(parse_target(url), True, 5) is None
+        finally:
+            early.discard()

@@ -55,6 +55,7 @@ def connect(
     """Open a pg8000 native connection, retrying transient failures; never shows the password."""
     retry = retry or RetryPolicy()
     timeout = retry.timeout or target.connect_timeout or DEFAULT_CONNECT_TIMEOUT
+    early.go(target)  # a connection opened while sqlplan started: it may log in now
     attempts = retry.retries + 1
     for attempt in range(1, attempts + 1):
         try:

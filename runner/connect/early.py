@@ -36,6 +36,10 @@ _VARS = {"--var", "--vars"}
 
 _lock = threading.Lock()
 REFUSED = "refused"  # take(): the server said N to the SSLRequest
+_SSL_REQUEST = b"\x00\x00\x00\x08\x04\xd2\x16\x2f"  # as handshake.SSL_REQUEST, not imported
+# How long an open socket waits for the plans' verdict before it is closed: well within the
+# server's authentication_timeout (60 s by default), after which it would be closed anyway.
+VERDICT_WAIT = 30.0
 
 
 class Failed:
@@ -58,14 +62,10 @@ class _Early:
         environ: Mapping[str, str],
         cwd: str,
         *,
-        plans: Sequence[str] = (),
-        known_valid: Callable[[Sequence[str]], bool] | None = None,
         timeout: float | None = None,
     ) -> None:
         self.target: Any = None
-        self.known_valid = known_valid  # the plan side's word that the plans will run
         self.timeout = timeout  # --connect-timeout, else SQLPLAN_CONNECT_TIMEOUT
-        self.plans = tuple(plans)  # `run`'s plans, when it may log in at once (see _log_in)
         self.connection: Any = None
         self.tls = False
         self.refused = False  # sslmode=prefer and the server answered N: the socket is plain
@@ -74,6 +74,9 @@ class _Early:
         self.failure: Exception | None = None  # why logging in failed (connection.py's error)
         self.sock: socket.socket | None = None
         self.files: Any = None  # the certificate files its TLS used (connection.tls_files)
+        self._verdict: bool | None = None  # go(): log in; take() or discard(): do not
+        self._decided = threading.Event()
+        self._verdict_lock = threading.Lock()
         self._args = (database_url, dict(environ), cwd)
         self._thread = threading.Thread(target=self._work, name="sqlplan-connect", daemon=True)
         self.waiting = threading.Event()  # on the network now (or done): the CPU is free
@@ -86,29 +89,42 @@ class _Early:
         # the interpreter from it within 0.5 ms rather than the default 5 (tens of ms in all).
         sys.setswitchinterval(0.0005)
         try:
+            database_url, environ, cwd = self._args
+            # A URL that says where and how by itself: connect at once, resolve the target
+            # (its imports are the longest part) while the server answers, then compare.
+            guess = _guess(database_url, environ, cwd)
+            if guess is not None:
+                self.waiting.set()
+                sock = _open(guess[0], guess[1], self.timeout or 15.0)
+                if guess[2] != "disable":
+                    sock.sendall(_SSL_REQUEST)
             from pathlib import Path
 
             from .target import resolve_target
 
-            database_url, environ, cwd = self._args
             target = resolve_target(database_url, environ, Path(cwd))
             if (
                 target is None
                 or target.is_unix_socket
                 or target.sslmode not in (_TLS_FIRST | {"disable"})
+                or (
+                    guess is not None
+                    and guess != (target.host.lower(), target.port, target.sslmode)
+                )
             ):
-                return
+                return  # not this target's connection (the socket, if any, is closed below)
             self.attempted = target
             timeout = self.timeout or target.connect_timeout or 15.0
-            self.waiting.set()
-            sock = socket.create_connection((target.host, target.port), timeout=timeout)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            if sock is None:
+                self.waiting.set()
+                sock = _open(target.host, target.port, timeout)
+                if target.sslmode != "disable":
+                    sock.sendall(_SSL_REQUEST)  # nothing imported before it
+            sock.settimeout(timeout)  # the target's, from here on (a guess opened the socket)
             if target.sslmode != "disable":
-                from .handshake import SSL_REQUEST, RefusesTls, finish_tls
-
-                sock.sendall(SSL_REQUEST)  # answered while the TLS settings are made
+                # The TLS settings are made while the SSLRequest's answer is on the way.
                 from .connection import ssl_context_for, tls_files
+                from .handshake import RefusesTls, finish_tls
 
                 self.files = tls_files(target)
                 context = ssl_context_for(target)
@@ -136,13 +152,18 @@ class _Early:
                     sock.close()
 
     def _log_in(self, target: Any) -> None:
-        """On a cache hit, the plans are known valid at once: send the StartupMessage and
-        authenticate now, beside the imports, rather than after them. Only when nothing else
-        could still refuse the run before it connects: no vars, no option unread here, every
-        plan in the cache, no two `once` plans of one name."""
-        if not self.plans or self.sock is None or self.known_valid is None:
+        """Log in once the plans are known valid. On a cache hit that is at once: send the
+        StartupMessage and authenticate now, beside the imports, rather than after them (only
+        when nothing else could still refuse the run before it connects: no vars, no option
+        unread here, every plan in the cache, no two `once` plans of one name). Otherwise when
+        the command connects (go()), beside the imports running needs; or never (take(),
+        discard(), or no verdict within VERDICT_WAIT: the socket is closed)."""
+        if self.sock is None:
             return
-        if not self.known_valid(self.plans):
+        decided = self._decided.wait(VERDICT_WAIT)
+        if not self.decide(False):  # no go (the first verdict holds): the socket stays for
+            if not decided:  # take(), or, with no verdict in time, it goes
+                self.close()
             return
         from .connection import log_in
 
@@ -154,12 +175,21 @@ class _Early:
             with contextlib.suppress(OSError):
                 sock.close()
 
+    def decide(self, go: bool) -> bool:
+        """The first verdict on the plans holds: whether to log in. Returns that verdict."""
+        with self._verdict_lock:
+            if self._verdict is None:
+                self._verdict = go
+                self._decided.set()
+            return self._verdict
+
     def take(self, target: Any, tls: bool, timeout: float) -> Any:
         """The open socket, if it was opened for this target as this attempt would open it;
         REFUSED for a TLS attempt the server already refused (sslmode=prefer), whose plain
         socket the next attempt takes."""
         # Whatever it is doing is bounded by the connect timeout, once per blocking step (TCP,
         # TLS, each answer while logging in): wait for it, as for an attempt of one's own.
+        self.decide(False)  # not logging in yet: not now either, this attempt takes the socket
         self._thread.join(timeout * 4 + 5)
         if self._thread.is_alive():
             return None
@@ -219,18 +249,80 @@ def start(
     plans = plan_files(paths, cwd) if command == "run" and log_in else []
     discard()
     with _lock:
-        pending = _Early(
-            url,
-            environ,
-            cwd,
-            plans=plans,
-            known_valid=known_valid,
-            timeout=_timeout(argv, environ),
-        )
+        pending = _Early(url, environ, cwd, timeout=_timeout(argv, environ))
         _Slot.pending = pending
     # The connection is the longer road: let its thread reach the network before the main
     # thread's imports take the interpreter (a few ms of resolving the target).
     pending.waiting.wait(0.25)
+    # On a cache hit the plans are known valid at once: the connection may log in as soon
+    # as its TLS is up. Read here, while the thread waits for the network.
+    if plans and known_valid is not None and known_valid(plans):
+        pending.decide(True)
+
+
+def _open(host: str, port: int, timeout: float) -> socket.socket:
+    sock = socket.create_connection((host, port), timeout=timeout)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    return sock
+
+
+# What in a URL's query could move the connection elsewhere than its host and port say.
+_ELSEWHERE = ("host=", "hostaddr=", "port=", "service=")
+
+
+def _guess(database_url: str | None, environ: Mapping[str, str], cwd: str) -> tuple[str, int, str] | None:  # fmt: skip
+    """(host, port, sslmode) when a URL says them by itself, read without target.py: a
+    guess, which the resolved target must match for the socket to be used."""
+    url = database_url or environ.get("DATABASE_URL") or _dotenv_url(cwd)
+    if not url or not url.startswith(("postgresql://", "postgres://")):
+        return None
+    from urllib.parse import parse_qsl, urlsplit
+
+    try:
+        parts = urlsplit(url)
+        query = dict(parse_qsl(parts.query))
+        port = parts.port or int(environ.get("PGPORT") or 5432)
+    except ValueError:
+        return None
+    host = parts.hostname  # lowercased, as the target's host is compared
+    if (
+        not host
+        or "%" in host
+        or "," in parts.netloc
+        or any(f"{key}=" in _ELSEWHERE for key in query)
+    ):
+        return None
+    sslmode = query.get("sslmode") or environ.get("PGSSLMODE") or "prefer"
+    if sslmode not in (_TLS_FIRST | {"disable"}):
+        return None
+    return host, port, sslmode
+
+
+def _dotenv_url(cwd: str) -> str | None:
+    """DATABASE_URL from ./.env when a plain line sets it (quoted or not); else None."""
+    try:
+        with open(os.path.join(cwd, ".env"), encoding="utf-8") as f:
+            text = f.read(65536)
+    except (OSError, UnicodeDecodeError):
+        return None
+    for line in text.splitlines():
+        name, equals, value = line.strip().removeprefix("export ").partition("=")
+        if equals and name.strip() == "DATABASE_URL":
+            value = value.strip()
+            if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+                value = value[1:-1]
+            return value or None
+    return None
+
+
+def go(target: Any) -> None:
+    """The command connects now (its plans valid): the connection opened early for `target`
+    logs in, in the background, while the main thread imports what running needs."""
+    with _lock:
+        early = _Slot.pending
+    if early is not None:
+        early.decide(early.attempted == target)
 
 
 def take(target: Any, tls: bool, timeout: float) -> Any:
@@ -253,6 +345,7 @@ def discard() -> None:
     with _lock:
         early, _Slot.pending = _Slot.pending, None
     if early is not None:
+        early.decide(False)
         early._thread.join(0)
         early.close()
 

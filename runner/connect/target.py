@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import getpass
 import os
 import re
@@ -192,6 +191,8 @@ def _check_known(key: str, source: str) -> None:
         return
     if key in UNSUPPORTED:
         raise ConfigError(f"{source}: the connection parameter '{key}' is not supported by sqlplan")
+    import difflib  # for a mistyped parameter only
+
     close = difflib.get_close_matches(key, SUPPORTED, n=1)
     hint = f"; did you mean '{close[0]}'?" if close else ""
     raise ConfigError(f"{source}: unknown connection parameter '{key}'{hint}")

@@ -199,6 +199,11 @@ def _private_directory(path: Path, *, create: bool) -> bool:
     )
 
 
+# Entries decoded in this process, by their digest: the log-in at start reads the entry that
+# `run` reads again a moment later (the file is still read and checked each time).
+_decoded: dict[bytes, tuple[dict[str, Any], Plan]] = {}
+
+
 @cache
 def _code_stamp() -> str:
     """Changes whenever sqlplan's files, its schema or the parsers validation uses change."""
@@ -253,13 +258,17 @@ def _read(entry: Path, key: dict[str, object]) -> Plan | None:
             digest, _, body = handle.read().partition(b"\n")
         if hashlib.sha256(body).hexdigest().encode() != digest:
             return None  # edited or damaged
-        stored = json.loads(body, object_hook=_number_hook)
-        if not isinstance(stored, dict) or stored.get("key") != key:
-            return None
-        plan = _decode(stored["plan"])
-        if not isinstance(plan, Plan) or not _conforms(plan, Plan):
-            return None
-        if _sources(plan) != stored["sources"]:
+        decoded = _decoded.get(digest)
+        if decoded is None:
+            stored = json.loads(body, object_hook=_number_hook)
+            if not isinstance(stored, dict):
+                return None
+            plan = _decode(stored["plan"])
+            if not isinstance(plan, Plan) or not _conforms(plan, Plan):
+                return None
+            decoded = _decoded[digest] = (stored, plan)
+        stored, plan = decoded
+        if stored.get("key") != key or _sources(plan) != stored["sources"]:
             return None
         return plan
     except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
