@@ -902,7 +902,7 @@ _QUERIES = st.lists(
     st.sampled_from(["sslmode=require", "sslmode=disable", "sslmode=prefer", "sslmode=allow",
                      "sslmode=verify-full", "channel_binding=require", "connect_timeout=3",
                      "port=6000", "host=elsewhere", "hostaddr=10.0.0.1", "application_name=x",
-                     "options=-c%20x%3D1"]),
+                     "options=-c%20x%3D1", "sslnegotiation=direct", "sslnegotiation=postgres"]),
     max_size=3,
 )  # fmt: skip
 
@@ -913,8 +913,8 @@ _QUERIES = st.lists(
     port=st.sampled_from(["", ":5433", ":6543"]),
     query=_QUERIES,
     env=st.dictionaries(
-        st.sampled_from(["PGPORT", "PGSSLMODE", "PGHOST"]),
-        st.sampled_from(["5999", "require", "disable", "elsewhere"]),
+        st.sampled_from(["PGPORT", "PGSSLMODE", "PGHOST", "PGSSLNEGOTIATION"]),
+        st.sampled_from(["5999", "require", "disable", "elsewhere", "direct"]),
         max_size=2,
     ),
     where=st.sampled_from(["flag", "environment", ".env", ".env export", ".env quoted"]),
@@ -952,7 +952,7 @@ def test_the_guess_made_before_resolving_is_the_resolved_target(
         except ConfigError:
             return  # the run refuses the URL; the guessed socket is discarded unused
         assert target is not None
-        assert guess == (target.host.lower(), target.port, target.sslmode)
+        assert guess == (target.host.lower(), target.port, target.sslmode, target.sslnegotiation)
 
 
 def test_a_plan_validated_now_logs_in_beside_the_imports(ssl_server: Cluster) -> None:
@@ -1011,3 +1011,76 @@ def test_without_a_verdict_the_early_socket_is_closed(
             assert early.take(parse_target(url), True, 5) is None
         finally:
             early.discard()
+
+
+def _direct_tls_front(
+    certs: Certificates, upstream_port: int, seen: list[bytes], alpn: bool = True
+) -> Callable[[socket.socket, int], None]:
+    """What PostgreSQL 17 and Neon's proxy do with sslnegotiation=direct: TLS from the first
+    byte, ALPN `postgresql` chosen (unless not `alpn`); then the plain server behind it."""
+    import ssl
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certs.server_cert, certs.server_key)
+    if alpn:
+        context.set_alpn_protocols(["postgresql"])
+
+    def handle(conn: socket.socket, _: int) -> None:
+        seen.append(conn.recv(1, socket.MSG_PEEK))  # the first byte: TLS, or an SSLRequest
+        with (
+            context.wrap_socket(conn, server_side=True) as tls,
+            socket.create_connection(("127.0.0.1", upstream_port)) as upstream,
+        ):
+
+            def back() -> None:
+                with contextlib.suppress(OSError):
+                    while data := upstream.recv(65536):
+                        tls.sendall(data)
+
+            threading.Thread(target=back, daemon=True).start()
+            with contextlib.suppress(OSError):
+                while data := tls.recv(65536):
+                    upstream.sendall(data)
+
+    return handle
+
+
+def test_direct_tls_skips_the_sslrequest(
+    cli: Cli, plain_server: Cluster, certs: Certificates
+) -> None:
+    """sslnegotiation=direct: the first byte on the wire is a TLS record, not an SSLRequest,
+    the ALPN protocol is `postgresql`, and the run works (early connection or not)."""
+    seen: list[bytes] = []
+    cli.write("ok.yaml", "sqlplan: 1\nname: ok\nsteps:\n  - query: SELECT 1 AS one\n    row: '{one}'\n")  # fmt: skip
+    with FakeServer(_direct_tls_front(certs, plain_server.port, seen)) as front:
+        url = f"postgresql://scram:{ENCODED}@localhost:{front.port}/postgres?sslmode=require&sslnegotiation=direct"
+        for _ in range(2):  # validated, then from the cache (logged in at start)
+            result = cli("run", "ok.yaml", env={"DATABASE_URL": url})
+            assert (result.exit_code, result.stdout, result.stderr) == (0, "1\n", "")
+        target = parse_target(url)
+        con = connect(target)
+        try:
+            assert con._usock.selected_alpn_protocol() == "postgresql"
+        finally:
+            con.close()
+    assert seen == [b"\x16"] * 3  # a TLS handshake record each time
+
+
+def test_direct_tls_needs_the_postgresql_alpn(plain_server: Cluster, certs: Certificates) -> None:
+    seen: list[bytes] = []
+    with FakeServer(_direct_tls_front(certs, plain_server.port, seen, alpn=False)) as front:
+        target = plain_server.target("scram", port=front.port, sslmode="require", sslnegotiation="direct")  # fmt: skip
+        with pytest.raises(ConnectError, match="did not choose the ALPN protocol 'postgresql'"):
+            connect(target)
+
+
+def test_direct_tls_to_a_server_before_17_says_why(ssl_server: Cluster) -> None:
+    target = ssl_server.target("scram", sslmode="require", sslnegotiation="direct")
+    with pytest.raises(ConnectError, match=r"sslnegotiation=direct needs PostgreSQL 17 or later"):
+        connect(target, RetryPolicy(retries=0, timeout=3))
+
+
+@pytest.mark.parametrize("mode", ["disable", "allow", "prefer"])
+def test_direct_tls_needs_sslmode_require_or_stronger(mode: str) -> None:
+    with pytest.raises(ConfigError, match=f"sslnegotiation=direct needs sslmode=require or stronger, not {mode}"):  # fmt: skip
+        parse_target(f"postgresql://u@h/d?sslmode={mode}&sslnegotiation=direct")

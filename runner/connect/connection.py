@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, TypeGuard
 
 from ..errors import ConfigError, ConnectError
 from . import early
-from .handshake import LoggedIn, Refusal, RefusesTls, ServerError, start_tls
+from .handshake import ALPN, LoggedIn, Refusal, RefusesTls, ServerError, direct_tls, start_tls
 from .handshake import log_in as handshake_log_in
 from .target import Target
 
@@ -117,7 +117,7 @@ def _attempt_tls(target: Target, timeout: float) -> Connection:
     try:
         return _attempt(target, ssl_context_for(target, every_group=True), timeout)
     except _HandshakeFailed as e:
-        raise ConnectError(f"cannot connect to {target.describe()}: {_reason(e.error)}") from None
+        raise _failure(target, e.error) from None
 
 
 class _HandshakeFailed(Exception):
@@ -174,6 +174,8 @@ def ssl_context_for(target: Target, *, every_group: bool = False) -> ssl.SSLCont
         context.verify_mode = ssl.CERT_NONE
     if not every_group:
         context.set_ecdh_curve("prime256v1")
+    if target.sslnegotiation == "direct":
+        context.set_alpn_protocols([ALPN])
     if certificate is not None and key is not None:
         _check_key_permissions(key)
         try:
@@ -275,11 +277,18 @@ def open_socket(target: Target, tls: ssl.SSLContext | bool, timeout: float) -> s
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         if tls is not False:
             context = tls if isinstance(tls, ssl.SSLContext) else ssl_context_for(target)
-            sock = start_tls(sock, context, target.host)
+            if target.sslnegotiation == "direct":
+                sock = direct_tls(sock, context, target.host)
+            else:
+                sock = start_tls(sock, context, target.host)
     except RefusesTls:
         assert sock is not None
         sock.close()
         raise _RefusesTls() from None
+    except Refusal as e:
+        assert sock is not None
+        sock.close()
+        raise ConnectError(f"cannot connect to {target.describe()}: {e}") from None
     except OSError as e:
         if sock is not None:
             sock.close()
@@ -326,9 +335,18 @@ def log_in(target: Target, sock: socket.socket) -> LoggedIn:
 
 
 def _failure(target: Target, error: BaseException) -> Exception:
+    reason = _reason(error) + _direct_hint(target, error)
     if _is_transient(error):
-        return _Transient(_reason(error))
-    return ConnectError(f"cannot connect to {target.describe()}: {_reason(error)}")
+        return _Transient(reason)
+    return ConnectError(f"cannot connect to {target.describe()}: {reason}")
+
+
+def _direct_hint(target: Target, error: BaseException) -> str:
+    """A server before PostgreSQL 17 reads a direct TLS ClientHello as a broken startup
+    packet and hangs up: say what the likely cause is."""
+    if target.sslnegotiation == "direct" and isinstance(error, (ssl.SSLError, ConnectionError)):
+        return " (sslnegotiation=direct needs PostgreSQL 17 or later, or a proxy that speaks it)"
+    return ""
 
 
 class _Greeting:

@@ -96,7 +96,7 @@ class _Early:
             if guess is not None:
                 self.waiting.set()
                 sock = _open(guess[0], guess[1], self.timeout or 15.0)
-                if guess[2] != "disable":
+                if guess[2] != "disable" and guess[3] != "direct":
                     sock.sendall(_SSL_REQUEST)
             from pathlib import Path
 
@@ -109,7 +109,8 @@ class _Early:
                 or target.sslmode not in (_TLS_FIRST | {"disable"})
                 or (
                     guess is not None
-                    and guess != (target.host.lower(), target.port, target.sslmode)
+                    and guess
+                    != (target.host.lower(), target.port, target.sslmode, target.sslnegotiation)
                 )
             ):
                 return  # not this target's connection (the socket, if any, is closed below)
@@ -118,18 +119,21 @@ class _Early:
             if sock is None:
                 self.waiting.set()
                 sock = _open(target.host, target.port, timeout)
-                if target.sslmode != "disable":
+                if target.sslmode != "disable" and target.sslnegotiation != "direct":
                     sock.sendall(_SSL_REQUEST)  # nothing imported before it
             sock.settimeout(timeout)  # the target's, from here on (a guess opened the socket)
             if target.sslmode != "disable":
                 # The TLS settings are made while the SSLRequest's answer is on the way.
                 from .connection import ssl_context_for, tls_files
-                from .handshake import RefusesTls, finish_tls
+                from .handshake import RefusesTls, direct_tls, finish_tls
 
                 self.files = tls_files(target)
                 context = ssl_context_for(target)
                 try:
-                    sock = finish_tls(sock, context, target.host)
+                    if target.sslnegotiation == "direct":
+                        sock = direct_tls(sock, context, target.host)
+                    else:
+                        sock = finish_tls(sock, context, target.host)
                 except RefusesTls:
                     if target.sslmode == "prefer":  # it said N: plaintext goes on, as libpq's
                         self.refused = True
@@ -271,9 +275,9 @@ def _open(host: str, port: int, timeout: float) -> socket.socket:
 _ELSEWHERE = ("host=", "hostaddr=", "port=", "service=")
 
 
-def _guess(database_url: str | None, environ: Mapping[str, str], cwd: str) -> tuple[str, int, str] | None:  # fmt: skip
-    """(host, port, sslmode) when a URL says them by itself, read without target.py: a
-    guess, which the resolved target must match for the socket to be used."""
+def _guess(database_url: str | None, environ: Mapping[str, str], cwd: str) -> tuple[str, int, str, str] | None:  # fmt: skip
+    """(host, port, sslmode, sslnegotiation) when a URL says them by itself, read without
+    target.py: a guess, which the resolved target must match for the socket to be used."""
     url = database_url or environ.get("DATABASE_URL") or _dotenv_url(cwd)
     if not url or not url.startswith(("postgresql://", "postgres://")):
         return None
@@ -294,9 +298,10 @@ def _guess(database_url: str | None, environ: Mapping[str, str], cwd: str) -> tu
     ):
         return None
     sslmode = query.get("sslmode") or environ.get("PGSSLMODE") or "prefer"
+    negotiation = query.get("sslnegotiation") or environ.get("PGSSLNEGOTIATION") or "postgres"
     if sslmode not in (_TLS_FIRST | {"disable"}):
         return None
-    return host, port, sslmode
+    return host, port, sslmode, negotiation
 
 
 def _dotenv_url(cwd: str) -> str | None:

@@ -59,6 +59,7 @@ class Target:
     sslcert: str | None = None
     sslkey: str | None = None
     channel_binding: str = "prefer"
+    sslnegotiation: str = "postgres"  # or "direct": TLS from the first byte (PostgreSQL 17+)
     connect_timeout: float | None = None
     application_name: str | None = "sqlplan"
     options: str | None = None
@@ -97,6 +98,8 @@ class Target:
                 query[key] = value
         if self.channel_binding != "prefer":
             query["channel_binding"] = self.channel_binding
+        if self.sslnegotiation != "postgres":
+            query["sslnegotiation"] = self.sslnegotiation
         if self.connect_timeout is not None:
             query["connect_timeout"] = f"{self.connect_timeout:g}"
         text = "&".join(f"{k}={quote(v, safe='/')}" for k, v in query.items())
@@ -241,8 +244,18 @@ def make_target(params: Params, source: str) -> Target:
             "target_session_attrs",
             "only target_session_attrs=any is supported (sqlplan connects to one host)",
         )
-    if (get("sslnegotiation") or "postgres") != "postgres":
-        raise bad("sslnegotiation", "only sslnegotiation=postgres is supported")
+    sslnegotiation = get("sslnegotiation") or "postgres"
+    if sslnegotiation not in ("postgres", "direct"):
+        raise bad(
+            "sslnegotiation",
+            f"invalid sslnegotiation {sslnegotiation!r} (expected postgres or direct)",
+        )
+    if sslnegotiation == "direct" and sslmode not in ("require", "verify-ca", "verify-full"):
+        raise bad(
+            "sslnegotiation",
+            f"sslnegotiation=direct needs sslmode=require or stronger, not {sslmode}: a direct "
+            "TLS connection has no plaintext to fall back to (as libpq)",
+        )
     database = get("dbname") or user
     password = get("password")
     password_from: str | None = None
@@ -265,6 +278,7 @@ def make_target(params: Params, source: str) -> Target:
         sslcert=get("sslcert"),
         sslkey=get("sslkey"),
         channel_binding=channel_binding,
+        sslnegotiation=sslnegotiation,
         connect_timeout=timeout,
         application_name=get("application_name") or get("fallback_application_name") or "sqlplan",
         options=get("options"),
