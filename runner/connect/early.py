@@ -79,7 +79,7 @@ class _Early:
         self._verdict_lock = threading.Lock()
         self._args = (database_url, dict(environ), cwd)
         self._thread = threading.Thread(target=self._work, name="sqlplan-connect", daemon=True)
-        self.waiting = threading.Event()  # on the network now (or done): the CPU is free
+        self.waiting = threading.Event()  # on the network from now on (or done): CPU free
         self._thread.start()
 
     def _work(self) -> None:
@@ -94,7 +94,6 @@ class _Early:
             # (its imports are the longest part) while the server answers, then compare.
             guess = _guess(database_url, environ, cwd)
             if guess is not None:
-                self.waiting.set()
                 sock = _open(guess[0], guess[1], self.timeout or 15.0)
                 if guess[2] != "disable" and guess[3] != "direct":
                     sock.sendall(_SSL_REQUEST)
@@ -117,7 +116,6 @@ class _Early:
             self.attempted = target
             timeout = self.timeout or target.connect_timeout or 15.0
             if sock is None:
-                self.waiting.set()
                 sock = _open(target.host, target.port, timeout)
                 if target.sslmode != "disable" and target.sslnegotiation != "direct":
                     sock.sendall(_SSL_REQUEST)  # nothing imported before it
@@ -129,6 +127,9 @@ class _Early:
 
                 self.files = tls_files(target)
                 context = ssl_context_for(target)
+                # From here on this thread waits on the network, and the main thread may
+                # take the interpreter: until now it has waited for it (start()).
+                self.waiting.set()
                 try:
                     if target.sslnegotiation == "direct":
                         sock = direct_tls(sock, context, target.host)
@@ -143,6 +144,7 @@ class _Early:
                 self.tls = True
             self.sock, self.target = sock, target
             sock = None
+            self.waiting.set()
             self._log_in(target)
         except OSError as e:  # the network's answer: the first attempt's, if it is transient
             self.error = e
@@ -255,8 +257,9 @@ def start(
     with _lock:
         pending = _Early(url, environ, cwd, timeout=_timeout(argv, environ))
         _Slot.pending = pending
-    # The connection is the longer road: let its thread reach the network before the main
-    # thread's imports take the interpreter (a few ms of resolving the target).
+    # The connection is the longer road: let its thread resolve the target and make its TLS
+    # settings (the SSLRequest on its way meanwhile) before the main thread's imports take the
+    # interpreter; sharing it, both would take twice as long, the TLS handshake later.
     pending.waiting.wait(0.25)
     # On a cache hit the plans are known valid at once: the connection may log in as soon
     # as its TLS is up. Read here, while the thread waits for the network.
