@@ -339,8 +339,9 @@ class Pooler:
     base: Path
 
 
-def start_pgbouncer(cluster: Cluster, database: str) -> Pooler | None:
-    """PgBouncer in transaction mode in front of `cluster`, as Neon's -pooler hosts are."""
+def start_pgbouncer(cluster: Cluster, database: str, *, scram: bool = False) -> Pooler | None:
+    """PgBouncer in transaction mode in front of `cluster`, as Neon's -pooler hosts are;
+    trusting its clients, or asking them for SCRAM (`scram`: user scram, PASSWORD)."""
     binary = shutil.which("pgbouncer") or (
         "/usr/sbin/pgbouncer" if Path("/usr/sbin/pgbouncer").exists() else None
     )
@@ -349,11 +350,12 @@ def start_pgbouncer(cluster: Cluster, database: str) -> Pooler | None:
     base = Path(tempfile.mkdtemp(prefix="sqlplan-pooler-"))
     base.chmod(0o755)  # ours: mkdtemp just made it
     port = free_port()
-    (base / "users.txt").write_text('"trusty" ""\n')
+    users = f'"scram" "{PASSWORD}"\n' if scram else '"trusty" ""\n'
+    (base / "users.txt").write_text(users, encoding="utf-8")
     (base / "pgbouncer.ini").write_text(
         f"[databases]\n{database} = host=127.0.0.1 port={cluster.port} dbname={database}\n"
         f"[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
-        f"auth_type = trust\nauth_file = {base}/users.txt\npool_mode = transaction\n"
+        f"auth_type = {'scram-sha-256' if scram else 'trust'}\nauth_file = {base}/users.txt\npool_mode = transaction\n"
         f"logfile = {base}/pgbouncer.log\nignore_startup_parameters = extra_float_digits\n"
     )
     os.chown(base, cluster.owner.pw_uid, cluster.owner.pw_gid)

@@ -1084,3 +1084,36 @@ def test_direct_tls_to_a_server_before_17_says_why(ssl_server: Cluster) -> None:
 def test_direct_tls_needs_sslmode_require_or_stronger(mode: str) -> None:
     with pytest.raises(ConfigError, match=f"sslnegotiation=direct needs sslmode=require or stronger, not {mode}"):  # fmt: skip
         parse_target(f"postgresql://u@h/d?sslmode={mode}&sslnegotiation=direct")
+
+
+def test_a_remembered_scram_log_in_through_pgbouncer(
+    plain_server: Cluster, pooler: Pooler, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PgBouncer asking its clients for SCRAM takes the first SCRAM message sent with the
+    StartupMessage (the server is remembered after the first log-in) as PostgreSQL does."""
+    from runner.connect import memory
+
+    monkeypatch.setenv("SQLPLAN_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("SQLPLAN_NO_CACHE", raising=False)
+    started = start_pgbouncer(plain_server, "pooled", scram=True)
+    assert started is not None  # the pooler fixture found pgbouncer
+    told: list[tuple[str, ...]] = []
+    remember = memory.remember
+
+    def spy(target: Target, tls: bool, mechanisms: tuple[str, ...]) -> None:
+        told.append(mechanisms)
+        remember(target, tls, mechanisms)
+
+    monkeypatch.setattr(memory, "remember", spy)
+    try:
+        target = plain_server.target("scram", port=started.port, database="pooled", sslmode="disable")  # fmt: skip
+        for _ in range(3):
+            con = connect(target)
+            try:
+                assert con.run("SELECT current_user, current_database()") == [["scram", "pooled"]]
+            finally:
+                con.close()
+        assert memory.offered(target, False) == ("SCRAM-SHA-256",)
+        assert told == [("SCRAM-SHA-256",)]  # learned once; never forgotten: no stale log-in
+    finally:
+        stop_pgbouncer(started)

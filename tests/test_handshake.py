@@ -310,3 +310,82 @@ def test_an_authentication_method_sqlplan_does_not_speak_is_named() -> None:
         target = Target(host="127.0.0.1", port=fake.port, user="u", password=PASSWORD, database="d", sslmode="disable")  # fmt: skip
         with pytest.raises(ConnectError, match=r"does not support \(AuthenticationRequest 7\)"):
             connect(target)
+
+
+@pytest.fixture
+def memory_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    directory = tmp_path / "cache"
+    monkeypatch.setenv("SQLPLAN_CACHE_DIR", str(directory))
+    monkeypatch.delenv("SQLPLAN_NO_CACHE", raising=False)
+    return directory
+
+
+def test_a_remembered_server_takes_one_round_trip_fewer(server: Cluster, memory_dir: Path) -> None:
+    """The first log-in learns that the server asks for SCRAM; the next sends its first SCRAM
+    message with the StartupMessage. Counted at a proxy, as the bursts of the client."""
+    counter = TurnCounter(("127.0.0.1", server.port))
+    turns = []
+    with FakeServer(counter.handle) as fake:
+        target = server.target("scram", port=fake.port, sslmode="require", channel_binding="require")  # fmt: skip
+        for _ in range(3):
+            before = counter.turns
+            assert _mechanism(target) == "SCRAM-SHA-256-PLUS"
+            time.sleep(0.2)
+            turns.append(counter.turns - before)
+    # SSLRequest, ClientHello, Finished + StartupMessage (+ SCRAM first), [SCRAM first,]
+    # SCRAM final, the query, Terminate
+    assert turns == [7, 6, 6]
+    (entry,) = (memory_dir / "servers").iterdir()
+    assert entry.read_text() == "SCRAM-SHA-256-PLUS,SCRAM-SHA-256"
+    assert entry.stat().st_mode & 0o777 == 0o600
+    assert (memory_dir / "servers").stat().st_mode & 0o777 == 0o700
+
+
+MEMORIES = {
+    "nothing": None,
+    "PLUS and plain": ("SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"),
+    "plain only": ("SCRAM-SHA-256",),
+    "unknown": ("SCRAM-SHA-1",),
+}
+
+
+@pytest.mark.parametrize("remembered", MEMORIES)
+@pytest.mark.parametrize("binding", ["prefer", "require", "disable"])
+@pytest.mark.parametrize("role", ["scram", "md5user", "clear", "trusty"])
+def test_whatever_is_remembered_the_log_in_ends_as_without(
+    server: Cluster, memory_dir: Path, role: str, binding: str, remembered: str
+) -> None:
+    """A differential test: the outcome (the mechanism, or the refusal) of a log-in is the
+    same whatever the memory says of the server, right or wrong; a log-in that succeeds
+    corrects a wrong memory."""
+    from runner.connect import memory
+
+    target = server.target(role, sslmode="require", channel_binding=binding)
+
+    def outcome() -> str | None:
+        try:
+            return _mechanism(target)
+        except ConnectError as e:
+            return str(e)
+
+    memory.remember(target, True, ())
+    expected = outcome()
+    learned = memory.offered(target, True)
+    mechanisms = MEMORIES[remembered]
+    if mechanisms is not None:
+        memory.remember(target, True, mechanisms)
+    assert outcome() == expected
+    if not (expected or "").startswith("cannot connect"):
+        # a log-in that succeeds leaves the truth, whatever the memory said before
+        assert memory.offered(target, True) == learned
+
+
+def test_a_memory_others_could_write_is_not_read(server: Cluster, memory_dir: Path) -> None:
+    from runner.connect import memory
+
+    target = server.target("scram", sslmode="require")
+    assert _mechanism(target) == "SCRAM-SHA-256-PLUS"
+    assert memory.offered(target, True) == ("SCRAM-SHA-256-PLUS", "SCRAM-SHA-256")
+    (entry,) = (memory_dir / "servers").iterdir()
+    entry.chmod(0o666)
+    assert memory.offered(target, True) == ()

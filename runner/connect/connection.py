@@ -16,8 +16,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeGuard
 
 from ..errors import ConfigError, ConnectError
-from . import early
-from .handshake import ALPN, LoggedIn, Refusal, RefusesTls, ServerError, direct_tls, start_tls
+from . import early, memory
+from .handshake import (
+    ALPN,
+    LoggedIn,
+    Refusal,
+    RefusesTls,
+    ServerError,
+    Stale,
+    direct_tls,
+    start_tls,
+)
 from .handshake import log_in as handshake_log_in
 from .target import Target
 
@@ -239,14 +248,11 @@ def _attempt(
 ) -> Connection:
     """One connection attempt; failures become _Transient, _RefusesTls or ConnectError."""
     if target.is_unix_socket:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock = _unix_socket(target, timeout)
         try:
-            sock.settimeout(timeout)
-            sock.connect(target.socket_path)
-        except OSError as e:
-            sock.close()
-            raise _failure(target, e) from None
-        return _session(target, log_in(target, sock))
+            return _session(target, log_in(target, sock))
+        except _Stale:  # forgotten now: this log-in goes as libpq's
+            return _session(target, log_in(target, _unix_socket(target, timeout), remembered=False))
     from pg8000 import native  # noqa: F401  (while the early log-in may still be under way)
 
     taken = early.take(target, tls is not False, timeout)
@@ -254,7 +260,7 @@ def _attempt(
         return _session(target, taken)  # logged in already, the plan known valid
     if taken == early.REFUSED:
         raise _RefusesTls()  # it said N already, to the SSLRequest sent at start
-    if isinstance(taken, early.Failed):
+    if isinstance(taken, early.Failed) and not isinstance(taken.error, _Stale):
         error = taken.error
         if isinstance(error, (_Transient, ConnectError, _RefusesTls)):
             raise error  # logging in at start: that was this attempt
@@ -264,7 +270,21 @@ def _attempt(
         raise _failure(target, error) from None
     # a socket opened while sqlplan started (TLS with ssl_context_for(target)), or a new one
     sock = taken if isinstance(taken, socket.socket) else open_socket(target, tls, timeout)
-    return _session(target, log_in(target, sock))
+    try:
+        return _session(target, log_in(target, sock))
+    except _Stale:  # forgotten now: this log-in goes as libpq's
+        return _session(target, log_in(target, open_socket(target, tls, timeout), remembered=False))
+
+
+def _unix_socket(target: Target, timeout: float) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        sock.connect(target.socket_path)
+    except OSError as e:
+        sock.close()
+        raise _failure(target, e) from None
+    return sock
 
 
 def open_socket(target: Target, tls: ssl.SSLContext | bool, timeout: float) -> socket.socket:
@@ -304,11 +324,14 @@ def _handshake_failure(error: BaseException) -> TypeGuard[ssl.SSLError]:
     )
 
 
-def log_in(target: Target, sock: socket.socket) -> LoggedIn:
+def log_in(target: Target, sock: socket.socket, *, remembered: bool = True) -> LoggedIn:
     """StartupMessage and authentication on an open socket (TLS set up already, if any); on
-    failure the socket is closed and the error is _Transient or ConnectError."""
+    failure the socket is closed and the error is _Transient, _Stale or ConnectError.
+    `remembered`: send the SCRAM first message at once if the server asked for SASL last time."""
+    tls = isinstance(sock, ssl.SSLSocket)
+    expect = memory.offered(target, tls) if remembered else ()
     try:
-        return handshake_log_in(
+        done = handshake_log_in(
             sock,
             user=target.user,
             password=target.password,
@@ -316,7 +339,12 @@ def log_in(target: Target, sock: socket.socket) -> LoggedIn:
             application_name=target.application_name,
             options=target.options or None,
             channel_binding=target.channel_binding,
+            expect=expect,
         )
+    except Stale:
+        sock.close()
+        memory.remember(target, tls, ())
+        raise _Stale() from None
     except ServerError as e:
         sock.close()
         code = e.fields.get("C", "")
@@ -332,6 +360,14 @@ def log_in(target: Target, sock: socket.socket) -> LoggedIn:
     except OSError as e:
         sock.close()
         raise _failure(target, e) from None
+    if done.login.offered != expect:
+        memory.remember(target, tls, done.login.offered)
+    return done
+
+
+class _Stale(Exception):
+    """The server no longer asks for what it asked for last time: log in again, on a new
+    connection (not a failed attempt)."""
 
 
 def _failure(target: Target, error: BaseException) -> Exception:

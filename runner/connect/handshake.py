@@ -42,6 +42,11 @@ class ServerError(Exception):
         self.fields = fields
 
 
+class Stale(Exception):
+    """The server did not ask for the SASL mechanism sqlplan expected and sent its first SCRAM
+    message for (log_in's `expect`): this connection is spoilt; log in again without."""
+
+
 class Refusal(Exception):
     """sqlplan refuses to go on: no password to give, channel binding that cannot be had, a
     server whose SCRAM answer does not hold together. The message says which."""
@@ -54,6 +59,7 @@ class Login:
 
     mechanism_name: str | None
     greeting: bytes
+    offered: tuple[str, ...] = ()  # the SASL mechanisms the server offered, if it asked for SASL
 
 
 @dataclass
@@ -104,14 +110,19 @@ def log_in(
     application_name: str | None,
     options: str | None,
     channel_binding: str,
+    expect: tuple[str, ...] = (),
 ) -> LoggedIn:
     """StartupMessage and authentication on `sock` (TLS set up already, if any). On failure
-    the stream over the socket is closed (the socket itself stays the caller's to close)."""
+    the stream over the socket is closed (the socket itself stays the caller's to close).
+
+    `expect`: the SASL mechanisms this server offered last time. The SCRAM first message then
+    goes with the StartupMessage, saving a round trip; it holds nothing secret (a nonce and
+    the channel binding flag). If the server asks for anything else, Stale is raised."""
     stream: BinaryIO = sock.makefile("rwb")  # type: ignore[assignment]
     try:
         return _log_in(stream, sock, user=user, password=password, database=database,
                        application_name=application_name, options=options,
-                       channel_binding=channel_binding)  # fmt: skip
+                       channel_binding=channel_binding, expect=expect)  # fmt: skip
     except BaseException:
         stream.close()
         raise
@@ -127,6 +138,7 @@ def _log_in(
     application_name: str | None,
     options: str | None,
     channel_binding: str,
+    expect: tuple[str, ...],
 ) -> LoggedIn:
     parameters = [("user", user), ("database", database), ("application_name", application_name),
                   ("options", options)]  # fmt: skip
@@ -136,9 +148,21 @@ def _log_in(
             body += name.encode("ascii") + b"\x00" + value.encode("utf-8") + b"\x00"
     body += b"\x00"
     stream.write(struct.pack("!i", len(body) + 4) + body)
-    stream.flush()
     tls = isinstance(sock, ssl.SSLSocket)
     scram: Scram | None = None
+    early = False  # the SCRAM first message went with the StartupMessage
+    if expect and password is not None:
+        try:
+            scram = _choose(
+                "\x00".join(expect).encode("ascii"), password, sock, tls, channel_binding
+            )
+        except Refusal:
+            scram = None  # what the server offers now decides, as without `expect`
+        if scram is not None:
+            _initial(stream, scram)
+            early = True
+    stream.flush()
+    offered: tuple[str, ...] = ()
     greeting = bytearray()
     while True:
         code, data = _receive(stream)
@@ -149,9 +173,18 @@ def _log_in(
         if code != b"R":
             greeting += _HEADER.pack(code, len(data) + 4) + data
             if code == b"Z":
-                return LoggedIn(sock, stream, Login(scram.mechanism_name if scram else None, bytes(greeting)))  # fmt: skip
+                used = scram.mechanism_name if scram else None
+                return LoggedIn(sock, stream, Login(used, bytes(greeting), offered))
             continue
         kind = int.from_bytes(data[:4], "big")
+        if early and not offered:  # the first request: the one the SCRAM message answered?
+            names = tuple(m.decode("ascii", "replace") for m in data[4:].split(b"\x00") if m)
+            # The same list, not only the same mechanism: the gs2 flag depends on the list
+            # (y: PLUS not offered), and a server offering PLUS refuses a y as a downgrade.
+            if kind != _AUTH_SASL or names != expect:
+                raise Stale()
+            offered = names
+            continue
         if kind == _AUTH_OK:
             if scram is not None and not scram.verified:
                 raise Refusal("the server ended SCRAM without proving that it knows the password")
@@ -172,10 +205,10 @@ def _log_in(
                 secret = b"md5" + hashlib.md5(inner + data[4:8]).hexdigest().encode("ascii")
             _send(stream, b"p", secret + b"\x00")
         elif kind == _AUTH_SASL:
+            offered = tuple(m.decode("ascii", "replace") for m in data[4:].split(b"\x00") if m)
             scram = _choose(data[4:], password or "", sock, tls, channel_binding)
-            first = scram.first()
-            mechanism = scram.mechanism_name.encode("ascii") + b"\x00"
-            _send(stream, b"p", mechanism + struct.pack("!i", len(first)) + first)
+            _initial(stream, scram)
+            stream.flush()
         elif kind == _AUTH_SASL_CONTINUE and scram is not None:
             try:
                 _send(stream, b"p", scram.final(data[4:]))
@@ -216,6 +249,14 @@ def _choose(
     # certificate it cannot be computed for (the server cannot compute it either).
     could = tls and channel_binding != "disable" and SCRAM_PLUS not in offered
     return Scram(password, None, could_bind=could)
+
+
+def _initial(stream: BinaryIO, scram: Scram) -> None:
+    """SASLInitialResponse: the mechanism and the client-first message (written, not flushed)."""
+    first = scram.first()
+    mechanism = scram.mechanism_name.encode("ascii") + b"\x00"
+    stream.write(b"p" + struct.pack("!i", len(mechanism) + 8 + len(first)) + mechanism
+                 + struct.pack("!i", len(first)) + first)  # fmt: skip
 
 
 def _refuse(reason: str) -> None:

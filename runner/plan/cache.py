@@ -26,7 +26,6 @@ import hashlib
 import itertools
 import json
 import os
-import stat
 import types
 import typing
 from collections.abc import Callable, Sequence
@@ -36,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import Position
+from ..private import cache_dir, private_directory, read_private, write_private
 from .files import FileSource
 from .model import (
     BatchStep,
@@ -133,7 +133,7 @@ def load_plan(path: str | Path) -> Plan:
     raw = read_plan(path)
     display = str(path)
     directory = cache_dir()
-    if directory is None or not _private_directory(directory, create=True):
+    if directory is None or not private_directory(directory, create=True):
         return _validate(raw, display)
     entry, key = _entry(directory, display, raw)
     # As in validation: millions of objects for a large plan, none in cycles.
@@ -150,16 +150,6 @@ def load_plan(path: str | Path) -> Plan:
             gc.enable()
 
 
-def cache_dir() -> Path | None:
-    if os.environ.get("SQLPLAN_NO_CACHE", "") not in ("", "0"):
-        return None
-    explicit = os.environ.get("SQLPLAN_CACHE_DIR")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "sqlplan"
-
-
 def _validate(raw: bytes, display: str) -> Plan:
     from .validate import plan_from_bytes
 
@@ -173,30 +163,6 @@ def _digest(*parts: str) -> str:
 def _stamp(path: str) -> list[object]:
     st = os.stat(path)
     return [path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
-
-
-def _private_directory(path: Path, *, create: bool) -> bool:
-    """Whether `path` is a directory of this user that nobody else may write to, creating it
-    (and any missing parent) 0700 when asked."""
-    missing = []
-    probe = path
-    while not os.path.lexists(probe) and probe != probe.parent:
-        missing.append(probe)
-        probe = probe.parent
-    if missing and not create:
-        return False
-    try:
-        for directory in reversed(missing):
-            os.mkdir(directory, 0o700)
-            os.chmod(directory, 0o700)  # mkdir's mode is cut by the umask, never widened
-        info = os.stat(path)  # follows a symlink: to a directory that must be ours
-    except OSError:
-        return False
-    return (
-        stat.S_ISDIR(info.st_mode)
-        and info.st_uid == os.geteuid()
-        and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
-    )
 
 
 # Entries decoded in this process, by their digest: the log-in at start reads the entry that
@@ -244,18 +210,10 @@ _HEAD_BYTES = 1 << 20
 def _read(entry: Path, key: dict[str, object]) -> Plan | None:
     """The entry's plan if it is ours, intact and for this key; None for anything else."""
     try:
-        if not _private_directory(entry.parent, create=False):
+        content = read_private(entry)
+        if content is None:
             return None
-        fd = os.open(entry, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
-        with os.fdopen(fd, "rb") as handle:
-            info = os.fstat(handle.fileno())
-            if (
-                not stat.S_ISREG(info.st_mode)
-                or info.st_uid != os.geteuid()
-                or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
-            ):
-                return None
-            digest, _, body = handle.read().partition(b"\n")
+        digest, _, body = content.partition(b"\n")
         if hashlib.sha256(body).hexdigest().encode() != digest:
             return None  # edited or damaged
         decoded = _decoded.get(digest)
@@ -277,18 +235,10 @@ def _read(entry: Path, key: dict[str, object]) -> Plan | None:
 
 def _write(entry: Path, key: dict[str, object], plan: Plan) -> None:
     try:
-        if not _private_directory(entry.parent, create=True):
-            return
         body = json.dumps(
             {"key": key, "sources": _sources(plan), "plan": _encode(plan)}, default=_number
         ).encode("utf-8")
-        temporary = entry.with_name(f".{entry.name}.{os.getpid()}")
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
-        fd = os.open(temporary, flags, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o600)
-            f.write(hashlib.sha256(body).hexdigest().encode() + b"\n" + body)
-        os.replace(temporary, entry)
+        write_private(entry, hashlib.sha256(body).hexdigest().encode() + b"\n" + body)
     except (OSError, TypeError, ValueError):
         pass  # a cache that cannot be written only costs the next run its validation
 
