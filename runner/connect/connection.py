@@ -1,4 +1,8 @@
-"""A Target -> an open pg8000 connection: TLS as libpq's sslmode says, channel binding, retries."""
+"""A Target -> an open pg8000 connection: TLS as libpq's sslmode says, channel binding, retries.
+
+sqlplan logs in itself (handshake.py); pg8000's Connection is then made over the logged-in
+socket by letting it read the server's greeting as if from its own log-in (_Greeting), and it
+carries the session from there."""
 
 from __future__ import annotations
 

@@ -3,11 +3,16 @@
 `sqlplan run` spends its first tens of milliseconds importing modules and reading the plan,
 and a TLS connection spends its first round trips on TCP, the SSLRequest and the handshake;
 neither needs the other. So, as soon as the command line says a command connects, a thread
-resolves the URL (as `run` will) and opens the socket, TLS included, while the main thread
-imports and validates. Nothing more: no StartupMessage, no credential, until the main thread,
-with a valid plan, takes the socket for its first connection attempt (connection.py). A plan
-that turns out invalid leaves at most a TLS handshake, closed. A failure here is never
-reported: the main thread's own attempt, with its retries and messages, takes over.
+opens the socket (to the URL's address even before the target is resolved, when the URL says
+it by itself), TLS included, while the main thread imports and validates.
+
+No StartupMessage and no credential go until the plans' verdict: on a cache hit, given at
+start (start()); otherwise when the command connects (go()), the plans being valid. Then the
+thread logs in (handshake.py: the standard library only) while the main thread imports the
+engine and the driver, and the first connection attempt takes the logged-in socket
+(connection.py). A plan that turns out invalid leaves at most a TLS handshake, closed. A
+failure here is never reported: the main thread's own attempt, with its retries and messages,
+takes over.
 """
 
 from __future__ import annotations
