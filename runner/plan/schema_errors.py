@@ -12,7 +12,6 @@ constrains types only (schema.py checks it); otherwise every row is validated.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -301,6 +300,8 @@ def _shown(value: object) -> str:
 def did_you_mean(word: str, choices: Iterable[str], *, braces: bool = False) -> str:
     if len(word) > 100:
         return ""
+    import difflib  # an invalid plan's "did you mean" only
+
     match = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     if not match:
         return ""

@@ -4,7 +4,6 @@ which the steps that use them send back as it came."""
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,6 +25,8 @@ def take(step: AnyStep, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -
     names = list(columns)
     for capture in step.captures:
         if capture.column not in names:
+            import difflib  # for a message about a wrong name only
+
             match = difflib.get_close_matches(capture.column, names, n=1, cutoff=0.6)
             hint = f"; did you mean {match[0]!r}?" if match else ""
             raise CaptureFailed(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import difflib
 import itertools
 import re
 import signal
@@ -973,6 +972,8 @@ def _check_columns(step: QueryStep, row: Message, columns: Sequence[str]) -> Non
     for f in row.template.fields:
         if f.name.startswith("$") or f.name in columns:
             continue
+        import difflib  # for a message about a wrong name only
+
         match = difflib.get_close_matches(f.name, list(columns), n=1, cutoff=0.6)
         hint = f"; did you mean {{{match[0]}}}?" if match else ""
         listed = ", ".join(columns) if columns else "none"

@@ -4,7 +4,6 @@ them (text as the server sends it, booleans true and false; NULL as the plan's n
 
 from __future__ import annotations
 
-import difflib
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -97,6 +96,8 @@ def _rows(
     if expect.ordered:
         if want == got:
             return
+        import difflib  # for a failed expectation's difference only
+
         difference = [
             text[:1] + " " + text[2:]
             for text in difflib.ndiff(
