@@ -2,7 +2,8 @@
 (as Neon requires), at a round-trip time of 0 and 20 ms.
 
 Starts Debian's PostgreSQL (as the connection tests do) with TLS and a SCRAM user, and a
-loopback proxy in front of it that holds every chunk back half the RTT each way. Then, for
+loopback proxy in front of it that holds every chunk back half the RTT each way; sqlplan runs
+as a wheel install lays it out (see installed()), whatever this checkout's install. Then, for
 each quickstart plan, `sqlplan run plans/NAME.yaml` against `psql -f NAME.sql` (the same SQL)
 with the same URL (sslmode=require&channel_binding=require), interleaved pair by pair, with the
 validation cache warm and off; the median of each and of their ratios, and the round trips each
