@@ -252,11 +252,9 @@ def _attempt(
 ) -> Connection:
     """One connection attempt; failures become _Transient, _RefusesTls or ConnectError."""
     if target.is_unix_socket:
-        sock = _unix_socket(target, timeout)
-        try:
-            return _session(target, log_in(target, sock))
-        except _Stale:  # forgotten now: this log-in goes as libpq's
-            return _session(target, log_in(target, _unix_socket(target, timeout), remembered=False))
+        return _logged_in(
+            target, _unix_socket(target, timeout), lambda: _unix_socket(target, timeout)
+        )
     from pg8000 import native  # noqa: F401  (while the early log-in may still be under way)
 
     taken = early.take(target, tls is not False, timeout)
@@ -274,10 +272,18 @@ def _attempt(
         raise _failure(target, error) from None
     # a socket opened while sqlplan started (TLS with ssl_context_for(target)), or a new one
     sock = taken if isinstance(taken, socket.socket) else open_socket(target, tls, timeout)
+    return _logged_in(target, sock, lambda: open_socket(target, tls, timeout))
+
+
+def _logged_in(
+    target: Target, sock: socket.socket, reopen: Callable[[], socket.socket]
+) -> Connection:
+    """The session after a log-in on `sock`; if the server no longer asks for what it was
+    remembered for, a log-in as libpq's on a new connection (`reopen`)."""
     try:
         return _session(target, log_in(target, sock))
-    except _Stale:  # forgotten now: this log-in goes as libpq's
-        return _session(target, log_in(target, open_socket(target, tls, timeout), remembered=False))
+    except _Stale:
+        return _session(target, log_in(target, reopen(), remembered=False))
 
 
 def _unix_socket(target: Target, timeout: float) -> socket.socket:

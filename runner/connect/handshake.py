@@ -120,110 +120,98 @@ def log_in(
     the channel binding flag). If the server asks for anything else, Stale is raised."""
     stream: BinaryIO = sock.makefile("rwb")  # type: ignore[assignment]
     try:
-        return _log_in(stream, sock, user=user, password=password, database=database,
-                       application_name=application_name, options=options,
-                       channel_binding=channel_binding, expect=expect)  # fmt: skip
+        stream.write(_startup(user=user, database=database, application_name=application_name, options=options))  # fmt: skip
+        tls = isinstance(sock, ssl.SSLSocket)
+        scram: Scram | None = None
+        early = False  # the SCRAM first message went with the StartupMessage
+        if expect and password is not None:
+            try:
+                scram = _choose(
+                    "\x00".join(expect).encode("ascii"), password, sock, tls, channel_binding
+                )
+            except Refusal:
+                scram = None  # what the server offers now decides, as without `expect`
+            if scram is not None:
+                _initial(stream, scram)
+                early = True
+        stream.flush()
+        offered: tuple[str, ...] = ()
+        greeting = bytearray()
+        while True:
+            code, data = _receive(stream)
+            if code == b"E":
+                raise ServerError(_fields(data))
+            if code == b"v":
+                continue  # NegotiateProtocolVersion: options the server does not know, ignored
+            if code != b"R":
+                greeting += _HEADER.pack(code, len(data) + 4) + data
+                if code == b"Z":
+                    used = scram.mechanism_name if scram else None
+                    return LoggedIn(sock, stream, Login(used, bytes(greeting), offered))
+                continue
+            kind = int.from_bytes(data[:4], "big")
+            if early and not offered:  # the first request: the one the SCRAM message answered?
+                names = tuple(m.decode("ascii", "replace") for m in data[4:].split(b"\x00") if m)
+                # The same list, not only the same mechanism: the gs2 flag depends on the list
+                # (y: PLUS not offered), and a server offering PLUS refuses a y as a downgrade.
+                if kind != _AUTH_SASL or names != expect:
+                    raise Stale()
+                offered = names
+                continue
+            if kind == _AUTH_OK:
+                if scram is not None and not scram.verified:
+                    raise Refusal(
+                        "the server ended SCRAM without proving that it knows the password"
+                    )
+                if channel_binding == "require" and (
+                    scram is None or scram.mechanism_name != SCRAM_PLUS
+                ):
+                    _refuse("the server authenticated the client without channel binding")
+                greeting += _HEADER.pack(code, len(data) + 4) + data
+                continue
+            if kind in (_AUTH_CLEARTEXT, _AUTH_MD5, _AUTH_SASL) and password is None:
+                raise Refusal(NO_PASSWORD)
+            if kind in _AUTH_NAMES:
+                if channel_binding == "require":
+                    _refuse(f"the server asked for {_AUTH_NAMES[kind]}")
+                secret = (password or "").encode("utf-8")
+                if kind == _AUTH_MD5:
+                    inner = hashlib.md5(secret + user.encode("utf-8")).hexdigest().encode("ascii")
+                    secret = b"md5" + hashlib.md5(inner + data[4:8]).hexdigest().encode("ascii")
+                _send(stream, b"p", secret + b"\x00")
+            elif kind == _AUTH_SASL:
+                offered = tuple(m.decode("ascii", "replace") for m in data[4:].split(b"\x00") if m)
+                scram = _choose(data[4:], password or "", sock, tls, channel_binding)
+                _initial(stream, scram)
+                stream.flush()
+            elif kind == _AUTH_SASL_CONTINUE and scram is not None:
+                try:
+                    _send(stream, b"p", scram.final(data[4:]))
+                except ScramError as e:
+                    raise Refusal(str(e)) from None
+            elif kind == _AUTH_SASL_FINAL and scram is not None:
+                try:
+                    scram.verify(data[4:])
+                except ScramError as e:
+                    raise Refusal(str(e)) from None
+            else:
+                raise Refusal(
+                    f"the server asks for an authentication method sqlplan does not support "
+                    f"(AuthenticationRequest {kind}); use password, md5 or scram-sha-256"
+                )
     except BaseException:
         stream.close()
         raise
 
 
-def _log_in(
-    stream: BinaryIO,
-    sock: socket.socket,
-    *,
-    user: str,
-    password: str | None,
-    database: str | None,
-    application_name: str | None,
-    options: str | None,
-    channel_binding: str,
-    expect: tuple[str, ...],
-) -> LoggedIn:
-    parameters = [("user", user), ("database", database), ("application_name", application_name),
-                  ("options", options)]  # fmt: skip
+def _startup(**parameters: str | None) -> bytes:
+    """The StartupMessage: protocol 3.0 and the parameters that have a value."""
     body = bytearray(struct.pack("!i", _PROTOCOL_3_0))
-    for name, value in parameters:
+    for name, value in parameters.items():
         if value is not None:
             body += name.encode("ascii") + b"\x00" + value.encode("utf-8") + b"\x00"
     body += b"\x00"
-    stream.write(struct.pack("!i", len(body) + 4) + body)
-    tls = isinstance(sock, ssl.SSLSocket)
-    scram: Scram | None = None
-    early = False  # the SCRAM first message went with the StartupMessage
-    if expect and password is not None:
-        try:
-            scram = _choose(
-                "\x00".join(expect).encode("ascii"), password, sock, tls, channel_binding
-            )
-        except Refusal:
-            scram = None  # what the server offers now decides, as without `expect`
-        if scram is not None:
-            _initial(stream, scram)
-            early = True
-    stream.flush()
-    offered: tuple[str, ...] = ()
-    greeting = bytearray()
-    while True:
-        code, data = _receive(stream)
-        if code == b"E":
-            raise ServerError(_fields(data))
-        if code == b"v":
-            continue  # NegotiateProtocolVersion: options the server does not know, ignored
-        if code != b"R":
-            greeting += _HEADER.pack(code, len(data) + 4) + data
-            if code == b"Z":
-                used = scram.mechanism_name if scram else None
-                return LoggedIn(sock, stream, Login(used, bytes(greeting), offered))
-            continue
-        kind = int.from_bytes(data[:4], "big")
-        if early and not offered:  # the first request: the one the SCRAM message answered?
-            names = tuple(m.decode("ascii", "replace") for m in data[4:].split(b"\x00") if m)
-            # The same list, not only the same mechanism: the gs2 flag depends on the list
-            # (y: PLUS not offered), and a server offering PLUS refuses a y as a downgrade.
-            if kind != _AUTH_SASL or names != expect:
-                raise Stale()
-            offered = names
-            continue
-        if kind == _AUTH_OK:
-            if scram is not None and not scram.verified:
-                raise Refusal("the server ended SCRAM without proving that it knows the password")
-            if channel_binding == "require" and (
-                scram is None or scram.mechanism_name != SCRAM_PLUS
-            ):
-                _refuse("the server authenticated the client without channel binding")
-            greeting += _HEADER.pack(code, len(data) + 4) + data
-            continue
-        if kind in (_AUTH_CLEARTEXT, _AUTH_MD5, _AUTH_SASL) and password is None:
-            raise Refusal(NO_PASSWORD)
-        if kind in _AUTH_NAMES:
-            if channel_binding == "require":
-                _refuse(f"the server asked for {_AUTH_NAMES[kind]}")
-            secret = (password or "").encode("utf-8")
-            if kind == _AUTH_MD5:
-                inner = hashlib.md5(secret + user.encode("utf-8")).hexdigest().encode("ascii")
-                secret = b"md5" + hashlib.md5(inner + data[4:8]).hexdigest().encode("ascii")
-            _send(stream, b"p", secret + b"\x00")
-        elif kind == _AUTH_SASL:
-            offered = tuple(m.decode("ascii", "replace") for m in data[4:].split(b"\x00") if m)
-            scram = _choose(data[4:], password or "", sock, tls, channel_binding)
-            _initial(stream, scram)
-            stream.flush()
-        elif kind == _AUTH_SASL_CONTINUE and scram is not None:
-            try:
-                _send(stream, b"p", scram.final(data[4:]))
-            except ScramError as e:
-                raise Refusal(str(e)) from None
-        elif kind == _AUTH_SASL_FINAL and scram is not None:
-            try:
-                scram.verify(data[4:])
-            except ScramError as e:
-                raise Refusal(str(e)) from None
-        else:
-            raise Refusal(
-                f"the server asks for an authentication method sqlplan does not support "
-                f"(AuthenticationRequest {kind}); use password, md5 or scram-sha-256"
-            )
+    return struct.pack("!i", len(body) + 4) + body
 
 
 def _choose(
