@@ -17,6 +17,15 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from servers import (
+    Certificates,
+    Cluster,
+    cluster_owner,
+    make_certificates,
+    remove_cluster,
+    require_debian_postgres,
+    start_cluster,
+)
 
 from runner.cli import main
 from runner.connect import early
@@ -168,3 +177,30 @@ def wait_for_statement(run: Callable[[str], Any], like: str, seconds: float = 20
     sql = f"SELECT count(*) FROM pg_stat_activity WHERE query LIKE '{like}'"
     while time.monotonic() < deadline and not run(sql)[0][0]:
         time.sleep(0.02)
+
+
+@pytest.fixture(scope="module")
+def certs() -> Iterator[Certificates]:
+    """A CA, server and client certificates, made for a test module."""
+    require_debian_postgres()
+    directory = Path(tempfile.mkdtemp(prefix="sqlplan-certs-"))
+    directory.chmod(0o755)  # ours: mkdtemp just made it
+    yield make_certificates(directory, cluster_owner())
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def ssl_server(certs: Certificates) -> Iterator[Cluster]:
+    """Debian's PostgreSQL with TLS (plaintext refused), for a test module."""
+    cluster = start_cluster(require_debian_postgres(), tls=certs)
+    yield cluster
+    remove_cluster(cluster)
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private cache directory of the test's own (validation cache, remembered servers)."""
+    directory = tmp_path / "cache"
+    monkeypatch.setenv("SQLPLAN_CACHE_DIR", str(directory))
+    monkeypatch.delenv("SQLPLAN_NO_CACHE", raising=False)
+    return directory

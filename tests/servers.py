@@ -133,8 +133,13 @@ class Cluster:
         self.run(self.bin_dir / "pg_ctl", "-D", self.base / "data", "-m", "immediate", "-w", "stop")
 
 
+def cluster_owner() -> pwd.struct_passwd:
+    """Who runs a test cluster and reads its key files: postgres when the tests run as root."""
+    return pwd.getpwnam("postgres") if os.geteuid() == 0 else pwd.getpwuid(os.geteuid())
+
+
 def start_cluster(bin_dir: Path, *, tls: Certificates | None) -> Cluster:
-    owner = pwd.getpwnam("postgres") if os.geteuid() == 0 else pwd.getpwuid(os.geteuid())
+    owner = cluster_owner()
     base = Path(tempfile.mkdtemp(prefix="sqlplan-pg-"))
     base.chmod(0o755)  # ours: mkdtemp just made it
     os.chown(base, owner.pw_uid, owner.pw_gid)

@@ -35,14 +35,6 @@ steps:
 """
 
 
-@pytest.fixture
-def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    directory = tmp_path / "cache"
-    monkeypatch.setenv("SQLPLAN_CACHE_DIR", str(directory))
-    monkeypatch.delenv("SQLPLAN_NO_CACHE", raising=False)
-    return directory
-
-
 def _entries(cache: Path) -> list[Path]:
     return sorted((cache / "plans").glob("*.json")) if (cache / "plans").is_dir() else []
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import pwd
 import shutil
 import socket
 import subprocess
@@ -32,7 +31,6 @@ from servers import (
     FakeServer,
     Pooler,
     free_port,
-    make_certificates,
     proxy,
     remove_cluster,
     require_debian_postgres,
@@ -47,23 +45,6 @@ from runner.connect.connection import RetryPolicy, connect
 from runner.connect.target import Target, parse_target
 from runner.errors import ConfigError, ConnectError
 from runner.plan.cache import known_valid
-
-
-@pytest.fixture(scope="module")
-def certs() -> Iterator[Certificates]:
-    require_debian_postgres()
-    owner = pwd.getpwnam("postgres") if os.geteuid() == 0 else pwd.getpwuid(os.geteuid())
-    directory = Path(tempfile.mkdtemp(prefix="sqlplan-certs-"))
-    directory.chmod(0o755)  # ours: mkdtemp just made it
-    yield make_certificates(directory, owner)
-    shutil.rmtree(directory, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def ssl_server(certs: Certificates) -> Iterator[Cluster]:
-    cluster = start_cluster(require_debian_postgres(), tls=certs)
-    yield cluster
-    remove_cluster(cluster)
 
 
 @pytest.fixture(scope="module")
@@ -1087,14 +1068,12 @@ def test_direct_tls_needs_sslmode_require_or_stronger(mode: str) -> None:
 
 
 def test_a_remembered_scram_log_in_through_pgbouncer(
-    plain_server: Cluster, pooler: Pooler, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    plain_server: Cluster, pooler: Pooler, cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """PgBouncer asking its clients for SCRAM takes the first SCRAM message sent with the
     StartupMessage (the server is remembered after the first log-in) as PostgreSQL does."""
     from runner.connect import memory
 
-    monkeypatch.setenv("SQLPLAN_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.delenv("SQLPLAN_NO_CACHE", raising=False)
     started = start_pgbouncer(plain_server, "pooled", scram=True)
     assert started is not None  # the pooler fixture found pgbouncer
     told: list[tuple[str, ...]] = []

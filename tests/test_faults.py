@@ -7,7 +7,6 @@ is either (never half a load), and there is never a traceback."""
 from __future__ import annotations
 
 import os
-import pwd
 import re
 import shutil
 import signal
@@ -28,6 +27,7 @@ from servers import (
     Cluster,
     Cutter,
     FakeServer,
+    cluster_owner,
     make_certificates,
     remove_cluster,
     require_debian_postgres,
@@ -181,7 +181,7 @@ def test_every_cut_of_a_plain_connection_is_reported_truly(
 @pytest.fixture(scope="module")
 def tls_cluster() -> Iterator[Cluster]:
     require_debian_postgres()
-    owner = pwd.getpwnam("postgres") if os.geteuid() == 0 else pwd.getpwuid(os.geteuid())
+    owner = cluster_owner()
     directory = Path(tempfile.mkdtemp(prefix="sqlplan-faults-certs-"))
     directory.chmod(0o755)
     certs = make_certificates(directory, owner)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import os
-import pwd
 import shutil
 import socket
 import ssl
@@ -15,7 +14,7 @@ import struct
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,16 +22,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from servers import (
     PASSWORD,
-    Certificates,
     Cluster,
     FakeServer,
     TurnCounter,
     _read_exact,
     _read_startup,
-    make_certificates,
-    remove_cluster,
-    require_debian_postgres,
-    start_cluster,
+    cluster_owner,
 )
 
 from runner.connect.connection import connect
@@ -40,27 +35,6 @@ from runner.connect.handshake import SSL_REQUEST
 from runner.connect.scram import end_point_hash
 from runner.connect.target import Target
 from runner.errors import ConnectError
-
-
-@pytest.fixture(scope="module")
-def owner() -> pwd.struct_passwd:
-    return pwd.getpwnam("postgres") if os.geteuid() == 0 else pwd.getpwuid(os.geteuid())
-
-
-@pytest.fixture(scope="module")
-def certs(owner: pwd.struct_passwd) -> Iterator[Certificates]:
-    require_debian_postgres()
-    directory = Path(tempfile.mkdtemp(prefix="sqlplan-certs-"))
-    directory.chmod(0o755)
-    yield make_certificates(directory, owner)
-    shutil.rmtree(directory, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def server(certs: Certificates) -> Iterator[Cluster]:
-    cluster = start_cluster(require_debian_postgres(), tls=certs)
-    yield cluster
-    remove_cluster(cluster)
 
 
 def _admin(cluster: Cluster, *statements: str, **params: object) -> list[list[object]]:
@@ -107,28 +81,28 @@ passwords = st.text(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(password=passwords)
-def test_any_password_logs_in_as_the_server_hashed_it(server: Cluster, password: str) -> None:
+def test_any_password_logs_in_as_the_server_hashed_it(ssl_server: Cluster, password: str) -> None:
     """The server SASLpreps and hashes the password when it is set; the client must arrive at
     the same key (SCRAM, with and without channel binding) or the same digest (MD5), and a
     different password must fail."""
     try:
         for role, encryption in (("scram", "scram-sha-256"), ("md5user", "md5"), ("clear", "scram-sha-256")):  # fmt: skip
-            statement = _admin(server, "SELECT format('ALTER ROLE %I PASSWORD %L', CAST(:r AS text), CAST(:p AS text))",
+            statement = _admin(ssl_server, "SELECT format('ALTER ROLE %I PASSWORD %L', CAST(:r AS text), CAST(:p AS text))",
                                r=role, p=password)[0][0]  # fmt: skip
-            _admin(server, f"SET password_encryption = '{encryption}'", str(statement))
+            _admin(ssl_server, f"SET password_encryption = '{encryption}'", str(statement))
         for binding in ("require", "disable"):
-            target = server.target("scram", password=password, sslmode="require", channel_binding=binding)  # fmt: skip
+            target = ssl_server.target("scram", password=password, sslmode="require", channel_binding=binding)  # fmt: skip
             assert _mechanism(target) == ("SCRAM-SHA-256-PLUS" if binding == "require" else "SCRAM-SHA-256")  # fmt: skip
         for role in ("md5user", "clear"):
-            assert _mechanism(server.target(role, password=password, sslmode="require")) is None
+            assert _mechanism(ssl_server.target(role, password=password, sslmode="require")) is None
         for role in ("scram", "md5user", "clear"):
             with pytest.raises(ConnectError, match=r"password authentication failed .*\[28P01\]"):
-                _mechanism(server.target(role, password=password + "x", sslmode="require"))
+                _mechanism(ssl_server.target(role, password=password + "x", sslmode="require"))
     finally:
         for role, encryption in (("scram", "scram-sha-256"), ("md5user", "md5"), ("clear", "scram-sha-256")):  # fmt: skip
-            statement = _admin(server, "SELECT format('ALTER ROLE %I PASSWORD %L', CAST(:r AS text), CAST(:p AS text))",
+            statement = _admin(ssl_server, "SELECT format('ALTER ROLE %I PASSWORD %L', CAST(:r AS text), CAST(:p AS text))",
                                r=role, p=PASSWORD)[0][0]  # fmt: skip
-            _admin(server, f"SET password_encryption = '{encryption}'", str(statement))
+            _admin(ssl_server, f"SET password_encryption = '{encryption}'", str(statement))
 
 
 # openssl req options for a self-signed server certificate -> the hash tls-server-end-point
@@ -161,9 +135,7 @@ SIGNATURES = {
 
 
 @pytest.mark.parametrize("name", SIGNATURES)
-def test_channel_binding_under_each_signature_algorithm(
-    server: Cluster, owner: pwd.struct_passwd, name: str
-) -> None:
+def test_channel_binding_under_each_signature_algorithm(ssl_server: Cluster, name: str) -> None:
     """The binding data is the server certificate hashed as its signature algorithm says; the
     server computes the same and refuses the log-in if the two differ."""
     options, expected_hash = SIGNATURES[name]
@@ -173,6 +145,7 @@ def test_channel_binding_under_each_signature_algorithm(
                     "-keyout", "server.key", "-out", "server.crt"],
                    cwd=directory, check=True, capture_output=True)  # fmt: skip
     (directory / "server.key").chmod(0o600)
+    owner = cluster_owner()
     os.chown(directory / "server.key", owner.pw_uid, owner.pw_gid)
     der = ssl.PEM_cert_to_DER_cert((directory / "server.crt").read_text())
     fingerprint = subprocess.run(["openssl", "x509", "-in", "server.crt", "-noout", "-fingerprint", f"-{expected_hash or 'sha256'}"],
@@ -181,23 +154,23 @@ def test_channel_binding_under_each_signature_algorithm(
         assert end_point_hash(der) is None
     else:
         assert end_point_hash(der) == bytes.fromhex(fingerprint.split("=", 1)[1].strip().replace(":", ""))  # fmt: skip
-    _reload(server, ssl_cert_file=str(directory / "server.crt"), ssl_key_file=str(directory / "server.key"))  # fmt: skip
+    _reload(ssl_server, ssl_cert_file=str(directory / "server.crt"), ssl_key_file=str(directory / "server.key"))  # fmt: skip
     try:
-        assert _presented(server) == der  # the server took the new certificate
-        require = server.target("scram", sslmode="require", channel_binding="require")
+        assert _presented(ssl_server) == der  # the server took the new certificate
+        require = ssl_server.target("scram", sslmode="require", channel_binding="require")
         if expected_hash is None:
             with pytest.raises(
                 ConnectError, match="gives no hash to bind to; no password was sent"
             ):
                 _mechanism(require)
             # without binding ('n'): the server cannot compute a hash for it either
-            assert _mechanism(server.target("scram", sslmode="require")) == "SCRAM-SHA-256"
+            assert _mechanism(ssl_server.target("scram", sslmode="require")) == "SCRAM-SHA-256"
         else:
             assert _mechanism(require) == "SCRAM-SHA-256-PLUS"
     finally:
-        _reload(server, ssl_cert_file=None, ssl_key_file=None)
+        _reload(ssl_server, ssl_cert_file=None, ssl_key_file=None)
         shutil.rmtree(directory, ignore_errors=True)
-    assert _mechanism(server.target("scram", sslmode="require", channel_binding="require")) == "SCRAM-SHA-256-PLUS"  # fmt: skip
+    assert _mechanism(ssl_server.target("scram", sslmode="require", channel_binding="require")) == "SCRAM-SHA-256-PLUS"  # fmt: skip
 
 
 def _presented(cluster: Cluster) -> bytes:
@@ -214,25 +187,25 @@ def _presented(cluster: Cluster) -> bytes:
     return der
 
 
-def test_a_server_without_p256_gets_every_group(server: Cluster) -> None:
+def test_a_server_without_p256_gets_every_group(ssl_server: Cluster) -> None:
     """The first handshake offers a P-256 key share only; a server configured without P-256
     fails it, and the attempt is made again with every group, as libpq offers them."""
-    _reload(server, ssl_ecdh_curve="secp384r1")
+    _reload(ssl_server, ssl_ecdh_curve="secp384r1")
     try:
-        assert _mechanism(server.target("scram", sslmode="require", channel_binding="require")) == "SCRAM-SHA-256-PLUS"  # fmt: skip
+        assert _mechanism(ssl_server.target("scram", sslmode="require", channel_binding="require")) == "SCRAM-SHA-256-PLUS"  # fmt: skip
     finally:
-        _reload(server, ssl_ecdh_curve=None)
+        _reload(ssl_server, ssl_ecdh_curve=None)
 
 
-def test_the_handshake_takes_one_round_trip_with_postgresql_defaults(server: Cluster) -> None:
+def test_the_handshake_takes_one_round_trip_with_postgresql_defaults(ssl_server: Cluster) -> None:
     """PostgreSQL up to 17 asks for P-256 (ssl_ecdh_curve = prime256v1): a client offering
     X25519 first gets a HelloRetryRequest, one round trip more. Counted at the proxy: the
     client's bursts between answers, over the whole log-in."""
-    if int(_admin(server, "SHOW server_version_num")[0][0]) // 10000 >= 18:  # type: ignore[call-overload]
+    if int(_admin(ssl_server, "SHOW server_version_num")[0][0]) // 10000 >= 18:  # type: ignore[call-overload]
         pytest.skip("PostgreSQL 18 accepts X25519 at once")
-    counter = TurnCounter(("127.0.0.1", server.port))
+    counter = TurnCounter(("127.0.0.1", ssl_server.port))
     with FakeServer(counter.handle) as fake:
-        connect(server.target("scram", port=fake.port, sslmode="require", channel_binding="require")).close()  # fmt: skip
+        connect(ssl_server.target("scram", port=fake.port, sslmode="require", channel_binding="require")).close()  # fmt: skip
         time.sleep(0.2)
     # SSLRequest, ClientHello, then Finished + StartupMessage, SASLInitialResponse,
     # SASLResponse, Terminate: six bursts; with a HelloRetryRequest, seven.
@@ -312,21 +285,13 @@ def test_an_authentication_method_sqlplan_does_not_speak_is_named() -> None:
             connect(target)
 
 
-@pytest.fixture
-def memory_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    directory = tmp_path / "cache"
-    monkeypatch.setenv("SQLPLAN_CACHE_DIR", str(directory))
-    monkeypatch.delenv("SQLPLAN_NO_CACHE", raising=False)
-    return directory
-
-
-def test_a_remembered_server_takes_one_round_trip_fewer(server: Cluster, memory_dir: Path) -> None:
+def test_a_remembered_server_takes_one_round_trip_fewer(ssl_server: Cluster, cache: Path) -> None:
     """The first log-in learns that the server asks for SCRAM; the next sends its first SCRAM
     message with the StartupMessage. Counted at a proxy, as the bursts of the client."""
-    counter = TurnCounter(("127.0.0.1", server.port))
+    counter = TurnCounter(("127.0.0.1", ssl_server.port))
     turns = []
     with FakeServer(counter.handle) as fake:
-        target = server.target("scram", port=fake.port, sslmode="require", channel_binding="require")  # fmt: skip
+        target = ssl_server.target("scram", port=fake.port, sslmode="require", channel_binding="require")  # fmt: skip
         for _ in range(3):
             before = counter.turns
             assert _mechanism(target) == "SCRAM-SHA-256-PLUS"
@@ -335,10 +300,10 @@ def test_a_remembered_server_takes_one_round_trip_fewer(server: Cluster, memory_
     # SSLRequest, ClientHello, Finished + StartupMessage (+ SCRAM first), [SCRAM first,]
     # SCRAM final, the query, Terminate
     assert turns == [7, 6, 6]
-    (entry,) = (memory_dir / "servers").iterdir()
+    (entry,) = (cache / "servers").iterdir()
     assert entry.read_text() == "SCRAM-SHA-256-PLUS,SCRAM-SHA-256"
     assert entry.stat().st_mode & 0o777 == 0o600
-    assert (memory_dir / "servers").stat().st_mode & 0o777 == 0o700
+    assert (cache / "servers").stat().st_mode & 0o777 == 0o700
 
 
 MEMORIES = {
@@ -353,14 +318,14 @@ MEMORIES = {
 @pytest.mark.parametrize("binding", ["prefer", "require", "disable"])
 @pytest.mark.parametrize("role", ["scram", "md5user", "clear", "trusty"])
 def test_whatever_is_remembered_the_log_in_ends_as_without(
-    server: Cluster, memory_dir: Path, role: str, binding: str, remembered: str
+    ssl_server: Cluster, cache: Path, role: str, binding: str, remembered: str
 ) -> None:
     """A differential test: the outcome (the mechanism, or the refusal) of a log-in is the
-    same whatever the memory says of the server, right or wrong; a log-in that succeeds
+    same whatever the memory says of the ssl_server, right or wrong; a log-in that succeeds
     corrects a wrong memory."""
     from runner.connect import memory
 
-    target = server.target(role, sslmode="require", channel_binding=binding)
+    target = ssl_server.target(role, sslmode="require", channel_binding=binding)
 
     def outcome() -> str | None:
         try:
@@ -380,12 +345,12 @@ def test_whatever_is_remembered_the_log_in_ends_as_without(
         assert memory.offered(target, True) == learned
 
 
-def test_a_memory_others_could_write_is_not_read(server: Cluster, memory_dir: Path) -> None:
+def test_a_memory_others_could_write_is_not_read(ssl_server: Cluster, cache: Path) -> None:
     from runner.connect import memory
 
-    target = server.target("scram", sslmode="require")
+    target = ssl_server.target("scram", sslmode="require")
     assert _mechanism(target) == "SCRAM-SHA-256-PLUS"
     assert memory.offered(target, True) == ("SCRAM-SHA-256-PLUS", "SCRAM-SHA-256")
-    (entry,) = (memory_dir / "servers").iterdir()
+    (entry,) = (cache / "servers").iterdir()
     entry.chmod(0o666)
     assert memory.offered(target, True) == ()
