@@ -440,17 +440,9 @@ class _CsvReader:
         self.eol: str | None = None  # "\n", "\r\n" or "\r" once the first line break is seen
         self.line = 1  # physical line and column at self.pos
         self.column = 1
-        q, d = re.escape(quote), re.escape(delimiter)
+        q = re.escape(quote)
         self._out = re.compile(f"[{q}\\r\\n]")
         self._in = re.compile(f"[{q}{re.escape(escape)}]")
-        if escape == quote:
-            inside = f"(?>{q}{q}|[^{q}])*+"
-        else:
-            e = re.escape(escape)
-            inside = f"(?>{e}[{e}{q}]|[^{q}])*+"
-        self._field = re.compile(f"(?:[^{d}{q}]++|{q}{inside}{q})*+")
-        self._parts = re.compile(f"([^{q}]+)|{q}({inside}){q}")
-        self._unescape = re.compile(f"{re.escape(escape)}([{re.escape(escape)}{q}])")
         self._last = ""  # the last record's text, for error columns
 
     def column_of_field(self, index: int) -> int:
@@ -458,12 +450,11 @@ class _CsvReader:
         record ends, past its last field)."""
         content, position = self._last, 0
         for _ in range(index):
-            match = self._field.match(content, position)
-            assert match is not None
-            if match.end() >= len(content):
+            _, end = self._field(content, position)
+            if end >= len(content):
                 position = len(content)
                 break
-            position = match.end() + 1
+            position = end + 1
         return _advance(self._record_line, self._record_column, content[:position])[1]
 
     def skip_line(self) -> bool:
@@ -617,31 +608,64 @@ class _CsvReader:
         return "end"
 
     def _fields(self, content: str) -> tuple[str | None, ...]:
-        quote, null = self.quote, self.null
-        if quote not in content:
+        if self.quote not in content:
+            null = self.null
             return tuple(None if p == null else p for p in content.split(self.delimiter))
         values: list[str | None] = []
-        position = 0
-        size = len(content)
+        position, size = 0, len(content)
         while True:
-            match = self._field.match(content, position)
-            assert match is not None  # the pattern matches the empty string
-            end = match.end()
-            if end < size and content[end] == quote:
-                raise self._error("unterminated CSV quoted field", self.pos + end)
-            raw = match.group()
-            values.append(
-                (None if raw == null else raw) if quote not in raw else self._dequote(raw)
-            )
+            value, end = self._field(content, position)
+            values.append(value)
             if end >= size:
                 return tuple(values)
             position = end + 1  # past the delimiter
 
-    def _dequote(self, raw: str) -> str:
-        """A field's value from its text: quoted sections lose their quotes and escapes."""
-        return "".join(
-            plain or self._unescape.sub(r"\1", quoted) for plain, quoted in self._parts.findall(raw)
-        )
+    def _field(self, content: str, start: int) -> tuple[str | None, int]:
+        """The field that starts at `start`: (its value, where it ends: at its delimiter or
+        the end of the line), as CopyReadAttributesCSV reads it. A field is NULL when it is the
+        null string and has no quotes; inside quotes, the escape character makes the next
+        quote or escape literal, and a line that ends inside quotes is an error at the quote
+        that opened them. Plain string searches only: no regex feature newer than the oldest
+        supported Python."""
+        delimiter, quote, escape = self.delimiter, self.quote, self.escape
+        size = len(content)
+        parts: list[str] = []
+        position, quoted = start, False
+        while True:
+            next_delimiter = content.find(delimiter, position)
+            next_quote = content.find(quote, position)
+            if next_quote < 0 or 0 <= next_delimiter < next_quote:
+                end = size if next_delimiter < 0 else next_delimiter
+                parts.append(content[position:end])
+                break
+            parts.append(content[position:next_quote])
+            opened, quoted, position = next_quote, True, next_quote + 1
+            while True:  # inside quotes
+                at = content.find(quote, position)
+                if escape != quote:
+                    at_escape = content.find(escape, position)
+                    if at_escape >= 0 and (at < 0 or at_escape < at):
+                        following = content[at_escape + 1 : at_escape + 2]
+                        if following in (quote, escape):
+                            parts.append(content[position:at_escape] + following)
+                            position = at_escape + 2
+                        else:  # an escape before anything else is itself
+                            parts.append(content[position : at_escape + 1])
+                            position = at_escape + 1
+                        continue
+                if at < 0:
+                    raise self._error("unterminated CSV quoted field", self.pos + opened)
+                if escape == quote and content.startswith(quote, at + 1):
+                    parts.append(content[position : at + 1])  # a doubled quote: one quote
+                    position = at + 2
+                    continue
+                parts.append(content[position:at])
+                position = at + 1
+                break
+        value = "".join(parts)
+        if not quoted and value == self.null:
+            return None, end
+        return value, end
 
 
 # --- JSON Lines -----------------------------------------------------------------------------
