@@ -441,6 +441,7 @@ class Cutter:
         self.client_sent = 0  # bytes the client sent (all of them when nothing is cut)
         self.server_messages = 0
         self.server_sent = 0
+        self.login_messages = 0  # messages up to the first ReadyForQuery: the log-in's
         self.cut = False
 
     def _open(self) -> socket.socket:
@@ -502,6 +503,8 @@ class Cutter:
                         self._close(conn, upstream)
                         return
                     conn.sendall(pending[:size])
+                    if pending[:1] == b"Z" and not self.login_messages:
+                        self.login_messages = self.server_messages + 1
                     pending = pending[size:]
                     self.server_messages += 1
                     self.server_sent += size

@@ -274,6 +274,87 @@ def test_a_server_restart_mid_plan_is_reported_with_its_reason(
         admin.close()
 
 
+def _restart_during(cluster: Cluster, like: str, mode: str) -> threading.Thread:
+    """Restart the cluster (`pg_ctl restart -m mode`) once a statement like `like` runs."""
+
+    def restart() -> None:
+        probe = connect(cluster.admin_target())
+        try:
+            wait_for_statement(probe.run, like, seconds=30)
+        finally:
+            probe.close()
+        cluster.run(
+            cluster.bin_dir / "pg_ctl", "-D", cluster.base / "data", "-m", mode,
+            "-w", "restart", "-l", cluster.base / "server.log",
+        )  # fmt: skip
+
+    thread = threading.Thread(target=restart)
+    thread.start()
+    return thread
+
+
+def test_a_restart_during_a_copy_shows_what_the_server_said(
+    cli: Cli, plain_cluster: Cluster, million_rows: Path
+) -> None:
+    """The server's FATAL arrives while sqlplan is still writing the COPY's data: the write
+    fails (reset by peer), and the FATAL waiting in the receive buffer is what is shown."""
+    admin = connect(plain_cluster.admin_target())
+    admin.run("CREATE TABLE big (n int, label text, spare text)")
+    admin.close()
+    shutil.copy(million_rows / "big.csv", cli.cwd / "big.csv")
+    cli.write(
+        "plan.yaml",
+        "sqlplan: 1\nname: copy\nsteps:\n"
+        "  - name: Million\n    bulk_insert: INSERT INTO big (n, label) VALUES ($1, $2)\n"
+        "    rows_from:\n      file: big.csv\n      fields: [n, label]\n",
+    )
+    url = f"postgresql://admin@/postgres?host={plain_cluster.base}&port={plain_cluster.port}"
+    restarter = _restart_during(plain_cluster, "COPY%", "fast")
+    result = cli("run", "plan.yaml", env={"DATABASE_URL": url, "SQLPLAN_CONNECT_RETRIES": "0"})
+    restarter.join(60)
+    assert result.exit_code == 1, result.stderr
+    assert result.stderr.splitlines()[0] == (
+        'plan.yaml:5:5: error: step 1 "Million": the connection to the server was lost before '
+        "it committed (FATAL: terminating connection due to administrator command [57P01])"
+    ), result.stderr
+    admin = connect(plain_cluster.admin_target())
+    try:
+        assert admin.run("SELECT count(*) FROM big") == [[0]]
+    finally:
+        admin.close()
+
+
+def test_an_immediate_shutdown_during_a_pipeline_shows_its_warning(
+    cli: Cli, plain_cluster: Cluster
+) -> None:
+    admin = connect(plain_cluster.admin_target())
+    admin.run("CREATE TABLE r (step int)")
+    admin.close()
+    cli.write(
+        "plan.yaml",
+        "sqlplan: 1\nname: restart\nsteps:\n"
+        "  - execute: INSERT INTO r VALUES ($1)\n    params: [1]\n"
+        "  - name: Wait\n    query: SELECT pg_sleep(20) AS z\n    row: '{z}'\n",
+    )
+    url = f"postgresql://admin@/postgres?host={plain_cluster.base}&port={plain_cluster.port}"
+    restarter = _restart_during(plain_cluster, "SELECT pg_sleep%", "immediate")
+    result = cli("run", "plan.yaml", env={"DATABASE_URL": url, "SQLPLAN_CONNECT_RETRIES": "0"})
+    restarter.join(60)
+    assert result.exit_code == 1, result.stderr
+    assert result.stderr.splitlines() == [
+        'plan.yaml:7:5: error: step 2 "Wait": the connection to the server was lost before it '
+        "committed (WARNING: terminating connection due to immediate shutdown command [57P01])",
+        "what the server confirmed:",
+        "  committed: step 1 (plan.yaml:4:5)",
+        '  rolled back: step 2 "Wait" (plan.yaml:7:5)',
+    ]
+    admin = connect(plain_cluster.admin_target())
+    try:
+        assert admin.run("SELECT step FROM r") == [[1]]
+    finally:
+        admin.close()
+
+
 MILLION = 1_000_000
 
 

@@ -60,7 +60,6 @@ class _Vars:
     undone: set[int] = field(default_factory=set)  # steps whose expected error rolled them back
     rows: dict[int, int] = field(default_factory=dict)  # per step: rows affected or returned
     local: set[str] = field(default_factory=set)  # settings SET LOCAL in the plan's open block
-    extra: dict[int, int] = field(default_factory=dict)  # per step: sqlplan's own answers in a run
     record_after: bool = False  # the last step could not take the record: it goes after it
 
     def ready(self, plan: Plan, step: AnyStep) -> AnyStep:
@@ -226,6 +225,7 @@ def _run_unit(
     transaction of sqlplan's own to hold them. Returns the transaction status after it."""
     status = wire.transaction_status(con)
     first = group[0]
+    wire.track(con, first.number)  # what the server answers from here on belongs to this unit
     mode = _record_mode(first, status) if record is not None else None
     state.record_after = mode == "after"
     ours = (
@@ -247,7 +247,6 @@ def _run_unit(
     before = wire.transaction_status(con)
     started = time.perf_counter()
     ledger.running = first.number
-    wire.track(con)  # what the server answers from here on belongs to this unit
     try:
         if len(group) == 1:
             try:
@@ -257,18 +256,18 @@ def _run_unit(
         else:
             _run_group(plan, group, con, out, ledger, state=state)
     except wire.ConnectionLost as lost:
-        running = _settle_lost(ledger, group, before, lost.progress, state.extra)
+        running = _settle_lost(ledger, group, before, lost.progress)
         ledger.running = running.number
         raise _lost(running, lost, ledger.fates[running.number]) from None
     except interrupts.Abandoned as again:
         # a second Ctrl-C: no waiting for the server; the closing connection rolls back
-        running = _settle_lost(ledger, group, before, wire.current(con), state.extra)
+        running = _settle_lost(ledger, group, before, wire.current(con))
         raise _interrupted(running, ledger, again.signum, waited=False) from None
     except StepFailed as failure:
         failed = plan.steps[failure.step - 1] if failure.step else first
         _timed(ledger, [failed], started)
         if ours and failure.rolled_back == _OPEN_ROLLED_BACK:
-            failure.rolled_back = "its transaction was rolled back: nothing it did was kept"
+            failure.rolled_back = _OURS_ROLLED_BACK
         # sqlplan rolled back what the failure left open; the failed step left nothing
         ledger.settle_open(Fate.ROLLED_BACK)
         ledger.set([failed], Fate.ROLLED_BACK)
@@ -286,6 +285,7 @@ def _run_unit(
 
 
 _OPEN_ROLLED_BACK = "the open transaction was rolled back"
+_OURS_ROLLED_BACK = "its transaction was rolled back: nothing it did was kept"
 # Failures that roll back the whole transaction and may not happen again: a retry's cases.
 RETRYABLE = {
     "55P03": "lock_timeout",
@@ -340,20 +340,25 @@ def _prelude(
     sqlplan's own), its settings as SET LOCAL, and a `once` plan's record."""
     if not (begin or step.settings or record or (status == b"T" and state.local)):
         return
-    wire.track(con)
     try:
         if step.settings:
+            # Inside the plan's block, what an earlier step set and this one does not goes
+            # back to its default first: each step sees its own settings and nothing else.
+            names = {name for name, _ in step.settings}
+            stale = state.local - names if status == b"T" else set()
             sql, params = _set_local(step.settings)
-            wire.extended(con, sql, [params], before="BEGIN" if begin else None)
+            before = "BEGIN" if begin else (_reset_local(stale) if stale else None)
+            wire.extended(con, sql, [params], before=before, commits=False)
             if status == b"T":
-                state.local.update(name for name, _ in step.settings)
+                state.local.clear()
+                state.local.update(names)
         elif begin:
             wire.simple(con, "BEGIN")
         elif status == b"T" and state.local:
             wire.simple(con, _reset_local(state.local))
             state.local.clear()
         if record is not None:
-            wire.extended(con, record.sql, [record.params])
+            wire.extended(con, record.sql, [record.params], commits=False)
             ledger.look[step.number] = record.look  # whether it committed: whether it is recorded
     except wire.ServerFailure as failure:
         _roll_back(con)
@@ -374,9 +379,8 @@ def _prelude(
 
 def _commit_ours(con: Any, step: AnyStep, ledger: Ledger) -> None:
     """COMMIT the transaction sqlplan opened for the step (with its record, if any)."""
-    wire.track(con)
     try:
-        wire.simple(con, "COMMIT")
+        wire.simple(con, "COMMIT", commits=True)
     except wire.ServerFailure as failure:  # a deferred constraint, checked at COMMIT
         _roll_back(con)
         ledger.set([step], Fate.ROLLED_BACK)
@@ -391,7 +395,7 @@ def _commit_ours(con: Any, step: AnyStep, ledger: Ledger) -> None:
         )
         raise failed from None
     except wire.ConnectionLost as lost:
-        fate = Fate.COMMITTED if "COMMIT" in lost.progress.tags else Fate.IN_DOUBT
+        fate = _fate(step, lost.progress.verdict(step.number))
         ledger.set([step], fate)
         ledger.settle_open(fate)
         ledger.running = step.number
@@ -467,88 +471,48 @@ def _settle(ledger: Ledger, group: Sequence[AnyStep], after: bytes, con: Any) ->
 
 
 def _settle_lost(
-    ledger: Ledger,
-    group: Sequence[AnyStep],
-    before: bytes,
-    progress: wire.Progress,
-    extra: Mapping[int, int] | None = None,
+    ledger: Ledger, group: Sequence[AnyStep], before: bytes, progress: wire.Progress
 ) -> AnyStep:
-    """The connection broke during the unit: each of its steps' fate from what the server had
-    confirmed. Returns the step whose answer was awaited."""
-    if len(group) > 1:
-        return _settle_lost_group(ledger, group, before, progress, extra or {})
-    (step,) = group
+    """The connection broke during the unit: each of its steps' fate from what the server said
+    of its own requests (wire.Progress attributes every answer to the request that caused it).
+    Returns the step whose answer was awaited."""
     inside = before != b"I"
-    fate = _lost_fate(step, progress)
-    if fate is Fate.COMMITTED and progress.tags and progress.tags[-1] == "ROLLBACK":
-        fate = Fate.ROLLED_BACK  # it ended its block with ROLLBACK
-    if inside and not any(closes_block(s) for s in step.statements):
-        fate = Fate.ROLLED_BACK  # its work belongs to the open block, which dies with the link
-    elif fate is Fate.COMMITTED and block_open_after(step.statements, inside):
-        fate = Fate.ROLLED_BACK  # it opened a block that dies with the connection
-    ledger.settle_open(fate)
-    ledger.set([step], fate)
-    return step
-
-
-def _lost_fate(step: AnyStep, progress: wire.Progress) -> Fate:
-    if isinstance(step, BatchStep):
-        confirmed = len(progress.tags) >= len(step.statements)
-    elif isinstance(step, BulkInsertStep) and step.copy_sql is not None:
-        confirmed = any(tag.startswith("COPY") for tag in progress.tags)
-    else:
-        confirmed = progress.ready or "COMMIT" in progress.tags
-    if confirmed:
-        return Fate.COMMITTED
-    if progress.errors:
-        return Fate.ROLLED_BACK
-    if isinstance(step, QueryStep) and step.statements[0].kind == "SelectStmt":
-        return Fate.ROLLED_BACK  # a read: nothing to commit
-    return Fate.IN_DOUBT if progress.commits and progress.sent else Fate.ROLLED_BACK
-
-
-def _settle_lost_group(
-    ledger: Ledger,
-    group: Sequence[AnyStep],
-    before: bytes,
-    progress: wire.Progress,
-    extra: Mapping[int, int],
-) -> AnyStep:
-    if before != b"I":  # inside a block: the lost connection aborts all of it
-        ledger.set(group, Fate.ROLLED_BACK)
-        ledger.settle_open(Fate.ROLLED_BACK)
-        return group[0]
-    # Each step but the last (and the last too, with settings) ends with its own COMMIT:
-    # count the answers that came.
-    answers = len(progress.tags)
     running: AnyStep | None = None
-    for index, step in enumerate(group):
-        last = index == len(group) - 1
-        own = extra.get(step.number, 0 if last else 2)  # BEGIN, SET LOCAL, ..., COMMIT
-        needed = _answers_per_step(step) + own
-        if (not last or own >= 2) and answers >= needed:
-            ledger.set([step], Fate.COMMITTED)
-            answers -= needed
-            continue
-        if running is None:
+    for step in group:
+        fate = _fate(step, progress.verdict(step.number))
+        if inside and not any(closes_block(s) for s in step.statements):
+            # its work belongs to the open block, which dies with the connection
+            fate = Fate.ROLLED_BACK if fate is not Fate.NOT_RUN else fate
+        elif fate is Fate.COMMITTED and block_open_after(step.statements, inside):
+            fate = Fate.ROLLED_BACK  # it opened a block that dies with the connection
+        elif any(closes_block(s) for s in step.statements):
+            ledger.settle_open(fate)  # the block it ends shares its fate
+        ledger.set([step], fate)
+        if running is None and fate is not Fate.COMMITTED:
             running = step
-            failed = bool(progress.errors)
-            ledger.set([step], Fate.ROLLED_BACK if failed else Fate.IN_DOUBT)
-            if failed:
-                break  # the server skipped everything after the error
-        else:
-            ledger.set([step], Fate.IN_DOUBT)
-    assert running is not None
-    return running
+    ledger.settle_open(Fate.ROLLED_BACK)  # a block still open dies with the connection
+    return running or group[-1]
 
 
-def _answers_per_step(step: AnyStep) -> int:
-    """CommandCompletes a step's pieces bring in a pipeline."""
-    if isinstance(step, BatchStep):
-        return len(step.statements)
-    if isinstance(step, BulkInsertStep) and step.copy_sql is None:
-        return len(step.rows)
-    return 1
+def _fate(step: AnyStep, verdict: wire.Verdict) -> Fate:
+    """A step's fate from what the server said of its own requests."""
+    if verdict in (wire.Verdict.NOT_SENT, wire.Verdict.SKIPPED):
+        return Fate.NOT_RUN
+    if verdict is wire.Verdict.COMMITTED:
+        return Fate.COMMITTED
+    if verdict is not wire.Verdict.UNANSWERED:
+        return Fate.ROLLED_BACK  # an error, a ROLLBACK, or no commit sent: nothing kept
+    if isinstance(step, QueryStep) and _reads_only(step):
+        return Fate.ROLLED_BACK  # a read: nothing to commit
+    return Fate.IN_DOUBT
+
+
+def _reads_only(step: AnyStep) -> bool:
+    """A plain SELECT: nothing it does can be committed (a data-modifying WITH can)."""
+    statement = step.statements[0]
+    if statement.kind != "SelectStmt" or statement.node.get("intoClause"):
+        return False
+    return not re.search(r"\b(insert|update|delete|merge)\b", statement.text, re.IGNORECASE)
 
 
 def _lost(step: AnyStep, lost: wire.ConnectionLost, fate: Fate) -> StepFailed:
@@ -593,26 +557,39 @@ def _run_step(plan: Plan, step: AnyStep, con: Any, out: Output, state: _Vars) ->
     if isinstance(step, (ExecuteStep, QueryStep)) and (step.captures or step.expect):
         _run_checked(plan, step, con, out, state)
         return
+    commits = _commits_itself(step, wire.transaction_status(con))
     try:
         if isinstance(step, BatchStep):
             _print(out, step.before, {})
-            wire.simple(con, step.sql.text)
+            wire.simple(con, step.sql.text, commits=commits, statements=len(step.statements))
             _print(out, step.after, {})
         elif isinstance(step, ExecuteStep):
             fields = _before_fields(plan, step)
             _print(out, step.before, fields)
-            outcome = wire.extended(con, step.sql.text, [step.params])
+            outcome = wire.extended(con, step.sql.text, [step.params], commits=commits)
             state.rows[step.number] = max(outcome.row_count, 0)
             _print_count(out, step.after, step.after_no_rows, outcome.row_count, fields)
         elif isinstance(step, BulkInsertStep):
             _run_bulk_insert(plan, step, con, out, state)
         else:
-            outcome = wire.extended(con, step.sql.text, [step.params], text_rows=True)
+            outcome = wire.extended(
+                con, step.sql.text, [step.params], text_rows=True, commits=commits
+            )
             state.rows[step.number] = len(outcome.rows)
             _show_query(plan, step, outcome, out)
     except wire.ServerFailure as failure:
         rolled_back = _roll_back(con)
         raise _failed(step, failure, rolled_back) from None
+
+
+def _commits_itself(step: AnyStep, status: bytes) -> bool:
+    """Whether the step's own statements end the transaction its work is in: it runs outside
+    any block (in an implicit transaction of its own) or ends the block it is in, and leaves
+    none open."""
+    inside = status != b"I"
+    if block_open_after(step.statements, inside):
+        return False
+    return not inside or any(closes_block(s) for s in step.statements)
 
 
 _SAVEPOINT = "sqlplan_expect"
@@ -650,7 +627,7 @@ def _run_checked(
         expectations.check(step, count, outcome.columns, outcome.rows, plan.null_text)
         taken = captures.take(step, outcome.columns, outcome.rows)
         if ours:
-            wire.simple(con, "COMMIT")
+            wire.simple(con, "COMMIT", commits=True)
     except wire.ServerFailure as failure:
         rolled_back = _roll_back(con)
         failed = _failed(step, failure, rolled_back and not ours)
@@ -712,39 +689,38 @@ def _run_group(
     commit_each = wire.transaction_status(con) == b"I"
     pieces: list[wire.Piece] = []
     owners: list[tuple[int, int]] = []  # per piece: its step's index in the group, SQL offset
+    separate = False
     for index, step in enumerate(group):
         # Alone, each step would commit at its own Sync; here the next step follows at once,
         # so each but the last is its own transaction block. An explicit BEGIN makes its
         # COMMIT one the server expects: no "there is no transaction in progress" warning.
         # A step with settings is one too: SET LOCAL holds until its COMMIT.
         separate = commit_each and (index < len(group) - 1 or bool(step.settings))
-        own = 2 if separate else 0
+        number = step.number
         if separate:
-            pieces.append(wire.Piece("BEGIN", quiet=True))
+            pieces.append(wire.Piece("BEGIN", quiet=True, owner=number))
             owners.append((index, 0))
+        if not commit_each:
+            for name in sorted(state.local - {n for n, _ in step.settings}):
+                # one statement per piece: the extended protocol
+                pieces.append(wire.Piece(_reset_local([name]), quiet=True, owner=number))
+                owners.append((index, 0))
+            state.local.clear()
         if step.settings:
             sql, params = _set_local(step.settings)
-            pieces.append(wire.Piece(sql, (params,), quiet=True))
+            pieces.append(wire.Piece(sql, (params,), quiet=True, owner=number))
             owners.append((index, 0))
-            own += 1
             if not commit_each:
                 state.local.update(name for name, _ in step.settings)
-        elif not commit_each and state.local:
-            for name in sorted(state.local):  # one statement per piece: the extended protocol
-                pieces.append(wire.Piece(_reset_local([name]), quiet=True))
-                owners.append((index, 0))
-                own += 1
-            state.local.clear()
-        state.extra[step.number] = own
         for piece, offset in _pieces(step, con):
-            pieces.append(piece)
+            pieces.append(dataclasses.replace(piece, owner=number))
             owners.append((index, offset))
         if separate:
-            pieces.append(wire.Piece("COMMIT", quiet=True))
+            pieces.append(wire.Piece("COMMIT", quiet=True, owner=number, commits=True))
             owners.append((index, 0))
     failure: wire.PipelineFailure | None = None
     try:
-        outcomes = wire.pipeline(con, pieces)
+        outcomes = wire.pipeline(con, pieces, commits=commit_each and not separate)
     except wire.PipelineFailure as e:
         failure, outcomes = e, e.outcomes
     if failure is None:  # the server did it all: each step committed, or is inside the block
@@ -763,10 +739,13 @@ def _run_group(
             ledger.set(group[:index], Fate.COMMITTED if commit_each else Fate.ROLLED_BACK)
             _print(out, step.before, _before_fields(plan, step))
             rolled_back = _roll_back(con)
-            # The block sqlplan opened around the step is its own business, as the implicit
-            # transaction the step would have had alone: no "open transaction" to report.
-            ours = commit_each and (index < len(group) - 1 or bool(step.settings))
-            raise _group_failure(step, failure, offset, rolled_back and not ours)
+            # Reported as the step alone would be: in its implicit transaction (nothing to
+            # say), in one of sqlplan's own for its settings, or in the plan's open block.
+            implicit = commit_each and not step.settings
+            failed = _group_failure(step, failure, offset, rolled_back and not implicit)
+            if commit_each and failed.rolled_back == _OPEN_ROLLED_BACK:
+                failed.rolled_back = _OURS_ROLLED_BACK
+            raise failed
         if not isinstance(step, BatchStep):
             state.rows[step.number] = (
                 len(step_outcomes[0].rows)
@@ -849,6 +828,7 @@ def _run_bulk_insert(
 
     first_row = 0  # of the flight that failed
     whole_file = False
+    alone = wire.transaction_status(con) == b"I"  # its own implicit transaction commits it
     try:
         if (
             step.copy_sql is not None
@@ -858,10 +838,13 @@ def _run_bulk_insert(
             # The file is PostgreSQL's CSV as it is: let the server parse it, as psql's \copy does.
             whole_file = True
             sql = f"{step.copy_sql} WITH {step.source.copy_options()}"
-            outcome = wire.copy_in(con, sql, step.source.raw_chunks(rows.read_bytes), report)
+            outcome = wire.copy_in(
+                con, sql, step.source.raw_chunks(rows.read_bytes), report, commits=alone
+            )
             count = rows.count = outcome.row_count
         elif step.copy_sql is not None:
-            count = wire.copy_in(con, step.copy_sql, wire.copy_text(con, rows), report).row_count
+            text = wire.copy_text(con, rows)
+            count = wire.copy_in(con, step.copy_sql, text, report, commits=alone).row_count
         else:
             count = 0
             flights = batched(rows, BULK_CHUNK_ROWS)
@@ -874,8 +857,6 @@ def _run_bulk_insert(
             for index, (chunk, last) in enumerate(chunks):
                 begin = "BEGIN" if explicit and index == 0 else None
                 commit = "COMMIT" if explicit and last else None
-                # each flight is an interaction of its own; only the last one's end commits
-                wire.track(con).commits = last
                 interrupts.check()
                 outcome = wire.extended(con, step.sql.text, chunk, before=begin, after=commit)
                 count += max(outcome.row_count, 0)
@@ -926,7 +907,7 @@ def _run_bulk_insert(
             ) from None
         if ours:
             try:
-                wire.simple(con, "COMMIT")
+                wire.simple(con, "COMMIT", commits=True)
             except wire.ServerFailure as failure:
                 _roll_back(con)
                 raise _failed(step, failure, True) from None

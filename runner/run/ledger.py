@@ -1,10 +1,13 @@
 """What the server has confirmed of each step: committed, rolled back, not run, or in doubt.
 
-The engine records every step's fate as the server's answers arrive. A step is committed only
-once the server has said so: the CommandComplete of the COMMIT that ends its transaction (or of
-a simple query's last statement, which the server sends after committing), or the
-ReadyForQuery that follows its Sync. When the connection breaks after the commit was sent and
-before that answer came, nobody can know: the step is in doubt, and the report says how to look.
+The engine records every step's fate as the server's answers arrive; wire.Progress attributes
+each answer to the request that caused it. A step is committed only once the server has said so
+of its own transaction: the CommandComplete of the COMMIT that ends it, the last
+CommandComplete of a simple query that commits it (the server sends it after committing), or a
+ReadyForQuery with status idle after the Sync that closes its implicit transaction. Never a
+ReadyForQuery inside a block (a BEGIN's), never another step's answer. When the connection
+breaks after the commit was sent and before that answer came, nobody can know: the step is in
+doubt, and the report says how to look.
 """
 
 from __future__ import annotations

@@ -80,6 +80,8 @@ def travels_with_others(step: AnyStep) -> bool:
         return False
     if step.captures or step.expect:
         return False  # its result is checked before it commits: it goes alone
+    if step.retry is not None:
+        return False  # it may run again alone: the same whether pipelined or not
     if isinstance(step, BulkInsertStep):
         # Inline rows only (a file's load streams on its own, with its progress bar), and in
         # one COPY or one flight: more flights need a transaction of their own.

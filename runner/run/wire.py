@@ -11,16 +11,22 @@ from __future__ import annotations
 
 import contextlib
 import struct
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 from pg8000.core import (
     COMMAND_COMPLETE,
     COPY_IN_RESPONSE,
     DATA_ROW,
+    EMPTY_QUERY_RESPONSE,
     ERROR_RESPONSE,
     NOTICE_RESPONSE,
+    NOTIFICATION_RESPONSE,
+    PARAMETER_STATUS,
+    PORTAL_SUSPENDED,
     READY_FOR_QUERY,
     ROW_DESCRIPTION,
     Context,
@@ -50,16 +56,136 @@ class Outcome:
     notices: list[dict[bytes, bytes]] = field(default_factory=list)  # pipeline(): its own notices
 
 
+QUERY, EXECUTE, SYNC = "query", "execute", "sync"
+
+
+@dataclass
+class Request:
+    """One request whose answer the server owes: a simple Query (its statements' answers, then
+    ReadyForQuery), an Execute (CommandComplete or ErrorResponse), or a Sync (ReadyForQuery).
+    Every answer is attributed to the request that caused it, in the order the protocol
+    guarantees, so that after a lost connection each step's fate is read off its own requests.
+    """
+
+    kind: str
+    owner: int | None  # the step it belongs to; None: sqlplan's own bookkeeping
+    commits: bool = False  # its answer says whether the owner's transaction committed
+    statements: int = 0  # a Query's statements, when known
+    tags: list[str] = field(default_factory=list)  # CommandComplete tags
+    error: dict[str, str] | None = None
+    status: bytes | None = None  # ReadyForQuery's transaction status (a Query, a Sync)
+    answered: bool = False  # its last answer arrived
+    skipped: bool = False  # an Execute the server skipped after an error before it
+
+    def confirmed(self) -> bool:
+        """Whether the server said that the transaction this request ends committed (or
+        ended: the caller looks at the last tag for a ROLLBACK)."""
+        if self.error is not None or self.skipped:
+            return False
+        if self.kind == SYNC:
+            return self.status == b"I"
+        if self.kind == EXECUTE:
+            return self.answered
+        # A simple Query's implicit transaction commits before its last CommandComplete.
+        return (self.answered and self.status == b"I") or (0 < self.statements <= len(self.tags))
+
+
+class Verdict(Enum):
+    """What a step's own requests say of it after a lost connection."""
+
+    NOT_SENT = "not sent"  # nothing of it reached the socket
+    SKIPPED = "skipped"  # the server skipped it: an error came before it
+    FAILED = "failed"  # the server answered one of its requests with an error
+    COMMITTED = "committed"  # its commit point answered: committed
+    ROLLED_BACK = "rolled back"  # its commit point answered: rolled back (a ROLLBACK)
+    UNANSWERED = "unanswered"  # its commit point was sent, its answer never came
+    NO_COMMIT = "no commit"  # it sent no request that commits: its transaction dies
+
+
 @dataclass
 class Progress:
     """What the server has answered in the current interaction, kept up to date as each message
     arrives, so that after a lost connection the engine knows what was confirmed."""
 
-    sent: bool = False  # every byte of the interaction was handed to the socket
-    commits: bool = True  # the interaction's end commits (False: a bulk load's earlier flight)
-    tags: list[str] = field(default_factory=list)  # CommandComplete tags, in order
-    ready: bool = False  # the final ReadyForQuery arrived
+    requests: list[Request] = field(default_factory=list)
+    waiting: int = 0  # the first request whose answer is not complete
+    owner: int | None = None  # the step that the requests sent from now on belong to
     errors: list[dict[str, str]] = field(default_factory=list)  # ErrorResponses, FATAL included
+    said: list[dict[str, str]] = field(default_factory=list)  # errors and WARNINGs, in order
+
+    def request(self, kind: str, *, commits: bool = False, statements: int = 0) -> Request:
+        """A request about to be written: from now on the server may have it."""
+        request = Request(kind, self.owner, commits, statements)
+        self.requests.append(request)
+        return request
+
+    @property
+    def tags(self) -> list[str]:
+        return [tag for r in self.requests for tag in r.tags]
+
+    def answer(self, code: bytes, data: bytes) -> None:
+        """Attribute one message from the server to the request that caused it."""
+        pending = self.requests[self.waiting] if self.waiting < len(self.requests) else None
+        if code in (COMMAND_COMPLETE, EMPTY_QUERY_RESPONSE, PORTAL_SUSPENDED):
+            if pending is None:
+                return
+            pending.tags.append(data[:-1].decode("ascii", "replace") if data else "")
+            if pending.kind == EXECUTE:
+                pending.answered = True
+                self.waiting += 1
+        elif code == ERROR_RESPONSE:
+            fields = _fields(data)
+            self.errors.append(fields)
+            self.said.append(fields)
+            if pending is None:
+                return  # a FATAL between requests
+            pending.error = fields
+            if pending.kind == EXECUTE:
+                pending.answered = True
+                # The server skips everything up to the next Sync.
+                self.waiting += 1
+                while (
+                    self.waiting < len(self.requests)
+                    and self.requests[self.waiting].kind == EXECUTE
+                ):
+                    self.requests[self.waiting].skipped = True
+                    self.waiting += 1
+        elif code == READY_FOR_QUERY:
+            if pending is None:
+                return
+            pending.status = data[:1]
+            pending.answered = True
+            self.waiting += 1
+        elif code == NOTICE_RESPONSE:
+            fields = _fields(data)
+            if fields.get("V", fields.get("S")) == "WARNING":
+                self.said.append(fields)
+
+    def verdict(self, owner: int) -> Verdict:
+        """What the server said of the transaction that holds the step `owner`'s work."""
+        mine = [r for r in self.requests if r.owner == owner]
+        if not mine:
+            return Verdict.NOT_SENT
+        if all(r.skipped for r in mine):
+            return Verdict.SKIPPED
+        if any(r.error is not None or r.skipped for r in mine):
+            return Verdict.FAILED
+        points = [r for r in mine if r.commits]
+        if not points:
+            return Verdict.NO_COMMIT
+        point = points[-1]
+        if not point.confirmed():
+            return Verdict.UNANSWERED
+        tags = [tag for r in mine for tag in r.tags]
+        return Verdict.ROLLED_BACK if tags and tags[-1] == "ROLLBACK" else Verdict.COMMITTED
+
+
+def _fields(data: bytes) -> dict[str, str]:
+    return {
+        s[:1].decode("ascii", "replace"): s[1:].decode("utf-8", "replace")
+        for s in data.split(b"\x00")
+        if s
+    }
 
 
 class ConnectionLost(Exception):
@@ -72,13 +198,13 @@ class ConnectionLost(Exception):
 
     @property
     def server_said(self) -> dict[str, str] | None:
-        """The last error the server sent before the loss (a FATAL shutdown, say)."""
-        return self.progress.errors[-1] if self.progress.errors else None
+        """The last error or warning the server sent before the loss (a FATAL shutdown, say)."""
+        return self.progress.said[-1] if self.progress.said else None
 
 
-def track(con: Any) -> Progress:
-    """Start recording what the server answers on `con`."""
-    progress = Progress()
+def track(con: Any, owner: int | None = None) -> Progress:
+    """Start recording what the server answers on `con`; requests belong to step `owner`."""
+    progress = Progress(owner=owner)
     con.sqlplan_progress = progress
     return progress
 
@@ -96,43 +222,48 @@ def _progress(con: Any) -> Progress:
 
 
 def _receive(con: Any) -> tuple[bytes, bytes]:
-    """The next message (code, payload), recorded in the interaction's Progress."""
+    """The next message (code, payload), attributed in the interaction's Progress."""
     progress = _progress(con)
     try:
         code, length = _HEADER.unpack(_read(con._sock, 5))
         data = _read(con._sock, length - 4)
     except (InterfaceError, OSError) as e:
         raise ConnectionLost(progress, e) from None
-    if code == COMMAND_COMPLETE:
-        progress.tags.append(data[:-1].decode("ascii", "replace"))
-    elif code == ERROR_RESPONSE:
-        progress.errors.append(
-            {
-                s[:1].decode("ascii"): s[1:].decode("utf-8", "replace")
-                for s in data.split(b"\x00")
-                if s
-            }
-        )
-    elif code == READY_FOR_QUERY:
-        progress.ready = True
+    progress.answer(code, data)
     return code, data
+
+
+def _salvage(con: Any, progress: Progress) -> None:
+    """After a failed write: what the server said before it hung up (a FATAL, say) is often
+    still waiting in the receive buffer. Read it, for a second at most."""
+    sock = getattr(con, "_usock", None)
+    if sock is None:
+        return
+    deadline = time.monotonic() + 1.0
+    with contextlib.suppress(Exception):
+        while (left := deadline - time.monotonic()) > 0:
+            sock.settimeout(left)
+            code, length = _HEADER.unpack(_read(con._sock, 5))
+            progress.answer(code, _read(con._sock, length - 4))
 
 
 def _put(con: Any, data: bytes) -> None:
     try:
         _write(con._sock, data)
     except (InterfaceError, OSError) as e:
-        raise ConnectionLost(_progress(con), e) from None
+        progress = _progress(con)
+        _salvage(con, progress)
+        raise ConnectionLost(progress, e) from None
 
 
-def _push(con: Any, *, final: bool = True) -> None:
-    """Flush what was written; `final`: the whole interaction is now sent."""
+def _push(con: Any) -> None:
+    """Flush what was written."""
     try:
         _flush(con._sock)
     except (InterfaceError, OSError) as e:
-        raise ConnectionLost(_progress(con), e) from None
-    if final:
-        _progress(con).sent = True
+        progress = _progress(con)
+        _salvage(con, progress)
+        raise ConnectionLost(progress, e) from None
 
 
 class ServerFailure(Exception):
@@ -162,8 +293,11 @@ def transaction_status(con: Any) -> bytes:
     return bytes(con._transaction_status or b"I")
 
 
-def simple(con: Any, sql: str) -> Outcome:
-    """The simple query protocol: any number of statements, one round trip."""
+def simple(con: Any, sql: str, *, commits: bool = False, statements: int = 0) -> Outcome:
+    """The simple query protocol: any number of statements, one round trip. `commits`: its
+    answer says whether the current step's transaction committed (`statements` of them: all
+    their CommandCompletes say so, the last coming after the commit)."""
+    _progress(con).request(QUERY, commits=commits, statements=statements)
     _send(con, _message(b"Q", _cstr(con, sql)))
     return _drain(con, sql, text_rows=False)
 
@@ -176,21 +310,33 @@ def extended(
     text_rows: bool = False,
     before: str | None = None,
     after: str | None = None,
+    commits: bool | None = None,
 ) -> Outcome:
     """One flight: Parse, then Bind/Execute for each parameter set, then one Sync.
 
     `before` and `after` are simple queries sent in the same flight (BEGIN, COMMIT): after an
     error the server skips to the Sync, and a COMMIT of the failed transaction rolls it back.
+    What commits the current step's transaction: `after` if there is one, else the Sync when
+    nothing before it opened a block (`commits` says otherwise).
     """
-    buffer = bytearray(_message(b"Q", _cstr(con, before)) if before else b"")
+    progress = _progress(con)
+    if commits is None:
+        commits = after is None and before is None and transaction_status(con) == b"I"
+    buffer = bytearray()
+    if before:
+        progress.request(QUERY)
+        buffer += _message(b"Q", _cstr(con, before))
     buffer += _message(b"P", b"\x00" + _cstr(con, sql) + b"\x00\x00")
     for index, values in enumerate(param_sets):
+        progress.request(EXECUTE)
         buffer += _bind(con, values)
         if index == 0:
             buffer += _DESCRIBE_PORTAL
         buffer += _EXECUTE_ALL
+    progress.request(SYNC, commits=commits and not after)
     buffer += _SYNC
     if after:
+        progress.request(QUERY, commits=True, statements=1)
         buffer += _message(b"Q", _cstr(con, after))
     _send(con, bytes(buffer))
     failure: ServerFailure | None = None
@@ -220,6 +366,8 @@ class Piece:
     rows: bool = False  # Describe it, and keep its rows as text (a query)
     copy: Iterable[bytes] | None = None
     quiet: bool = False  # sqlplan's own statement: its notices are dropped
+    owner: int | None = None  # the step it belongs to
+    commits: bool = False  # it commits its step's transaction (a COMMIT)
 
 
 class PipelineFailure(ServerFailure):
@@ -231,16 +379,19 @@ class PipelineFailure(ServerFailure):
         self.outcomes = outcomes  # of the pieces before it, and the failed one's notices last
 
 
-def pipeline(con: Any, pieces: Sequence[Piece]) -> list[Outcome]:
+def pipeline(con: Any, pieces: Sequence[Piece], *, commits: bool = False) -> list[Outcome]:
     """Every piece in one flight ended by one Sync: one round trip for all of them.
 
     Between two Syncs the statements share one transaction, unless the pieces themselves say
     COMMIT; after an error the server ignores everything up to the Sync, so the statements after
-    a failed one never run.
+    a failed one never run. `commits`: the Sync commits the last piece's step.
     """
+    progress = _progress(con)
     for piece in pieces:
+        progress.owner = piece.owner
         buffer = bytearray(_message(b"P", b"\x00" + _cstr(con, piece.sql) + b"\x00\x00"))
         for index, values in enumerate(piece.param_sets):
+            progress.request(EXECUTE, commits=piece.commits)
             buffer += _bind(con, values)
             if index == 0 and piece.rows:
                 buffer += _DESCRIBE_PORTAL
@@ -250,6 +401,7 @@ def pipeline(con: Any, pieces: Sequence[Piece]) -> list[Outcome]:
             for chunk in piece.copy:
                 _copy_data(con, chunk)
             _put(con, _COPY_DONE)
+    progress.request(SYNC, commits=commits)
     _put(con, _SYNC)
     _push(con)
     return _drain_pipeline(con, pieces)
@@ -267,8 +419,16 @@ def _drain_pipeline(con: Any, pieces: Sequence[Piece]) -> list[Outcome]:
         if code == READY_FOR_QUERY:
             handlers[code](data, context)
             break
+        if code in (PARAMETER_STATUS, NOTIFICATION_RESPONSE):
+            handlers[code](data, context)  # about the session, not about a piece
+            continue
         if failed is not None or code == COPY_IN_RESPONSE:
             continue  # nothing after an error runs; COPY's data went with its Execute
+        if index >= len(pieces):
+            # after the last piece: a notice of the commit at the Sync, say
+            if code == NOTICE_RESPONSE and outcomes and not pieces[-1].quiet:
+                outcomes[-1].notices.append({s[0:1]: s[1:] for s in data.split(b"\x00")})
+            continue
         piece = pieces[index]
         if code == NOTICE_RESPONSE:
             if not piece.quiet:
@@ -324,18 +484,25 @@ def copy_text(con: Any, rows: Iterable[Sequence[object]]) -> Iterator[bytes]:
 
 
 def copy_in(
-    con: Any, sql: str, chunks: Iterable[bytes], progress: Callable[[int], None] | None = None
+    con: Any,
+    sql: str,
+    chunks: Iterable[bytes],
+    progress: Callable[[int], None] | None = None,
+    *,
+    commits: bool = False,
 ) -> Outcome:
     """COPY ... FROM STDIN in one flight: the query, the data and CopyDone without waiting for
     CopyInResponse. A COPY that fails at once makes the server ignore the data that follows.
-    If `chunks` raises, CopyFail makes the server roll the COPY back before the error goes on."""
+    If `chunks` raises, CopyFail makes the server roll the COPY back before the error goes on.
+    `commits`: its CommandComplete says the current step committed (no block around it)."""
     encoding = con._client_encoding
+    _progress(con).request(QUERY, commits=commits, statements=1)
     _put(con, _message(b"Q", _cstr(con, sql)))
     sent = 0
     try:
         for chunk in chunks:
             sent += _copy_data(con, chunk)
-            _push(con, final=False)
+            _push(con)
             if progress is not None:
                 progress(sent)
             interrupts.check()  # Ctrl-C: CopyFail below, and the COPY is rolled back
