@@ -230,12 +230,13 @@ class FakeServer:
 
     handle: Callable[[socket.socket, int], None]
     port: int = 0  # 0: any free port
+    host: str = "127.0.0.1"
     connections: int = 0
     notes: list[object] = field(default_factory=list)
     _listener: socket.socket | None = None
 
     def __enter__(self) -> FakeServer:
-        self._listener = socket.create_server(("127.0.0.1", self.port))
+        self._listener = socket.create_server((self.host, self.port))
         self._listener.settimeout(0.2)
         self.port = self._listener.getsockname()[1]
         self._stop = threading.Event()
@@ -387,13 +388,36 @@ def stop_pgbouncer(pooler: Pooler) -> None:
 class TurnCounter:
     """A loopback TCP proxy to a server's unix socket (or TCP address) that counts the client's
     turns: bursts of data from the client with a reply from the server between them (round
-    trips, in effect)."""
+    trips, in effect).
+
+    To a unix socket the protocol is plain, and a reply counts only once it holds a message
+    the client waits for (ReadyForQuery, an authentication request): answers the client asked
+    for with a Flush, and reads while it is still sending, are no turn of its own."""
 
     def __init__(self, upstream_socket: str | tuple[str, int]) -> None:
         self.upstream_socket = upstream_socket
         self.turns = 0
         self._client_spoke_last = False
         self._lock = threading.Lock()
+        self._plain = isinstance(upstream_socket, str)
+        self._pending = b""
+        self._answered = False  # the server has said something
+
+    def _awaited(self, data: bytes) -> bool:
+        """Whether the server's data completes a message the client waits for."""
+        found = False
+        if not self._answered and data[:1] in (b"N", b"S") and len(data) == 1:
+            self._answered = True  # the one-byte answer to an SSLRequest
+            return True
+        self._answered = True
+        self._pending += data
+        while len(self._pending) >= 5:
+            size = 1 + struct.unpack("!i", self._pending[1:5])[0]
+            if len(self._pending) < size:
+                break
+            found = found or self._pending[:1] in (b"Z", b"R", b"E")
+            self._pending = self._pending[size:]
+        return found
 
     def _relay(self, source: socket.socket, sink: socket.socket, from_client: bool) -> None:
         try:
@@ -401,7 +425,10 @@ class TurnCounter:
                 with self._lock:
                     if from_client and not self._client_spoke_last:
                         self.turns += 1
-                    self._client_spoke_last = from_client
+                    if from_client:
+                        self._client_spoke_last = True
+                    elif not self._plain or self._awaited(data):
+                        self._client_spoke_last = False
                 sink.sendall(data)
         except OSError:
             pass

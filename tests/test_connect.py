@@ -933,7 +933,13 @@ def test_the_guess_made_before_resolving_is_the_resolved_target(
         except ConfigError:
             return  # the run refuses the URL; the guessed socket is discarded unused
         assert target is not None
-        assert guess == (target.host.lower(), target.port, target.sslmode, target.sslnegotiation)
+        assert guess[:4] == (
+            target.host.lower(),
+            target.port,
+            target.sslmode,
+            target.sslnegotiation,
+        )
+        assert guess[4] == target.connect_timeout
 
 
 def test_a_plan_validated_now_logs_in_beside_the_imports(ssl_server: Cluster) -> None:

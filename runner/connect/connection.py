@@ -32,6 +32,7 @@ from .handshake import (
     start_tls,
 )
 from .handshake import log_in as handshake_log_in
+from .sockets import Deadline, tune
 from .target import Target
 
 if TYPE_CHECKING:
@@ -250,10 +251,15 @@ def _attempt(
     tls: ssl.SSLContext | bool,
     timeout: float,
 ) -> Connection:
-    """One connection attempt; failures become _Transient, _RefusesTls or ConnectError."""
+    """One connection attempt, bounded as a whole by `timeout` (TCP, TLS and the log-in, as
+    libpq's connect_timeout); failures become _Transient, _RefusesTls or ConnectError."""
+    deadline = Deadline(timeout)
     if target.is_unix_socket:
         return _logged_in(
-            target, _unix_socket(target, timeout), lambda: _unix_socket(target, timeout)
+            target,
+            _unix_socket(target, deadline),
+            lambda: _unix_socket(target, deadline),
+            deadline,
         )
     from pg8000 import native  # noqa: F401  (while the early log-in may still be under way)
 
@@ -270,26 +276,34 @@ def _attempt(
             raise _HandshakeFailed(error)
         # the attempt made at start: it counts as this one (its timeout is spent)
         raise _failure(target, error) from None
-    # a socket opened while sqlplan started (TLS with ssl_context_for(target)), or a new one
-    sock = taken if isinstance(taken, socket.socket) else open_socket(target, tls, timeout)
-    return _logged_in(target, sock, lambda: open_socket(target, tls, timeout))
+    if isinstance(taken, early.Opened):
+        # opened while sqlplan started (TLS with ssl_context_for(target)): its time counts
+        sock, deadline = taken.sock, taken.deadline
+    else:
+        sock = open_socket(target, tls, deadline)
+    return _logged_in(target, sock, lambda: open_socket(target, tls, deadline), deadline)
 
 
 def _logged_in(
-    target: Target, sock: socket.socket, reopen: Callable[[], socket.socket]
+    target: Target, sock: socket.socket, reopen: Callable[[], socket.socket], deadline: Deadline
 ) -> Connection:
     """The session after a log-in on `sock`; if the server no longer asks for what it was
-    remembered for, a log-in as libpq's on a new connection (`reopen`)."""
+    remembered for, a log-in as libpq's on a new connection (`reopen`), within the same
+    attempt's time."""
     try:
-        return _session(target, log_in(target, sock))
+        return _session(target, log_in(target, sock, deadline=deadline))
     except _Stale:
-        return _session(target, log_in(target, reopen(), remembered=False))
+        try:
+            fresh = reopen()
+        except TimeoutError as e:
+            raise _failure(target, e) from None
+        return _session(target, log_in(target, fresh, remembered=False, deadline=deadline))
 
 
-def _unix_socket(target: Target, timeout: float) -> socket.socket:
+def _unix_socket(target: Target, deadline: Deadline) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        sock.settimeout(timeout)
+        deadline.apply(sock)
         sock.connect(target.socket_path)
     except OSError as e:
         sock.close()
@@ -297,14 +311,20 @@ def _unix_socket(target: Target, timeout: float) -> socket.socket:
     return sock
 
 
-def open_socket(target: Target, tls: ssl.SSLContext | bool, timeout: float) -> socket.socket:
-    """TCP to the target (and TLS over it, if `tls`); failures as _attempt's."""
+def open_socket(
+    target: Target, tls: ssl.SSLContext | bool, deadline: Deadline | float
+) -> socket.socket:
+    """TCP to the target (and TLS over it, if `tls`), within the attempt's deadline;
+    failures as _attempt's."""
+    if not isinstance(deadline, Deadline):
+        deadline = Deadline(deadline)
     sock: socket.socket | None = None
     try:
-        sock = socket.create_connection((target.host, target.port), timeout=timeout)
-        # Nagle off: every small message would wait for the previous one's ACK.
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sock = socket.create_connection((target.host, target.port), timeout=deadline.left())
+        # Nagle off (every small message would wait for the previous one's ACK); keepalives
+        # and the user timeout, so that a vanished peer is found within a bounded time.
+        tune(sock, target.keepalives)
+        deadline.apply(sock)  # the TLS handshake, as a whole, within what is left
         if tls is not False:
             context = tls if isinstance(tls, ssl.SSLContext) else ssl_context_for(target)
             if target.sslnegotiation == "direct":
@@ -334,10 +354,17 @@ def _handshake_failure(error: BaseException) -> TypeGuard[ssl.SSLError]:
     )
 
 
-def log_in(target: Target, sock: socket.socket, *, remembered: bool = True) -> LoggedIn:
+def log_in(
+    target: Target,
+    sock: socket.socket,
+    *,
+    remembered: bool = True,
+    deadline: Deadline | None = None,
+) -> LoggedIn:
     """StartupMessage and authentication on an open socket (TLS set up already, if any); on
     failure the socket is closed and the error is _Transient, _Stale or ConnectError.
-    `remembered`: send the SCRAM first message at once if the server asked for SASL last time."""
+    `remembered`: send the SCRAM first message at once if the server asked for SASL last time.
+    `deadline`: what is left of the attempt bounds every read and write."""
     tls = isinstance(sock, ssl.SSLSocket)
     expect = memory.offered(target, tls) if remembered else ()
     try:
@@ -350,6 +377,7 @@ def log_in(target: Target, sock: socket.socket, *, remembered: bool = True) -> L
             options=target.options or None,
             channel_binding=target.channel_binding,
             expect=expect,
+            deadline=deadline,
         )
     except Stale:
         sock.close()

@@ -22,6 +22,7 @@ import os
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -54,6 +55,15 @@ class Failed:
         self.error = error
 
 
+class Opened:
+    """take(): the socket opened at start (TLS set up, if asked), and the deadline of its
+    attempt, whose time it has spent in part."""
+
+    def __init__(self, sock: socket.socket, deadline: Any) -> None:
+        self.sock = sock
+        self.deadline = deadline
+
+
 class _Slot:
     """The connection being opened early, until the first attempt takes it."""
 
@@ -78,6 +88,7 @@ class _Early:
         self.error: OSError | None = None  # why it failed, when the network said so
         self.failure: Exception | None = None  # why logging in failed (connection.py's error)
         self.sock: socket.socket | None = None
+        self.deadline: Any = None  # sockets.Deadline of this attempt: TCP, TLS, log-in
         self.files: Any = None  # the certificate files its TLS used (connection.tls_files)
         self._verdict: bool | None = None  # go(): log in; take() or discard(): do not
         self._decided = threading.Event()
@@ -98,12 +109,18 @@ class _Early:
             # A URL that says where and how by itself: connect at once, resolve the target
             # (its imports are the longest part) while the server answers, then compare.
             guess = _guess(database_url, environ, cwd)
+            guessed: OSError | None = None  # the guess's connection failed: the first attempt
+            started = time.monotonic()
             if guess is not None:
-                sock = _open(guess[0], guess[1], self.timeout or 15.0)
-                if guess[2] != "disable" and guess[3] != "direct":
-                    sock.sendall(_SSL_REQUEST)
+                try:
+                    sock = _open(guess[0], guess[1], self.timeout or guess[4] or 15.0)
+                    if guess[2] != "disable" and guess[3] != "direct":
+                        sock.sendall(_SSL_REQUEST)
+                except OSError as e:
+                    guessed = e
             from pathlib import Path
 
+            from .sockets import Deadline, tune
             from .target import resolve_target
 
             target = resolve_target(database_url, environ, Path(cwd))
@@ -113,18 +130,23 @@ class _Early:
                 or target.sslmode not in (_TLS_FIRST | {"disable"})
                 or (
                     guess is not None
-                    and guess
+                    and guess[:4]
                     != (target.host.lower(), target.port, target.sslmode, target.sslnegotiation)
                 )
             ):
                 return  # not this target's connection (the socket, if any, is closed below)
             self.attempted = target
             timeout = self.timeout or target.connect_timeout or 15.0
+            # One attempt, bounded as a whole: the time since the process started counts.
+            deadline = self.deadline = Deadline(timeout - (time.monotonic() - started))
+            if guessed is not None:
+                raise guessed
             if sock is None:
-                sock = _open(target.host, target.port, timeout)
+                sock = _open(target.host, target.port, deadline.left())
                 if target.sslmode != "disable" and target.sslnegotiation != "direct":
                     sock.sendall(_SSL_REQUEST)  # nothing imported before it
-            sock.settimeout(timeout)  # the target's, from here on (a guess opened the socket)
+            tune(sock, target.keepalives)  # the target's, from here on (a guess opened it)
+            deadline.apply(sock)
             if target.sslmode != "disable":
                 # The TLS settings are made while the SSLRequest's answer is on the way.
                 from .connection import ssl_context_for, tls_files
@@ -135,6 +157,7 @@ class _Early:
                 # From here on this thread waits on the network, and the main thread may
                 # take the interpreter: until now it has waited for it (start()).
                 self.waiting.set()
+                deadline.apply(sock)
                 try:
                     if target.sslnegotiation == "direct":
                         sock = direct_tls(sock, context, target.host)
@@ -171,7 +194,9 @@ class _Early:
         discard(), or no verdict within VERDICT_WAIT: the socket is closed)."""
         if self.sock is None:
             return
+        self.deadline.pause()  # waiting for the plans is not the network's time
         decided = self._decided.wait(VERDICT_WAIT)
+        self.deadline.resume()
         if not self.decide(False):  # no go (the first verdict holds): the socket stays for
             if not decided:  # take(), or, with no verdict in time, it goes
                 self.close()
@@ -180,7 +205,8 @@ class _Early:
 
         sock, self.sock = self.sock, None
         try:
-            self.connection = log_in(target, sock)  # the standard library only: no driver yet
+            # the standard library only: no driver yet
+            self.connection = log_in(target, sock, deadline=self.deadline)
         except Exception as e:  # the first attempt's outcome: the run reports it as such
             self.failure = e
             with contextlib.suppress(OSError):
@@ -198,10 +224,10 @@ class _Early:
         """The open socket, if it was opened for this target as this attempt would open it;
         REFUSED for a TLS attempt the server already refused (sslmode=prefer), whose plain
         socket the next attempt takes."""
-        # Whatever it is doing is bounded by the connect timeout, once per blocking step (TCP,
-        # TLS, each answer while logging in): wait for it, as for an attempt of one's own.
+        # Whatever it is doing is bounded by its attempt's deadline (TCP, TLS and the log-in
+        # together): wait for it, as for an attempt of one's own.
         self.decide(False)  # not logging in yet: not now either, this attempt takes the socket
-        self._thread.join(timeout * 4 + 5)
+        self._thread.join(timeout + 5)
         if self._thread.is_alive():
             return None
         if tls and self.files is not None:
@@ -231,7 +257,7 @@ class _Early:
             self.close()
             return None
         sock, self.sock = self.sock, None
-        return sock
+        return Opened(sock, self.deadline)
 
     def close(self) -> None:
         if self.connection is not None:
@@ -275,7 +301,6 @@ def start(
 def _open(host: str, port: int, timeout: float) -> socket.socket:
     sock = socket.create_connection((host, port), timeout=timeout)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
     return sock
 
 
@@ -283,9 +308,10 @@ def _open(host: str, port: int, timeout: float) -> socket.socket:
 _ELSEWHERE = ("host=", "hostaddr=", "port=", "service=")
 
 
-def _guess(database_url: str | None, environ: Mapping[str, str], cwd: str) -> tuple[str, int, str, str] | None:  # fmt: skip
-    """(host, port, sslmode, sslnegotiation) when a URL says them by itself, read without
-    target.py: a guess, which the resolved target must match for the socket to be used."""
+def _guess(database_url: str | None, environ: Mapping[str, str], cwd: str) -> tuple[str, int, str, str, float | None] | None:  # fmt: skip
+    """(host, port, sslmode, sslnegotiation, connect_timeout) when a URL says them by itself,
+    read without target.py: a guess, which the resolved target must match for the socket to
+    be used."""
     url = database_url or environ.get("DATABASE_URL") or _dotenv_url(cwd)
     if not url or not url.startswith(("postgresql://", "postgres://")):
         return None
@@ -309,7 +335,11 @@ def _guess(database_url: str | None, environ: Mapping[str, str], cwd: str) -> tu
     negotiation = query.get("sslnegotiation") or environ.get("PGSSLNEGOTIATION") or "postgres"
     if sslmode not in (_TLS_FIRST | {"disable"}):
         return None
-    return host, port, sslmode, negotiation
+    timeout: float | None = None
+    with contextlib.suppress(ValueError):  # as libpq: 2 s at least, 0 or less: none
+        seconds = int(query.get("connect_timeout") or environ.get("PGCONNECT_TIMEOUT") or 0)
+        timeout = float(max(seconds, 2)) if seconds > 0 else None
+    return host, port, sslmode, negotiation, timeout
 
 
 def _dotenv_url(cwd: str) -> str | None:

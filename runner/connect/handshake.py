@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from .scram import SCRAM, SCRAM_PLUS, Scram, ScramError, end_point_hash
+from .sockets import Deadline
 
 SSL_REQUEST = b"\x00\x00\x00\x08\x04\xd2\x16\x2f"
 ALPN = "postgresql"  # the protocol name a direct TLS connection negotiates
@@ -111,14 +112,18 @@ def log_in(
     options: str | None,
     channel_binding: str,
     expect: tuple[str, ...] = (),
+    deadline: Deadline | None = None,
 ) -> LoggedIn:
     """StartupMessage and authentication on `sock` (TLS set up already, if any). On failure
     the stream over the socket is closed (the socket itself stays the caller's to close).
 
     `expect`: the SASL mechanisms this server offered last time. The SCRAM first message then
     goes with the StartupMessage, saving a round trip; it holds nothing secret (a nonce and
-    the channel binding flag). If the server asks for anything else, Stale is raised."""
-    stream: BinaryIO = sock.makefile("rwb")  # type: ignore[assignment]
+    the channel binding flag). If the server asks for anything else, Stale is raised.
+
+    `deadline`: every read and write waits at most what is left of the connection attempt,
+    so that a server that answers slowly cannot stretch the attempt past its timeout."""
+    stream = _Exchange(sock, deadline)
     try:
         stream.write(_startup(user=user, database=database, application_name=application_name, options=options))  # fmt: skip
         tls = isinstance(sock, ssl.SSLSocket)
@@ -147,7 +152,8 @@ def log_in(
                 greeting += _HEADER.pack(code, len(data) + 4) + data
                 if code == b"Z":
                     used = scram.mechanism_name if scram else None
-                    return LoggedIn(sock, stream, Login(used, bytes(greeting), offered))
+                    session: BinaryIO = sock.makefile("rwb")  # type: ignore[assignment]
+                    return LoggedIn(sock, session, Login(used, bytes(greeting), offered))
                 continue
             kind = int.from_bytes(data[:4], "big")
             if early and not offered:  # the first request: the one the SCRAM message answered?
@@ -204,6 +210,40 @@ def log_in(
         raise
 
 
+class _Exchange:
+    """The log-in's reads and writes, straight on the socket: each read takes no more than it
+    needs (the session's buffered stream starts after the greeting), and each waits at most
+    what is left of the attempt."""
+
+    def __init__(self, sock: socket.socket, deadline: Deadline | None) -> None:
+        self.sock = sock
+        self.deadline = deadline
+        self.pending = bytearray()
+
+    def write(self, data: bytes) -> None:
+        self.pending += data
+
+    def flush(self) -> None:
+        if self.deadline is not None:
+            self.deadline.apply(self.sock)
+        self.sock.sendall(self.pending)
+        self.pending.clear()
+
+    def read(self, size: int) -> bytes:
+        data = bytearray()
+        while len(data) < size:
+            if self.deadline is not None:
+                self.deadline.apply(self.sock)
+            chunk = self.sock.recv(size - len(data))
+            if not chunk:
+                break
+            data += chunk
+        return bytes(data)
+
+    def close(self) -> None:
+        self.pending.clear()
+
+
 def _startup(**parameters: str | None) -> bytes:
     """The StartupMessage: protocol 3.0 and the parameters that have a value."""
     body = bytearray(struct.pack("!i", _PROTOCOL_3_0))
@@ -239,7 +279,7 @@ def _choose(
     return Scram(password, None, could_bind=could)
 
 
-def _initial(stream: BinaryIO, scram: Scram) -> None:
+def _initial(stream: _Exchange, scram: Scram) -> None:
     """SASLInitialResponse: the mechanism and the client-first message (written, not flushed)."""
     first = scram.first()
     mechanism = scram.mechanism_name.encode("ascii") + b"\x00"
@@ -251,12 +291,12 @@ def _refuse(reason: str) -> None:
     raise Refusal(f"channel_binding=require, but {reason}; no password was sent")
 
 
-def _send(stream: BinaryIO, code: bytes, payload: bytes) -> None:
+def _send(stream: _Exchange, code: bytes, payload: bytes) -> None:
     stream.write(code + struct.pack("!i", len(payload) + 4) + payload)
     stream.flush()
 
 
-def _receive(stream: BinaryIO) -> tuple[bytes, bytes]:
+def _receive(stream: _Exchange) -> tuple[bytes, bytes]:
     header = _read(stream, 5)
     code, length = _HEADER.unpack(header)
     if length < 4 or length > 1 << 24:
@@ -264,7 +304,7 @@ def _receive(stream: BinaryIO) -> tuple[bytes, bytes]:
     return code, _read(stream, length - 4)
 
 
-def _read(stream: BinaryIO, size: int) -> bytes:
+def _read(stream: _Exchange, size: int) -> bytes:
     data = stream.read(size)
     if len(data) < size:
         raise ConnectionResetError(0, "the server closed the connection unexpectedly")

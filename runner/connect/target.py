@@ -6,12 +6,13 @@ import getpass
 import os
 import re
 import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import quote
 
 from ..errors import ConfigError
+from .sockets import Keepalives
 
 SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 CHANNEL_BINDINGS = ("disable", "prefer", "require")
@@ -21,6 +22,7 @@ SUPPORTED = (
     "host", "port", "dbname", "user", "password", "sslmode", "sslrootcert", "sslcert", "sslkey",
     "channel_binding", "connect_timeout", "application_name", "fallback_application_name",
     "options", "target_session_attrs", "sslnegotiation", "passfile",
+    "keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count", "tcp_user_timeout",
     "pgbouncer",  # sqlplan's own (as other clients take it): the host is a transaction pooler
 )  # fmt: skip
 # libpq parameters that sqlplan does not implement: named in errors as such, not as typos.
@@ -28,8 +30,7 @@ UNSUPPORTED = (
     "hostaddr", "require_auth", "sslpassword", "sslcrl", "sslcrldir", "sslsni",
     "sslcompression", "ssl_min_protocol_version", "ssl_max_protocol_version", "gssencmode",
     "krbsrvname", "gsslib", "gssdelegation", "service", "requirepeer", "replication",
-    "keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count",
-    "tcp_user_timeout", "client_encoding", "load_balance_hosts", "sslcertmode",
+    "client_encoding", "load_balance_hosts", "sslcertmode",
     "max_protocol_version", "min_protocol_version", "scram_client_key", "scram_server_key",
 )  # fmt: skip
 # libpq's environment variables for the supported parameters.
@@ -66,6 +67,7 @@ class Target:
     source: str = "DATABASE_URL"
     password_from: str | None = None  # where the password came from, when not the URL or PG*
     pooler: bool = False  # a transaction-mode pooler: Neon's -pooler host, or pgbouncer=true
+    keepalives: Keepalives = field(default_factory=Keepalives)  # keepalives*, tcp_user_timeout
     notes: tuple[str, ...] = field(default=(), compare=False)  # warnings to show once
 
     @property
@@ -102,6 +104,9 @@ class Target:
             query["sslnegotiation"] = self.sslnegotiation
         if self.connect_timeout is not None:
             query["connect_timeout"] = f"{self.connect_timeout:g}"
+        for key, value, default in _keepalive_params(self.keepalives):
+            if value != default:
+                query[key] = str(value)
         text = "&".join(f"{k}={quote(v, safe='/')}" for k, v in query.items())
         return f"postgresql://{netloc}/{quote(self.database, safe='')}" + (
             f"?{text}" if text else ""
@@ -284,6 +289,44 @@ def make_target(params: Params, source: str) -> Target:
         options=get("options"),
         source=source,
         pooler=_pooler(host, get("pgbouncer"), source),
+        keepalives=_keepalives(get, bad),
+    )
+
+
+def _keepalive_params(k: Keepalives) -> tuple[tuple[str, int, int], ...]:
+    """(libpq's name, the value, sqlplan's default) of each keepalive parameter."""
+    d = Keepalives()
+    return (
+        ("keepalives", int(k.enabled), int(d.enabled)),
+        ("keepalives_idle", k.idle, d.idle),
+        ("keepalives_interval", k.interval, d.interval),
+        ("keepalives_count", k.count, d.count),
+        ("tcp_user_timeout", k.user_timeout_ms, d.user_timeout_ms),
+    )
+
+
+def _keepalives(
+    get: Callable[[str], str | None], bad: Callable[[str, str], ConfigError]
+) -> Keepalives:
+    """libpq's keepalive parameters: whole numbers, 0 for the system's default (keepalives: 0
+    turns them off)."""
+    values: dict[str, int] = {}
+    units = {"keepalives_idle": "seconds", "keepalives_interval": "seconds",
+             "keepalives_count": "probes", "tcp_user_timeout": "milliseconds", "keepalives": "0 or 1"}  # fmt: skip
+    for key, unit in units.items():
+        text = get(key)
+        if text is None:
+            continue
+        if not re.fullmatch(r"\s*\d+\s*", text) or int(text) > 2**31 - 1:
+            raise bad(key, f"invalid {key} {text!r} ({unit}, a whole number)")
+        values[key] = int(text)
+    d = Keepalives()
+    return Keepalives(
+        enabled=values.get("keepalives", 1) != 0,
+        idle=values.get("keepalives_idle", d.idle),
+        interval=values.get("keepalives_interval", d.interval),
+        count=values.get("keepalives_count", d.count),
+        user_timeout_ms=values.get("tcp_user_timeout", d.user_timeout_ms),
     )
 
 

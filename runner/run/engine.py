@@ -235,15 +235,21 @@ def _run_unit(
         and (bool(first.settings) or mode == "wrapped")
     )
     if len(group) == 1:
-        _prelude(
-            con,
-            first,
-            ledger,
-            state,
-            status,
-            begin=ours,
-            record=record if mode in ("inside", "wrapped") else None,
-        )
+        try:
+            _prelude(
+                con,
+                first,
+                ledger,
+                state,
+                status,
+                begin=ours,
+                record=record if mode in ("inside", "wrapped") else None,
+            )
+        except interrupts.Abandoned as again:
+            running = _settle_lost(ledger, group, status, wire.current(con))
+            raise _interrupted(
+                running, ledger, again.signum, waited=False, silent=again.waited
+            ) from None
     before = wire.transaction_status(con)
     started = time.perf_counter()
     ledger.running = first.number
@@ -260,9 +266,12 @@ def _run_unit(
         ledger.running = running.number
         raise _lost(running, lost, ledger.fates[running.number]) from None
     except interrupts.Abandoned as again:
-        # a second Ctrl-C: no waiting for the server; the closing connection rolls back
+        # a second Ctrl-C, or no answer to the cancel: no more waiting for the server; the
+        # closing connection rolls back what is not committed
         running = _settle_lost(ledger, group, before, wire.current(con))
-        raise _interrupted(running, ledger, again.signum, waited=False) from None
+        raise _interrupted(
+            running, ledger, again.signum, waited=False, silent=again.waited
+        ) from None
     except StepFailed as failure:
         failed = plan.steps[failure.step - 1] if failure.step else first
         _timed(ledger, [failed], started)
@@ -400,6 +409,12 @@ def _commit_ours(con: Any, step: AnyStep, ledger: Ledger) -> None:
         ledger.settle_open(fate)
         ledger.running = step.number
         raise _lost(step, lost, fate) from None
+    except interrupts.Abandoned as again:
+        fate = _fate(step, wire.current(con).verdict(step.number))
+        ledger.set([step], fate)
+        ledger.settle_open(fate)
+        ledger.running = step.number
+        raise _interrupted(step, ledger, again.signum, waited=False, silent=again.waited) from None
 
 
 def _record_after(con: Any, step: AnyStep, record: Record) -> None:
@@ -435,18 +450,25 @@ def _stop_if_asked(step: AnyStep | None, ledger: Ledger) -> None:
 
 
 def _interrupted(
-    step: AnyStep, ledger: Ledger, signum: int | None = None, *, waited: bool = True
+    step: AnyStep,
+    ledger: Ledger,
+    signum: int | None = None,
+    *,
+    waited: bool = True,
+    silent: float | None = None,
 ) -> RunInterrupted:
-    how = (
-        "the running statement was cancelled and what it had not committed rolled back"
-        if waited
-        else "stopped at once, without the server's answer"
-    )
+    if waited:
+        how = "the running statement was cancelled and what it had not committed rolled back"
+    elif silent is not None:
+        how = f"no answer came within {silent:g} s of the cancel request; stopped without it"
+    else:
+        how = "stopped at once, without the server's answer"
     signum = signum or interrupts.requested() or signal.SIGINT
     return _stop(step, ledger, signum, f"at {step.label}: {how}")
 
 
 def _stop(step: AnyStep, ledger: Ledger, signum: int, what: str) -> RunInterrupted:
+    interrupts.settled()
     ledger.settle_open(Fate.ROLLED_BACK)  # the connection closes: an open block rolls back
     name = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
     return RunInterrupted(

@@ -1,6 +1,7 @@
 """Ctrl-C and SIGTERM while a plan runs: the first asks for the running statement to be
 cancelled and the plan to stop at the next safe point, so that what committed is known exactly;
-a second one stops at once.
+a second one stops at once, and so does a cancel that no answer follows within CANCEL_WAIT
+(a network that went silent).
 
 The CLI installs the handlers (`install`) and gives the cancel action once connected; the engine
 and the wire protocol ask `check()` at safe points, which raises Interrupted when a stop was
@@ -24,11 +25,19 @@ class Interrupted(Exception):
 
 
 class Abandoned(BaseException):
-    """A second Ctrl-C or SIGTERM: stop now, without waiting for the server's answer."""
+    """A second Ctrl-C or SIGTERM, or no answer after a cancel: stop now, without waiting for
+    the server's answer. `waited`: seconds waited for an answer after the cancel, if that is
+    why."""
 
-    def __init__(self, signum: int) -> None:
+    def __init__(self, signum: int, waited: float | None = None) -> None:
         super().__init__("interrupted again")
         self.signum = signum
+        self.waited = waited
+
+
+# How long the run waits for the server's answer after a cancel request before it stops
+# without one: a cancelled statement answers at once, a rollback in well under this.
+CANCEL_WAIT = 10.0
 
 
 class _State:
@@ -55,18 +64,31 @@ def _handle(signum: int, _: FrameType | None) -> None:
         raise Abandoned(signum)
     _state.requested = signum
     _state.cancel()  # the server cancels the running statement; the engine reads the outcome
+    signal.setitimer(signal.ITIMER_REAL, CANCEL_WAIT)  # ... if an answer comes at all
+
+
+def _no_answer(_: int, __: FrameType | None) -> None:
+    signum = _state.requested
+    if signum is not None:
+        raise Abandoned(signum, waited=CANCEL_WAIT)
+
+
+def settled() -> None:
+    """The run has what it waited for after a stop was asked for: no more deadline."""
+    signal.setitimer(signal.ITIMER_REAL, 0)
 
 
 @contextmanager
 def install(cancel: Callable[[], object] | None = None) -> Iterator[None]:
     """Handle SIGINT and SIGTERM for the duration; `cancel` asks the server to cancel."""
-    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM)}
     _state.requested, _state.cancel = None, cancel
     for signum in previous:
-        signal.signal(signum, _handle)
+        signal.signal(signum, _no_answer if signum == signal.SIGALRM else _handle)
     try:
         yield
     finally:
+        settled()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         _state.requested, _state.cancel = None, None

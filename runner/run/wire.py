@@ -45,6 +45,7 @@ _SYNC = b"S\x00\x00\x00\x04"
 _EXECUTE_ALL = b"E\x00\x00\x00\x09\x00\x00\x00\x00\x00"
 _DESCRIBE_PORTAL = b"D\x00\x00\x00\x06P\x00"
 _COPY_DONE = b"c\x00\x00\x00\x04"
+_FLUSH = b"H\x00\x00\x00\x04"
 
 
 @dataclass
@@ -396,6 +397,10 @@ def pipeline(con: Any, pieces: Sequence[Piece], *, commits: bool = False) -> lis
             if index == 0 and piece.rows:
                 buffer += _DESCRIBE_PORTAL
             buffer += _EXECUTE_ALL
+        if piece.commits:
+            # The server holds its answers until the Sync; a Flush sends the COMMIT's at
+            # once, so that a later step running long does not leave this one in doubt.
+            buffer += _FLUSH
         _put(con, bytes(buffer))
         if piece.copy is not None:
             for chunk in piece.copy:
