@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
-from . import __version__
+from . import __version__, secrets
 from .errors import ExitCode, RunInterrupted, SqlPlanError
 from .output import CHECK_FORMATS, SHOW_FORMATS
 
@@ -82,16 +82,6 @@ def _cleandoc(text: str) -> str:
     ).strip("\n")
 
 
-# The texts of secret vars' values: replaced by **** in anything sqlplan prints.
-_secrets: list[str] = []
-
-
-def _redact(text: str) -> str:
-    for secret in _secrets:
-        text = text.replace(secret, "****")
-    return text
-
-
 def _bind(
     plan: Any,
     var: tuple[str, ...],
@@ -107,7 +97,7 @@ def _bind(
     from .plan.vars import bind, gather, secret_texts
 
     values = gather(plan, var, vars_files, os.environ, required=required, others=others)
-    _secrets.extend(secret_texts(values))
+    secrets.use(secret_texts(values))  # the server's text is masked from here on
     return bind(plan, values), values
 
 
@@ -122,7 +112,6 @@ class _StdoutLines:
         self._keep = keep  # --format json: the lines go into the report, not to stdout
 
     def line(self, text: str) -> None:
-        text = _redact(text) if _secrets else text
         if self._keep is not None:
             self._keep.append(text)
             return
@@ -151,7 +140,7 @@ class _StdoutLines:
 
     def warning(self, position: Position, message: str, code: str) -> None:
         sys.stdout.flush()
-        click.echo(_redact(f"{position}: warning: {message} [{code}]"), err=True)
+        click.echo(f"{position}: warning: {message} [{code}]", err=True)
 
 
 def _reader_left() -> None:
@@ -194,7 +183,7 @@ def _failure_text(error: SqlPlanError) -> str:
 
 
 def _fail(error: SqlPlanError, code: ExitCode | None = None) -> NoReturn:
-    click.echo(_redact(_failure_text(error)), err=True)
+    click.echo(_failure_text(error), err=True)
     _exit(code if code is not None else error.exit_code)
 
 
@@ -226,6 +215,7 @@ class _Commands(click.Group):
         from .connect import early
         from .run import interrupts
 
+        secrets.use(())  # no secret until the command's vars are bound
         try:
             # Ctrl-C and SIGTERM: before `run` connects (initdb, connecting), they stop at once;
             # either way sqlplan says so and exits 130 or 143, never click's "Aborted!".
@@ -461,7 +451,7 @@ def run(
             from .review.show import render
 
             for plan, _ in plans:
-                click.echo(_redact(render(plan, "text")), nl=False)
+                click.echo(render(plan, "text"), nl=False)
             _exit(ExitCode.OK)
         results += [PlanResult(plan) for plan, _ in plans]
         if len(plans) == 1:
@@ -489,13 +479,13 @@ def run(
             _run_one(
                 result, values, con, pipeline=not no_pipeline, allow_changed=allow_changed,
                 take_over=take_over, keep=result.output if report_format == "json" else None,
-                settings=settings,
+                settings=settings, pooler=target.pooler,
             )  # fmt: skip
             failure = result.failure
             if result.status in ("ok", "failed"):
                 result.seconds = time.monotonic() - started
             if failure is not None:
-                click.echo(_redact(_failure_text(failure)), err=True)
+                click.echo(_failure_text(failure), err=True)
                 code = code or failure.exit_code
             if len(plans) > 1 or result.skipped:
                 said = {
@@ -545,19 +535,19 @@ class _Reports:
         if self.format == "json":
             document = report.document(self.results, code)
             document["error"] = _run_error(error)
-            click.echo(_redact(json.dumps(document, indent=2, ensure_ascii=False)))
+            click.echo(json.dumps(document, indent=2, ensure_ascii=False))
         elif self.format == "github":
-            lines = report.github_lines(self.results, _redact)
+            lines = report.github_lines(self.results)
             if error is not None:
                 lines += _github_diagnostics(error)
             for line in lines:
                 click.echo(line)
         try:
             if self.junit:
-                Path(self.junit).write_text(report.junit_xml(self.results, _redact))
+                Path(self.junit).write_text(report.junit_xml(self.results))
             if self.summary:
                 with open(self.summary, "a", encoding="utf-8") as summary:
-                    summary.write(report.summary_markdown(self.results, code, _redact))
+                    summary.write(report.summary_markdown(self.results, code))
         except OSError as e:
             _notify(f"warning: could not write a report: {e}")
 
@@ -582,7 +572,7 @@ def _github_diagnostics(error: SqlPlanError) -> list[str]:
         return check_report("github", [], error.diagnostics).splitlines()
     from .output import workflow_command
 
-    return [workflow_command("error", _redact(error.message), title="sqlplan")]
+    return [workflow_command("error", error.message, title="sqlplan")]
 
 
 def _duration(param: click.Parameter, value: str | None) -> str | None:
@@ -671,6 +661,7 @@ def _run_one(
     take_over: bool,
     keep: list[str] | None,
     settings: dict[str, str],
+    pooler: bool = False,
 ) -> None:
     """Run one plan; its PlanResult says what happened."""
     from .errors import HistoryRefused
@@ -685,8 +676,9 @@ def _run_one(
             from .run import history
 
             claim = history.claim(
-                con, plan, plan.path, __version__, allow_changed=allow_changed, take_over=take_over
-            )
+                con, plan, plan.path, __version__, allow_changed=allow_changed,
+                take_over=take_over, pooler=pooler,
+            )  # fmt: skip
             if claim.skip is not None:
                 result.status, result.skipped = "skipped", claim.skip
                 return
@@ -701,6 +693,12 @@ def _run_one(
             plan, con, out, pipeline=pipeline, values=values, record=record, settings=settings
         )
         result.status = "ok"
+        if claim is not None and claim.id is not None:
+            from .run import history
+
+            # the end as it was: after the last step's commit (the record went with it)
+            with contextlib.suppress(wire.ServerFailure, wire.ConnectionLost):
+                history.finished(con, claim.id, pooler=pooler)
     except HistoryRefused as refused:
         result.status, result.failure = "refused", refused
     except SqlPlanError as e:
@@ -711,6 +709,8 @@ def _run_one(
 
             with contextlib.suppress(Exception):
                 history.failed(con, claim.id, e.message)
+                if not pooler:
+                    history.release(con, claim.id)
     except wire.ServerFailure as e:  # the history's own statements
         result.status = "failed"
         result.failure = SqlPlanError(
@@ -751,7 +751,7 @@ def _pooler_warnings(target: Any, plans: list[tuple[Any, dict[str, object]]]) ->
     for plan, _ in plans:
         for diagnostic in warnings(plan, pooler=True):
             if diagnostic.code in POOLER_CODES:
-                click.echo(_redact(str(diagnostic)), err=True)
+                click.echo(str(diagnostic), err=True)
 
 
 def _close_quietly(con: Any) -> None:
@@ -875,7 +875,7 @@ def show(
         plan, _ = _bind(load_plan(plan_file), var, vars_files, required=False)
     except SqlPlanError as e:
         _fail(e)
-    click.echo(_redact(render(plan, show_format, pg_version)), nl=False)
+    click.echo(render(plan, show_format, pg_version), nl=False)
 
 
 @main.command()
@@ -1006,7 +1006,7 @@ def rehearse(
         _exit(ExitCode.TERMINATED if e.signum == signal.SIGTERM else ExitCode.INTERRUPTED)
     finally:
         _close_quietly(con)
-    click.echo(_redact(render(result, report_format, pg_version)), nl=False)
+    click.echo(render(result, report_format, pg_version), nl=False)
     if result.interrupted is not None:
         sys.stdout.flush()
         click.echo(

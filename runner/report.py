@@ -5,10 +5,11 @@ from the same results: each plan's outcome, and its ledger of what the server co
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import secrets
 from .errors import ExitCode, SqlPlanError, StepFailed
 from .output import workflow_command
 from .plan.model import AnyStep, BatchStep, BulkInsertStep, ExecuteStep, Plan
@@ -73,11 +74,14 @@ def _step(result: PlanResult, step: AnyStep) -> dict[str, object]:
 
 
 def _jsonable(value: object) -> object:
-    if value is None or isinstance(value, (str, int, float, bool)):
+    """A captured value as JSON; it is the server's text, masked (secrets.py)."""
+    if isinstance(value, str):
+        return secrets.mask(value)
+    if value is None or isinstance(value, (int, float, bool)):
         return value
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
-    return str(value)
+    return secrets.mask(str(value))
 
 
 def _ms(seconds: float | None) -> float | None:
@@ -143,11 +147,11 @@ def document(results: Sequence[PlanResult], code: ExitCode) -> dict[str, object]
     }
 
 
-def json_text(results: Sequence[PlanResult], code: ExitCode, redact: Callable[[str], str]) -> str:
-    return redact(json.dumps(document(results, code), indent=2, ensure_ascii=False)) + "\n"
+def json_text(results: Sequence[PlanResult], code: ExitCode) -> str:
+    return json.dumps(document(results, code), indent=2, ensure_ascii=False) + "\n"
 
 
-def github_lines(results: Sequence[PlanResult], redact: Callable[[str], str]) -> list[str]:
+def github_lines(results: Sequence[PlanResult]) -> list[str]:
     """Workflow commands: an error annotation on the failing step's line (or the history's
     refusal on its plan), a notice per skipped plan."""
     lines = []
@@ -161,7 +165,7 @@ def github_lines(results: Sequence[PlanResult], redact: Callable[[str], str]) ->
             lines.append(
                 workflow_command(
                     "error",
-                    redact(message),
+                    message,
                     file=at.get("path"),
                     line=at.get("line"),
                     col=at.get("column"),
@@ -177,7 +181,7 @@ def github_lines(results: Sequence[PlanResult], redact: Callable[[str], str]) ->
     return lines
 
 
-def junit_xml(results: Sequence[PlanResult], redact: Callable[[str], str]) -> str:
+def junit_xml(results: Sequence[PlanResult]) -> str:
     """A test suite per plan, a test case per step: failure for the step that failed, error
     for one in doubt, skipped for steps not run."""
     from xml.sax.saxutils import escape, quoteattr  # 10 ms of imports: only for --junit
@@ -200,8 +204,8 @@ def junit_xml(results: Sequence[PlanResult], redact: Callable[[str], str]) -> st
                 failures += 1
                 text = "\n".join([failure.message, *failure.difference, *failure.ledger_lines])
                 body = (
-                    f"<failure message={quoteattr(redact(failure.message))} "
-                    f'type="{int(failure.exit_code)}">{escape(redact(text))}</failure>'
+                    f"<failure message={quoteattr(failure.message)} "
+                    f'type="{int(failure.exit_code)}">{escape(text)}</failure>'
                 )
             elif item["status"] == "in doubt":
                 errors += 1
@@ -216,7 +220,7 @@ def junit_xml(results: Sequence[PlanResult], redact: Callable[[str], str]) -> st
             cases.append(
                 f'    <testcase name="plan" classname={quoteattr(r.plan.name)} '
                 f'file={quoteattr(r.plan.path)} line="1"><error message='
-                f"{quoteattr(redact(r.failure.message))}/></testcase>"
+                f"{quoteattr(r.failure.message)}/></testcase>"
             )
         suites.append(
             f'  <testsuite name={quoteattr(r.plan.name)} tests="{len(cases)}" '
@@ -236,9 +240,7 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def summary_markdown(
-    results: Sequence[PlanResult], code: ExitCode, redact: Callable[[str], str]
-) -> str:
+def summary_markdown(results: Sequence[PlanResult], code: ExitCode) -> str:
     """For $GITHUB_STEP_SUMMARY: a table of the plans, then each failure."""
     mark = {"ok": "✅", "failed": "❌", "refused": "⛔", "skipped": "⏭️", "not run": "⏸️"}
     lines = [
@@ -262,8 +264,8 @@ def summary_markdown(
         if isinstance(r.failure, StepFailed):
             from .output import step_failure_text
 
-            lines.append(redact(step_failure_text(r.failure)))
+            lines.append(step_failure_text(r.failure))
         else:
-            lines.append(redact(r.failure.message))
+            lines.append(r.failure.message)
         lines.append("```")
     return "\n".join(lines) + "\n"

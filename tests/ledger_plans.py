@@ -192,9 +192,12 @@ def _segment(draw: st.DrawFn) -> list[Step]:
 
 @st.composite
 def plans(draw: st.DrawFn, max_segments: int = 5) -> GeneratedPlan:
-    steps = [
-        s for seg in draw(st.lists(_segment(), min_size=1, max_size=max_segments)) for s in seg
-    ]
+    steps: list[Step] = []
+    for segment in draw(st.lists(_segment(), min_size=1, max_size=max_segments)):
+        steps += segment
+        ends = segment[-1].body[0] in ("batch: COMMIT", "batch: ROLLBACK")
+        if segment[0].body[0] == "batch: BEGIN" and not ends:
+            break  # a block left open ends the plan (a retry after it would be invalid)
     head = ["sqlplan: 1", "name: generated"]
     head += draw(st.sampled_from([[], ["lock_timeout: 2s"], ["statement_timeout: 9s"]]))
     text = "\n".join(head) + "\nsteps:\n" + "".join(s.text(n) for n, s in enumerate(steps, 1))

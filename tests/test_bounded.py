@@ -38,6 +38,8 @@ from runner.connect.sockets import (
 )
 from runner.connect.target import parse_target
 
+pytestmark = pytest.mark.slow  # the fast tier (-m "not slow") leaves it out
+
 
 @dataclass
 class Namespace:

@@ -771,6 +771,7 @@ def test_an_invalid_plan_sends_nothing_but_a_tls_handshake(
     assert seen == [b""]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sslmode", ["require", "disable"])
 def test_the_attempt_made_at_start_counts_as_the_first(tmp_path: Path, sslmode: str) -> None:
     """A server that accepts and never answers: the connection opened at start times out, and

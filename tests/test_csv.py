@@ -53,6 +53,7 @@ def agree(con: Any, options: Options, width: int, data: bytes) -> None:
 DEFAULT = Options(header=False, delimiter=",", quote='"', escape='"', null="")
 
 
+@pytest.mark.slow
 @settings(
     max_examples=250,
     deadline=None,

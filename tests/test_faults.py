@@ -163,6 +163,7 @@ def plain(database: Database) -> Iterator[Any]:
         con.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flags", [[], ["--no-pipeline"]], ids=["pipelined", "alone"])
 def test_every_cut_of_a_plain_connection_is_reported_truly(
     cli: Cli, database: Database, plain: Any, flags: list[str]
@@ -193,6 +194,7 @@ def tls_cluster() -> Iterator[Cluster]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flags", [[], ["--no-pipeline"]], ids=["pipelined", "alone"])
 def test_every_cut_of_a_tls_connection_is_reported_truly(
     cli: Cli, tls_cluster: Cluster, flags: list[str]
@@ -369,6 +371,7 @@ def million_rows() -> Iterator[Path]:
     shutil.rmtree(directory, ignore_errors=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"]
 )

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from fuzzing import any_plan, check_any, mutated_seed, schema_plans
 from hypothesis import HealthCheck, given, settings
+
+pytestmark = pytest.mark.slow  # the fast tier (-m "not slow") leaves it out
 
 _FAST = settings(
     max_examples=300,

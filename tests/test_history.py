@@ -172,6 +172,7 @@ def test_two_once_plans_of_one_name_are_refused(cli: Cli, database: Database) ->
     assert "b.yaml:1:1: error: plan name 'add_books' is also the name of a.yaml" in result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("mode", "last_step", "present"),
     [
@@ -322,3 +323,78 @@ def test_the_example_plans_run_once(cli: Cli, database: Database) -> None:
     states = {p["name"]: p["status"] for p in json.loads(status.stdout)["plans"]}
     assert set(states.values()) <= {"applied", "not once"}
     assert "applied" in states.values()
+
+
+TAKE_OVER = _plan(
+    "applied once",
+    "  - batch: BEGIN\n",
+    "  - execute: INSERT INTO applied VALUES ($1)\n    params: [1]\n",
+    "  - query: SELECT pg_sleep(1) AS z\n    row: 'slept'\n",
+    "  - batch: COMMIT\n",
+    once=True,
+)
+
+
+def test_concurrent_take_overs_apply_a_plan_once(cli: Cli, database: Database) -> None:
+    """A run dies (SIGKILL) inside its plan: its claim stays `running`, its backend goes. Eight
+    runs with --take-over start at once: one takes the claim over and applies the plan; the
+    others find that run alive (its backend holds the claim) and are refused, or, arriving
+    after it, skip a plan applied. The plan's row is there once."""
+    database.query("CREATE TABLE applied (n int)")
+    cli.write("once.yaml", TAKE_OVER)
+    plan = str(cli.cwd / "once.yaml")
+    dead = start_sqlplan("run", plan, env=_env(database))
+    wait_for_statement(database.query, "SELECT pg_sleep%")
+    dead.send_signal(signal.SIGKILL)
+    dead.communicate(timeout=10)
+    deadline = time.monotonic() + 10  # the server notices the closed connection
+    while database.query("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%'")[0][0]:  # fmt: skip
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    runs = [start_sqlplan("run", "--take-over", plan, env=_env(database)) for _ in range(8)]
+    outcomes = [(r.communicate(timeout=60)[1], r.returncode)[::-1] for r in runs]
+    codes = sorted(code for code, _ in outcomes)
+    assert database.query("SELECT count(*) FROM applied") == [[1]], outcomes
+    assert codes.count(0) >= 1, outcomes
+    assert set(codes) <= {0, 8}, outcomes
+    refused = [err for code, err in outcomes if code == 8]
+    assert all("is being applied by another run" in err for err in refused), refused
+    history = [r[3] for r in _history(database)]
+    assert history.count("succeeded") == 1, history
+    assert history.count("abandoned") == 1, history
+    assert "running" not in history
+
+
+def test_a_take_over_leaves_a_live_run_alone(cli: Cli, database: Database) -> None:
+    database.query("CREATE TABLE applied (n int)")
+    cli.write("once.yaml", TAKE_OVER.replace("pg_sleep(1)", "pg_sleep(3)"))
+    plan = str(cli.cwd / "once.yaml")
+    alive = start_sqlplan("run", plan, env=_env(database))
+    wait_for_statement(database.query, "SELECT pg_sleep%")
+    taken = cli("run", "--take-over", "once.yaml", env=_env(database))
+    assert taken.exit_code == 8, taken.stderr
+    assert "is being applied by another run" in taken.stderr
+    assert "its backend (pid " in taken.stderr
+    _, err = alive.communicate(timeout=30)
+    assert alive.returncode == 0, err
+    assert database.query("SELECT count(*) FROM applied") == [[1]]
+    assert [r[3] for r in _history(database)] == ["succeeded"]
+
+
+def test_the_history_times_a_run_to_its_last_commit(cli: Cli, database: Database) -> None:
+    """finished_at and duration are taken once the last step's commit is confirmed: a last
+    step that sleeps 1.2 s is in the duration."""
+    for last in (
+        "  - query: SELECT pg_sleep(1.2) AS z\n    row: 'slept'\n",  # wrapped with the record
+        "  - batch: SELECT pg_sleep(1.2); COMMIT\n",  # ends the plan's own block
+    ):
+        cli.write("timed.yaml", _plan("timed " + str(len(last)), "  - batch: BEGIN\n" if "COMMIT" in last else "", last, once=True))  # fmt: skip
+        result = cli("run", "timed.yaml", env=_env(database))
+        assert result.exit_code == 0, result.stderr
+    rows = database.query(
+        "SELECT extract(epoch FROM duration), extract(epoch FROM finished_at - started_at) "
+        "FROM sqlplan.history ORDER BY id"
+    )
+    for duration, span in rows:
+        assert float(str(duration)) >= 1.2, rows
+        assert abs(float(str(duration)) - float(str(span))) < 0.001

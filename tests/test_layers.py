@@ -19,6 +19,7 @@ FORBIDDEN = {
     "review": ("click", "pg8000", "runner.connect", "runner.cli", "runner.output", "runner.run.engine", "runner.run.wire"),
     "errors.py": ("click", "pg8000", "runner."),
     "output.py": ("click", "pg8000", "runner.run", "runner.connect", "runner.review", "runner.cli"),
+    "secrets.py": ("click", "pg8000", "runner."),
 }  # fmt: skip
 
 

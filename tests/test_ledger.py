@@ -35,6 +35,8 @@ from servers import (
 
 from runner.connect.connection import connect
 
+pytestmark = pytest.mark.slow  # the fast tier (-m "not slow") leaves it out
+
 _FAST = settings(
     max_examples=int(__import__("os").environ.get("LEDGER_EXAMPLES", "6")),
     deadline=None,

@@ -7,7 +7,10 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
 from conftest import ROOT
+
+pytestmark = pytest.mark.slow  # the fast tier (-m "not slow") leaves it out
 
 
 def test_wheel_ships_the_schema_file(tmp_path: Path) -> None:

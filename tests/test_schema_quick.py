@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import pytest
 import yaml
 from conftest import ROOT
 from fuzzing import SCHEMA, _from_schema
@@ -15,6 +16,8 @@ from hypothesis import strategies as st
 
 from runner.plan.schema import load
 from runner.plan.values import Number
+
+pytestmark = pytest.mark.slow  # the fast tier (-m "not slow") leaves it out
 
 KINDS = ["batch", "execute", "bulk_insert", "query"]
 # The shipped plans as data: valid documents to start from, mutated or not.

@@ -24,7 +24,9 @@ from runner.plan.vars import VarValueError, from_text
 ROOT = Path(__file__).resolve().parent.parent
 COLUMN = {
     "text": "text",
-    "integer": "numeric",
+    "smallint": "smallint",
+    "integer": "integer",
+    "bigint": "bigint",
     "numeric": "numeric",
     "boolean": "boolean",
     "date": "date",
@@ -66,9 +68,15 @@ def _json() -> st.SearchStrategy[Any]:
 # Texts for each type: mostly well-formed, with junk mixed in to find what is accepted wrongly.
 TEXTS: dict[str, st.SearchStrategy[str]] = {
     "text": _TEXT,
-    "integer": st.integers(-(10**30), 10**30).map(str)
-    | st.builds(lambda n, pad: f"{pad}+{n}{pad}", st.integers(0, 10**9), st.sampled_from(["", " "]))
-    | _JUNK,
+    **{
+        kind: st.integers(-(10**30), 10**30).map(str)
+        | st.integers(-(2**bits) - 2, 2**bits + 2).map(str)
+        | st.builds(
+            lambda n, pad: f"{pad}+{n}{pad}", st.integers(0, 10**9), st.sampled_from(["", " "])
+        )
+        | _JUNK
+        for kind, bits in (("smallint", 15), ("integer", 31), ("bigint", 63))
+    },
     "numeric": st.decimals(allow_nan=False, allow_infinity=False).map(str)
     | st.sampled_from(["NaN", "Infinity", "-Infinity", "inf", ".5", "5.", "1e-3", "-0.0"])
     | _JUNK,
@@ -211,13 +219,13 @@ def test_precedence_is_var_then_file_then_environment_then_default(
 @pytest.mark.parametrize(
     ("kind", "bad", "message"),
     [
-        ("integer", "19x5", "'19x5' is not an integer"),
-        ("numeric", "1,5", "'1,5' is not a number"),
-        ("boolean", "maybe", "'maybe' is not a boolean"),
-        ("date", "2026-02-30", "'2026-02-30' is not a date (YYYY-MM-DD)"),
-        ("timestamptz", "yesterday", "'yesterday' is not a timestamp"),
-        ("json", "{a: 1}", "'{a: 1}' is not JSON"),
-        ("list", "[1, 2", "'[1, 2' is not a JSON array"),
+        ("integer", "19x5", "the value is not an integer"),
+        ("numeric", "1,5", "the value is not a number"),
+        ("boolean", "maybe", "the value is not a boolean"),
+        ("date", "2026-02-30", "the value is not a date (YYYY-MM-DD)"),
+        ("timestamptz", "yesterday", "the value is not a timestamp"),
+        ("json", "{a: 1}", "the value is not JSON"),
+        ("list", "[1, 2", "the value is not a JSON array"),
     ],
 )
 def test_a_bad_value_is_a_diagnostic_at_the_var_before_connecting(
@@ -234,6 +242,7 @@ def test_a_bad_value_is_a_diagnostic_at_the_var_before_connecting(
     assert result.exit_code == 3
     assert result.stderr.startswith(f"plan.yaml:4:3: error: --var v: {message}")
     assert "[var-type]" in result.stderr
+    assert bad not in result.stderr  # a usage error never echoes a value
 
 
 def test_missing_and_unknown_vars_are_diagnostics(cli: Cli) -> None:
@@ -271,7 +280,7 @@ def test_a_vars_file_is_read_with_positions(cli: Cli) -> None:
     result = cli("run", "plan.yaml", "--vars", "values.yaml")
     assert result.exit_code == 3
     assert (
-        "values.yaml:2:7: error: var 'year': 'nineteen' is not an integer [var-type]"
+        "values.yaml:2:7: error: var 'year': the value is not an integer [var-type]"
         in result.stderr
     )
     assert "values.yaml:3:8: error: the vars file values.yaml gives 'other'" in result.stderr
@@ -370,3 +379,89 @@ def test_a_rows_from_file_named_with_a_var_is_found_once_bound(
     assert header.exit_code == 3
     assert "[rows-from]" in header.stderr
     assert database.query("SELECT count(*) FROM books") == [[2]]
+
+
+@pytest.mark.parametrize(("kind", "bits"), [("smallint", 15), ("integer", 31), ("bigint", 63)])
+def test_an_integer_var_takes_exactly_what_its_column_takes(con: Any, kind: str, bits: int) -> None:
+    """Around each integer type's bounds, sqlplan refuses a value before anything runs exactly
+    when PostgreSQL's column of that type would refuse it after earlier steps committed."""
+
+    @_SETTINGS
+    @given(n=st.integers(-(2**bits) - 3, 2**bits + 3) | st.integers(-(10**25), 10**25))
+    def check(n: int) -> None:
+        error = ""
+        try:
+            from_text(_var(kind), str(n))
+        except VarValueError as e:
+            error = str(e)
+        ours = not error
+        assert str(n) not in error  # the error never repeats the value
+        assert ours == (_server_reads(con, str(n), kind) is not None), (kind, n)
+
+    check()
+
+
+UNREACHABLE = "postgresql://u@127.0.0.1:9/d"  # reaching it would be exit 5, not 3
+
+REFUSED_PLAN = """\
+sqlplan: 1
+name: p
+vars:
+  note: text
+  pin: {type: text, secret: true}
+  n: integer
+steps:
+  - execute: SELECT $1, $2, $3
+    params: ['{note}', '{pin}', '{n}']
+"""
+
+
+@pytest.mark.parametrize(
+    ("values", "args", "found"),
+    [
+        ('note: "a\\0b"\npin: long-enough\nn: 1\n', [], "values.yaml:1:7: error: var 'note': the value holds a NUL character"),
+        ("note: a\npin: long-enough\nn: 1\nn: 2\n", [], "values.yaml:4:1: error: duplicate key 'n' (first defined on line 3) [duplicate-key]"),
+        ("note: a\npin: long-enough\nn: 3000000000\n", [], "values.yaml:3:4: error: var 'n': the value is out of range for integer"),
+        ("note: a\npin: abc\nn: 1\n", [], "plan.yaml:5:3: error: var 'pin' is secret, but its value (or an item of it) is shorter than 4 characters"),
+        ("note: a\nn: 1\n", ["--var", "pin:HoSecPin"], "plan.yaml:1:1: error: a --var has no '=': write --var name=value [var-unknown]"),
+    ],
+    ids=["nul", "duplicate key", "out of range", "short secret", "no ="],
+)  # fmt: skip
+def test_a_bad_var_is_refused_before_anything_runs(
+    cli: Cli, values: str, args: list[str], found: str
+) -> None:
+    _plan(cli, REFUSED_PLAN)
+    cli.write("values.yaml", values)
+    result = cli("run", "plan.yaml", "--vars", "values.yaml", *args, "--database-url", UNREACHABLE)
+    assert result.exit_code == 3, result.stderr
+    assert found in result.stderr
+    for value in ("HoSecPin", "3000000000", "abc"):
+        assert value not in result.stderr  # never echoed
+
+
+def test_vars_cannot_take_rows_from_out_of_the_plans_directory(
+    cli: Cli, database: Database, tmp_path: Path
+) -> None:
+    """A var chooses among the files in the plan's directory (or below): `..` and a symbolic
+    link that leads out are refused before anything runs, resolved as the file system does."""
+    project = tmp_path / "project"
+    (project / "data").mkdir(parents=True)
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    for folder in (project / "data", outside):
+        (folder / "x.csv").write_text("n\n1\n")
+    (project / "data" / "leak").symlink_to(outside)
+    (project / "plan.yaml").write_text(
+        "sqlplan: 1\nname: p\nvars:\n  region: text\nsteps:\n"
+        "  - batch: CREATE TABLE IF NOT EXISTS t (n int)\n"
+        "  - bulk_insert: INSERT INTO t (n) VALUES ($1)\n"
+        "    rows_from:\n      file: 'data/{region}.csv'\n"
+    )
+    cli.cwd = project
+    for region in ("../../elsewhere/x", "leak/x", "../../../../../../etc/x"):
+        result = cli("run", "plan.yaml", "--var", f"region={region}", "--database-url", UNREACHABLE)
+        assert result.exit_code == 3, (region, result.stderr)
+        assert "the rows_from file the vars name is outside the plan's directory" in result.stderr
+    result = cli("run", "plan.yaml", "--var", "region=x", env={"DATABASE_URL": database.url})
+    assert result.exit_code == 0, result.stderr
+    assert database.query("SELECT n FROM t") == [[1]]

@@ -23,7 +23,7 @@ from .source import decode_plan, read_plan
 from .sqlparse import closes_block, opens_block
 from .steps import StepBuilder
 from .values import fingerprint_json
-from .vars import VarValueError, from_yaml
+from .vars import TYPES, VarValueError, from_yaml
 
 
 def load_plan(path: str | Path) -> Plan:
@@ -151,6 +151,8 @@ def _vars(document: Document, add: Any) -> tuple[Var, ...]:
             if isinstance(spec.get("description"), str)
             else None,
         )
+        if spec["type"] not in TYPES:
+            continue  # the schema reports the unknown type; its default cannot be read as one
         if "default" in spec and spec["default"] is not None:
             try:
                 var = dataclasses.replace(var, default=from_yaml(var, spec["default"]))

@@ -22,6 +22,8 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from .. import secrets
+
 
 class Number:
     """A YAML number that is not an integer, kept as the text it was written as."""
@@ -88,7 +90,7 @@ class Secret:
         return hash(("Secret", repr(self.value)))
 
 
-MASK = "****"
+MASK = secrets.MASK
 
 
 def holds_secret(value: object) -> bool:
@@ -283,7 +285,8 @@ def message_text(value: object, null_text: str) -> str:
     if holds_secret(value):
         return MASK
     text = sql_text(value)
-    return null_text if text is None else text
+    # a value captured from a row is the server's text: masked (secrets.py)
+    return null_text if text is None else secrets.mask(text)
 
 
 def literal(value: object) -> str:

@@ -12,18 +12,25 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import re
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+from .. import secrets
 from ..errors import Diagnostic, PlanInvalid, Position
 from .files import FileSource
 from .model import AnyStep, BulkInsertStep, Message, Plan, Use, Var
 from .templates import Field, Template
 from .values import MASK, Number, Secret, holds_secret, json_text, message_text, sql_text
 
-TYPES = ("text", "integer", "numeric", "boolean", "date", "timestamptz", "json", "list")
+TYPES = (
+    "text", "smallint", "integer", "bigint", "numeric", "boolean", "date", "timestamptz", "json",
+    "list",
+)  # fmt: skip
+# The integer types' ranges, as PostgreSQL's: a value outside is refused before anything runs.
+RANGES = {"smallint": 2**15, "integer": 2**31, "bigint": 2**63}
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 RESERVED = frozenset({"count", "rows"})  # fields messages already have
 _REF = re.compile(r"\{\{([A-Za-z_][A-Za-z0-9_]*)\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -96,22 +103,20 @@ def from_text(var: Var, text: str) -> object:
     not read as the var's type."""
     kind = var.type
     if kind == "text":
-        return text
-    if kind == "integer":
+        return _no_nul(text)
+    if kind in RANGES:
         if not _INTEGER.fullmatch(text.strip()):
-            raise VarValueError(f"{_quote(text)} is not an integer")
-        return int(text.strip())
+            raise VarValueError(f"the value is not {_article(kind)}")
+        return _in_range(kind, int(text.strip()))
     if kind == "numeric":
         if not _NUMERIC.fullmatch(text.strip()):
-            raise VarValueError(f"{_quote(text)} is not a number")
+            raise VarValueError("the value is not a number")
         return Number(text.strip())
     if kind == "boolean":
         lowered = text.strip().lower()
         if lowered in _TRUE or lowered in _FALSE:
             return lowered in _TRUE
-        raise VarValueError(
-            f"{_quote(text)} is not a boolean (true or false, yes or no, on or off)"
-        )
+        raise VarValueError("the value is not a boolean (true or false, yes or no, on or off)")
     if kind == "date":
         stripped = text.strip()
         if stripped.lower() not in ("infinity", "-infinity"):
@@ -120,7 +125,7 @@ def from_text(var: Var, text: str) -> object:
                     raise ValueError
                 datetime.date.fromisoformat(stripped)
             except ValueError:
-                raise VarValueError(f"{_quote(text)} is not a date (YYYY-MM-DD)") from None
+                raise VarValueError("the value is not a date (YYYY-MM-DD)") from None
         return stripped
     if kind == "timestamptz":
         stripped = text.strip()
@@ -131,26 +136,51 @@ def from_text(var: Var, text: str) -> object:
                 datetime.datetime.fromisoformat(stripped)
             except ValueError:
                 raise VarValueError(
-                    f"{_quote(text)} is not a timestamp (ISO 8601: 2026-12-01T09:30:00+01:00)"
+                    "the value is not a timestamp (ISO 8601: 2026-12-01T09:30:00+01:00)"
                 ) from None
         return stripped
     if kind == "json":
         try:
             json.loads(text)
         except ValueError as e:
-            raise VarValueError(f"{_quote(text)} is not JSON: {e}") from None
-        return text
+            raise VarValueError(f"the value is not JSON: {e}") from None
+        return _no_nul(text)
     assert kind == "list"
     stripped = text.strip()
     if stripped.startswith("["):
         try:
             items = json.loads(stripped, parse_float=Number, parse_constant=Number)
         except ValueError as e:
-            raise VarValueError(f"{_quote(text)} is not a JSON array: {e}") from None
+            raise VarValueError(f"the value is not a JSON array: {e}") from None
         if not isinstance(items, list):
-            raise VarValueError(f"{_quote(text)} is not a JSON array")
-        return items
-    return [item.strip() for item in stripped.split(",")] if stripped else []
+            raise VarValueError("the value is not a JSON array")
+        return _no_nul(items)
+    return _no_nul([item.strip() for item in stripped.split(",")] if stripped else [])
+
+
+def _no_nul(value: Any) -> Any:
+    """PostgreSQL's text cannot hold NUL: such a value is refused before anything runs, not by
+    the server after earlier steps committed."""
+    if isinstance(value, str) and "\x00" in value:
+        raise VarValueError("the value holds a NUL character, which PostgreSQL text cannot hold")
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            _no_nul(item)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _no_nul(key)
+            _no_nul(item)
+    return value
+
+
+def _in_range(kind: str, value: int) -> int:
+    bound = RANGES[kind]
+    if not -bound <= value < bound:
+        raise VarValueError(
+            f"the value is out of range for {kind} ({-bound} to {bound - 1}); declare the var "
+            f"{'bigint' if kind != 'bigint' else 'numeric'} for larger integers"
+        )
+    return value
 
 
 def from_yaml(var: Var, value: object) -> object:
@@ -163,16 +193,19 @@ def from_yaml(var: Var, value: object) -> object:
         raise VarValueError("a var's value cannot be null")
     if kind == "text" and (type(value) is int or isinstance(value, Number)):
         return sql_text(value)
-    if kind == "integer" and type(value) is int:
-        return value
+    if kind in RANGES and type(value) is int:
+        return _in_range(kind, value)
     if kind == "numeric" and (type(value) is int or isinstance(value, Number)):
         return value
     if kind == "boolean" and type(value) is bool:
         return value
     if kind == "json":
-        return json_text(value)
+        try:
+            return _no_nul(json_text(value))
+        except ValueError as e:  # .nan, .inf, a hexadecimal integer too long: not JSON
+            raise VarValueError(f"the value is not JSON: {e}") from None
     if kind == "list" and isinstance(value, list):
-        return value
+        return _no_nul(value)
     raise VarValueError(f"{_describe(value)} is not {_article(kind)}")
 
 
@@ -180,18 +213,20 @@ def _describe(value: object) -> str:
     if isinstance(value, bool):
         return "a boolean"
     if isinstance(value, (int, Number)):
-        return f"the number {sql_text(value)}"
+        return "a number"
     if isinstance(value, list):
         return "a list"
     if isinstance(value, dict):
         return "a mapping"
-    return repr(value)
+    return "the value"
 
 
 def _article(kind: str) -> str:
     return {
         "text": "a text",
+        "smallint": "a smallint",
         "integer": "an integer",
+        "bigint": "a bigint",
         "numeric": "a number",
         "boolean": "a boolean",
         "date": "a date",
@@ -199,11 +234,6 @@ def _article(kind: str) -> str:
         "json": "JSON",
         "list": "a list",
     }[kind]
-
-
-def _quote(text: str) -> str:
-    shown = text if len(text) <= 60 else text[:59] + "…"
-    return repr(shown)
 
 
 # --- binding ------------------------------------------------------------------------------------
@@ -371,6 +401,7 @@ def gather(
         except Problem as refused:
             problems.append(diagnostic(text, path, refused))
             continue
+        problems.extend(diagnostic(text, path, p) for p in document.problems)  # a key twice
         data = document.data
         if not isinstance(data, dict):
             problems.append(
@@ -393,8 +424,9 @@ def gather(
     for assignment in assignments:
         name, equals, text = assignment.partition("=")
         if not equals:
+            # not shown: what was meant for a name may be a value, a secret's
             problems.append(
-                Diagnostic(top, f"--var {assignment!r}: write --var name=value", "var-unknown")
+                Diagnostic(top, "a --var has no '=': write --var name=value", "var-unknown")
             )
             continue
         var = declared.get(name)
@@ -436,6 +468,18 @@ def gather(
                 "var-missing",
             )
         )
+    for name, value in values.items():
+        short = [t for t in secret_texts({name: Secret(value)}) if len(t) < secrets.MIN_LENGTH]
+        if declared[name].secret and short:
+            problems.append(
+                Diagnostic(
+                    declared[name].position,
+                    f"var {name!r} is secret, but its value (or an item of it) is shorter than "
+                    f"{secrets.MIN_LENGTH} characters: too short to mask in what the server "
+                    "says without mangling the text around it",
+                    "var-secret",
+                )
+            )
     if problems:
         raise PlanInvalid(problems)
     return {
@@ -444,10 +488,10 @@ def gather(
 
 
 def _masked_error(var: Var, error: VarValueError) -> str:
-    """A secret's bad value is not repeated in the error."""
+    """No error repeats a value (VarValueError never does); a secret's says less still."""
     if not var.secret:
         return str(error)
-    return f"the value is not {_article(var.type)}"
+    return f"the value is not a valid {var.type}"
 
 
 def secret_texts(values: Mapping[str, object]) -> list[str]:
@@ -485,6 +529,20 @@ def _bound_source(step: BulkInsertStep, use: Use, values: Mapping[str, object]) 
             ]
         )
     assert isinstance(name, str)
+    # Vars choose a file in the plan's directory, never one elsewhere: resolved, symbolic
+    # links followed, it must stay inside (the plan's own text may name any file, in review).
+    base = os.path.realpath(source.base)
+    if os.path.commonpath([base, os.path.realpath(source.base / name)]) != base:
+        raise PlanInvalid(
+            [
+                Diagnostic(
+                    use.position,
+                    "the rows_from file the vars name is outside the plan's directory "
+                    f"({source.base}); vars may choose a file there or below it",
+                    "rows-from",
+                )
+            ]
+        )
     fmt = source.format or FORMATS.get(suffix(name))
     if fmt is None:
         raise PlanInvalid(

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from .. import secrets
 from ..errors import (
     ExitCode,
     ExpectationFailed,
@@ -570,7 +571,7 @@ def _report_warnings(step: AnyStep, notices: Iterable[dict[bytes, bytes]], out: 
     for notice in notices:
         severity = notice.get(b"V") or notice.get(b"S")
         if severity in _WARNING_SEVERITIES:
-            message = notice.get(b"M", b"").decode("utf-8", "replace")
+            message = secrets.mask(notice.get(b"M", b"").decode("utf-8", "replace"))
             code = notice.get(b"C", b"01000").decode("ascii", "replace")
             out.warning(step.position, f"{step.label}: the server warns: {message}", code)
 
@@ -961,8 +962,8 @@ def _show_query(plan: Plan, step: QueryStep, outcome: wire.Outcome, out: Output)
     _print(out, step.header, summary)
     if step.row is not None:
         for row in outcome.rows:
-            values = {
-                name: plan.null_text if v is None else str(v)
+            values = {  # a row is the server's text: masked (secrets.py)
+                name: plan.null_text if v is None else secrets.mask(str(v))
                 for name, v in zip(outcome.columns, row, strict=True)
             }
             out.line(step.row.template.render({**params, **values}))

@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from .. import secrets
 from ..errors import Position
 from ..plan.model import AnyStep, Expect
 from ..plan.values import MASK, holds_secret, sql_text
@@ -87,8 +88,8 @@ def _rows(
     hidden = [tuple(holds_secret(row.get(c)) for c in checked) for row in expect.rows]
 
     def line(cells: tuple[str | None, ...], secret: tuple[bool, ...] | None = None) -> str:
-        shown = (
-            MASK if secret and secret[k] else (null_text if cell is None else cell)
+        shown = (  # a returned cell is the server's text: masked (secrets.py)
+            MASK if secret and secret[k] else (null_text if cell is None else secrets.mask(cell))
             for k, cell in enumerate(cells)
         )
         return "{" + ", ".join(f"{c}: {v}" for c, v in zip(checked, shown, strict=True)) + "}"

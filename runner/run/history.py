@@ -6,7 +6,16 @@ transaction-mode pooler keeps, since it pins the server connection for the trans
 reads the plan's history and inserts a row `running`. The row becomes `succeeded` in the same
 transaction as the plan's last step where the engine can put it there (see engine.py), else
 just after it; `failed` when a step fails. A row left `running` is a run that is still going
-or that died without a word: the next run refuses it unless told to take over."""
+or that died without a word: the next run refuses it unless told to take over, and takes it
+over only if that run is provably gone.
+
+A claim names its run: the backend that made it (pid and start time) and a session-level
+advisory lock that backend holds until the run's connection ends (CLAIM_CLASS, the row's id).
+A run is gone when that backend no longer exists, or when nobody holds the lock. Through a
+transaction pooler neither can be known (a session lock stays with a pooled server connection,
+and the client's next transaction may run on another one), so no lock is taken and a take-over
+is refused there. Claims and take-overs are serialized by a transaction-level advisory lock:
+of concurrent take-overs, the first claims, and the others find its claim alive."""
 
 from __future__ import annotations
 
@@ -21,6 +30,10 @@ from . import wire
 TABLE = "sqlplan.history"
 # The key of the transaction-level advisory lock that serializes claims: 'sqlplan' in ASCII.
 LOCK_KEY = 0x73716C706C616E
+# The first key of the session-level lock a run holds on its claim ('sqlp'); the second is the
+# claim's id (as int4).
+CLAIM_CLASS = 0x73716C70
+_CLAIM_LOCK = "($2::bigint % 2147483647)::int"
 
 _CREATE = """\
 CREATE SCHEMA IF NOT EXISTS sqlplan;
@@ -35,7 +48,9 @@ CREATE TABLE IF NOT EXISTS sqlplan.history (
     outcome text NOT NULL CHECK (outcome IN ('running', 'succeeded', 'failed', 'abandoned')),
     error text,
     sqlplan_version text NOT NULL,
-    db_user text NOT NULL DEFAULT current_user
+    db_user text NOT NULL DEFAULT current_user,
+    pid int,
+    backend_start timestamptz
 );
 CREATE INDEX IF NOT EXISTS history_plan ON sqlplan.history (plan, id);
 COMMENT ON TABLE sqlplan.history IS 'Runs of sqlplan plans marked once: true'"""
@@ -49,6 +64,16 @@ _COLUMNS = (
 SUCCEEDED = (
     "UPDATE sqlplan.history SET outcome = 'succeeded', finished_at = clock_timestamp(), "
     "duration = clock_timestamp() - started_at WHERE id = $1"
+)
+# Once the last step's commit is confirmed: the time it ended, not when the record was made.
+_FINISHED = (
+    "UPDATE sqlplan.history SET finished_at = clock_timestamp(), "
+    "duration = clock_timestamp() - started_at WHERE id = $1 AND outcome = 'succeeded'"
+)
+# Whether the run that made a claim is provably gone: its backend no longer exists.
+_BACKEND_GONE = (
+    "SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1 "
+    "AND backend_start IS NOT DISTINCT FROM $2::timestamptz)"
 )
 _FAILED = (
     "UPDATE sqlplan.history SET outcome = 'failed', finished_at = clock_timestamp(), "
@@ -110,14 +135,28 @@ class Claim:
 
 
 def claim(
-    con: Any, plan: Plan, path: str, version: str, *, allow_changed: bool, take_over: bool
+    con: Any,
+    plan: Plan,
+    path: str,
+    version: str,
+    *,
+    allow_changed: bool,
+    take_over: bool,
+    pooler: bool = False,
 ) -> Claim:
-    """Decide, under the advisory lock, whether `plan` runs; if it does, record it running."""
+    """Decide, under the advisory lock, whether `plan` runs; if it does, record it running,
+    naming this backend, and (not through a pooler) hold the claim's session lock."""
     wire.simple(con, "BEGIN")
     try:
         wire.extended(con, "SELECT pg_advisory_xact_lock($1)", [[LOCK_KEY]])
         if not _exists(con):
             wire.simple(con, _CREATE)
+        elif not _names_backends(con):  # a table made before claims named their backend
+            wire.simple(
+                con,
+                "ALTER TABLE sqlplan.history ADD COLUMN IF NOT EXISTS pid int, "
+                "ADD COLUMN IF NOT EXISTS backend_start timestamptz",
+            )
         entries = _entries(con, "plan = $1 AND outcome IN ('succeeded', 'running')", [plan.name])
         applied = [e for e in entries if e.outcome == "succeeded"]
         running = [e for e in entries if e.outcome == "running"]
@@ -148,6 +187,23 @@ def claim(
                 position=where,
             )
         if running:
+            if pooler:
+                raise HistoryRefused(
+                    f"plan {plan.name!r} was started at {running[-1].started} and has not "
+                    "finished, and through a transaction pooler sqlplan cannot tell whether "
+                    "that run is gone (its session is not one server connection): take it "
+                    "over through the database's direct host",
+                    position=where,
+                )
+            for entry in running:
+                alive = _alive(con, entry)
+                if alive is not None:
+                    raise HistoryRefused(
+                        f"plan {plan.name!r} is being applied by another run, started at "
+                        f"{entry.started} by {entry.user}: {alive}. --take-over takes over only "
+                        "a run that is gone",
+                        position=where,
+                    )
             wire.extended(
                 con,
                 "UPDATE sqlplan.history SET outcome = 'abandoned', finished_at = clock_timestamp()"
@@ -156,17 +212,77 @@ def claim(
             )
         outcome = wire.extended(
             con,
-            "INSERT INTO sqlplan.history (plan, path, fingerprint, outcome, sqlplan_version) "
-            "VALUES ($1, $2, $3, 'running', $4) RETURNING id",
+            "INSERT INTO sqlplan.history (plan, path, fingerprint, outcome, sqlplan_version, pid, "
+            "backend_start) SELECT $1, $2, $3, 'running', $4, pid, backend_start "
+            "FROM pg_stat_activity WHERE pid = pg_backend_pid() RETURNING id",
             [[plan.name, path, plan.fingerprint, version]],
             text_rows=True,
         )
+        claimed = int(outcome.rows[0][0])
+        if not pooler:
+            # held until this connection ends: while it is held, the run is alive
+            wire.extended(
+                con, f"SELECT pg_advisory_lock($1, {_CLAIM_LOCK})", [[CLAIM_CLASS, claimed]]
+            )
         wire.simple(con, "COMMIT")
-        return Claim(int(outcome.rows[0][0]))
+        return Claim(claimed)
     except BaseException:
         if wire.transaction_status(con) != b"I":
             wire.simple(con, "ROLLBACK")
         raise
+
+
+def _alive(con: Any, entry: Entry) -> str | None:
+    """Why the run that made a claim may still be going, or None when it is provably gone:
+    its backend no longer exists, or nobody holds the claim's lock."""
+    pid, started = _backend(con, entry.id)
+    if pid is not None:
+        gone = wire.extended(con, _BACKEND_GONE, [[pid, started]], text_rows=True)
+        if gone.rows[0][0] in ("t", "true", True):
+            return None
+    free = wire.extended(
+        con, f"SELECT pg_try_advisory_lock($1, {_CLAIM_LOCK})", [[CLAIM_CLASS, entry.id]],
+        text_rows=True,
+    )  # fmt: skip
+    if free.rows[0][0] in ("t", "true", True):
+        wire.extended(
+            con, f"SELECT pg_advisory_unlock($1, {_CLAIM_LOCK})", [[CLAIM_CLASS, entry.id]]
+        )
+        return None
+    return f"its backend (pid {pid}) is alive and holds the claim"
+
+
+def _backend(con: Any, claim_id: int) -> tuple[int | None, str | None]:
+    outcome = wire.extended(
+        con, "SELECT pid, backend_start FROM sqlplan.history WHERE id = $1", [[claim_id]],
+        text_rows=True,
+    )  # fmt: skip
+    pid, started = outcome.rows[0]
+    return (None if pid is None else int(pid)), started
+
+
+def _names_backends(con: Any) -> bool:
+    outcome = wire.extended(
+        con,
+        "SELECT count(*) FROM pg_attribute WHERE attrelid = 'sqlplan.history'::regclass "
+        "AND attname = 'backend_start' AND NOT attisdropped",
+        [[]],
+        text_rows=True,
+    )
+    return bool(outcome.rows and int(outcome.rows[0][0]) > 0)
+
+
+def finished(con: Any, claim_id: int, *, pooler: bool = False) -> None:
+    """Stamp a succeeded run's end and duration once its last commit is confirmed, and let go
+    of its claim (best effort: the caller goes on if the connection is gone)."""
+    wire.extended(con, _FINISHED, [[claim_id]])
+    if not pooler:
+        release(con, claim_id)
+
+
+def release(con: Any, claim_id: int) -> None:
+    """The run's outcome is recorded: its claim's session lock is no longer needed."""
+    wire.extended(con, f"SELECT pg_advisory_unlock($1, {_CLAIM_LOCK})", [[CLAIM_CLASS, claim_id]])
 
 
 def failed(con: Any, claim_id: int, error: str) -> None:

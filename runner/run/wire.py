@@ -36,6 +36,7 @@ from pg8000.core import (
 )
 from pg8000.exceptions import DatabaseError, InterfaceError
 
+from .. import secrets
 from ..plan.values import sql_text
 from . import interrupts
 
@@ -182,11 +183,14 @@ class Progress:
 
 
 def _fields(data: bytes) -> dict[str, str]:
-    return {
-        s[:1].decode("ascii", "replace"): s[1:].decode("utf-8", "replace")
-        for s in data.split(b"\x00")
-        if s
-    }
+    """An ErrorResponse's or NoticeResponse's fields, its prose masked (secrets.py)."""
+    return secrets.mask_fields(
+        {
+            s[:1].decode("ascii", "replace"): s[1:].decode("utf-8", "replace")
+            for s in data.split(b"\x00")
+            if s
+        }
+    )
 
 
 class ConnectionLost(Exception):
@@ -610,4 +614,4 @@ def _failure(error: Exception, completed: int) -> ServerFailure:
     fields = error.args[0] if isinstance(error, DatabaseError) and error.args else {}
     if not isinstance(fields, dict):
         raise error
-    return ServerFailure(fields, completed)
+    return ServerFailure(secrets.mask_fields(fields), completed)
