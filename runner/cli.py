@@ -8,7 +8,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
@@ -139,8 +139,18 @@ class _StdoutLines:
             self._started = None
 
     def warning(self, position: Position, message: str, code: str) -> None:
+        self.finish()
         sys.stdout.flush()
         click.echo(f"{position}: warning: {message} [{code}]", err=True)
+
+    def finish(self) -> None:
+        """A bar still drawn (a load that failed or was interrupted) ends its line and gives
+        the terminal its cursor back, before anything else is written."""
+        if self._bar is not None:
+            bar, self._bar = self._bar, None
+            with contextlib.suppress(Exception):
+                bar.render_finish()
+        self._started = None
 
 
 def _reader_left() -> None:
@@ -544,7 +554,7 @@ class _Reports:
                 click.echo(line)
         try:
             if self.junit:
-                Path(self.junit).write_text(report.junit_xml(self.results))
+                Path(self.junit).write_text(report.junit_xml(self.results, error))
             if self.summary:
                 with open(self.summary, "a", encoding="utf-8") as summary:
                     summary.write(report.summary_markdown(self.results, code))
@@ -615,8 +625,9 @@ def _load_all(
     files: list[str], var: tuple[str, ...], vars_files: tuple[str, ...]
 ) -> list[tuple[Any, dict[str, object]]]:
     """Every plan validated and its vars bound; PlanInvalid with every problem of every plan."""
-    from .errors import Diagnostic, PlanInvalid, Position
+    from .errors import Diagnostic, PlanInvalid
     from .plan.cache import load_plan
+    from .plan.validate import once_name_clashes
 
     problems: list[Diagnostic] = []
     loaded = []
@@ -628,18 +639,9 @@ def _load_all(
     if problems:
         raise PlanInvalid(problems)
     declared = {v.name for plan in loaded for v in plan.vars}
-    once: dict[str, str] = {}
+    problems.extend(once_name_clashes(loaded))
     plans = []
     for plan in loaded:
-        if plan.once and once.setdefault(plan.name, plan.path) != plan.path:
-            problems.append(
-                Diagnostic(
-                    Position(plan.path, 1, 1),
-                    f"plan name {plan.name!r} is also the name of {once[plan.name]}: the "
-                    "history knows a `once` plan by its name, so each needs its own",
-                    "once-name",
-                )
-            )
         try:
             plans.append(
                 _bind(plan, var, vars_files, others=declared - {v.name for v in plan.vars})
@@ -689,9 +691,12 @@ def _run_one(
                 look=f"SELECT outcome FROM sqlplan.history WHERE id = {claim.id}",
             )
         out = _StdoutLines(keep)
-        result.ledger = run_plan(
-            plan, con, out, pipeline=pipeline, values=values, record=record, settings=settings
-        )
+        try:
+            result.ledger = run_plan(
+                plan, con, out, pipeline=pipeline, values=values, record=record, settings=settings
+            )
+        finally:
+            out.finish()  # whatever ended the run, the terminal is as it was
         result.status = "ok"
         if claim is not None and claim.id is not None:
             from .run import history
@@ -809,21 +814,26 @@ def check(
     from .errors import Diagnostic, PlanInvalid, Position
     from .output import check_report
     from .plan.cache import load_plan
+    from .plan.validate import once_name_clashes
     from .review.warnings import warnings
 
-    files = sorted(set(_plan_files(paths or ("plans",))))
+    files = _run_files(paths or ("plans",))  # what `run` would run, no more, no less
     if pooler is None:
         pooler = _configured_pooler()
     found: list[Diagnostic] = []
+    valid = []
     for file in files:
         try:
-            found.extend(warnings(load_plan(file), pg_version, pooler=pooler))
+            plan = load_plan(file)
+            valid.append(plan)
+            found.extend(warnings(plan, pg_version, pooler=pooler))
         except PlanInvalid as e:
             found.extend(e.diagnostics)
             if e.partial is not None:  # the steps that are valid still get their warnings
                 found.extend(warnings(e.partial, pg_version, pooler=pooler))
         except Exception as e:  # a bug: this file says so, the others keep their reports
             found.append(Diagnostic(Position(file, 1, 1), internal_error(e), "internal"))
+    found.extend(once_name_clashes(valid))  # as `run` would refuse them, given these plans
     click.echo(check_report(report_format, files, found), nl=False)
     errors = sum(d.severity == "error" for d in found)
     count = len(found) - errors
@@ -1118,19 +1128,8 @@ def schema() -> None:
     click.echo(schema_text(), nl=False)
 
 
-def _plan_files(paths: tuple[str, ...]) -> Iterator[str]:
-    for path in paths:
-        if os.path.isdir(path):
-            for root, dirs, names in os.walk(path):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                for name in names:
-                    if name.endswith((".yaml", ".yml")):
-                        yield os.path.join(root, name)
-        else:
-            yield path
-
-
 _NEW_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
+_NEW_NAME_MAX = 200  # characters: with the stamp and .yaml, within a file name's 255 bytes
 
 SKELETON = """\
 # yaml-language-server: $schema={schema}
@@ -1203,6 +1202,14 @@ def new(name: str, directory: str, once: bool) -> None:
 
     from .plan.schema import schema_text
 
+    if len(name) > _NEW_NAME_MAX:
+        _fail(
+            SqlPlanError(
+                f"a plan name of {len(name)} characters is too long for a file name: "
+                f"{_NEW_NAME_MAX} at most"
+            ),
+            ExitCode.USAGE,
+        )
     if not re.fullmatch(_NEW_NAME, name):
         _fail(
             SqlPlanError(
@@ -1212,7 +1219,18 @@ def new(name: str, directory: str, once: bool) -> None:
             ExitCode.USAGE,
         )
     folder = Path(directory)
-    stem = f"{datetime.now(timezone.utc):%Y%m%d%H%M%S}_{name}" if once else name
+    stem = name
+    if once:
+        # Migrations run in name order, so each sorts after every one written before it,
+        # also within the same second: one second later than the latest, if need be.
+        now = int(f"{datetime.now(timezone.utc):%Y%m%d%H%M%S}")
+        taken = [
+            int(p.name[:14])
+            for p in (folder.glob("[0-9]*_*.y*ml") if folder.is_dir() else ())
+            if p.name[:14].isdigit() and p.name[14:15] == "_"
+        ]
+        stamp = max([now, *(t + 1 for t in taken)])
+        stem = f"{_next_second(stamp)}_{name}"
     path = folder / f"{stem}.yaml"
     if path.exists():
         _fail(SqlPlanError(f"{path} already exists"), ExitCode.USAGE)
@@ -1233,6 +1251,17 @@ def new(name: str, directory: str, once: bool) -> None:
     with open(path, "x", encoding="utf-8") as file:
         file.write(text)
     click.echo(str(path))
+
+
+def _next_second(stamp: int) -> str:
+    """A YYYYMMDDHHMMSS stamp that may have run one second past its minute: a valid time."""
+    from datetime import datetime, timedelta
+
+    text = str(stamp)
+    if int(text[12:14]) < 60:
+        return text
+    base = datetime.strptime(text[:12], "%Y%m%d%H%M")
+    return f"{base + timedelta(minutes=1):%Y%m%d%H%M}00"
 
 
 def _schema_for(folder: Path) -> str | None:

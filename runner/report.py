@@ -181,12 +181,41 @@ def github_lines(results: Sequence[PlanResult]) -> list[str]:
     return lines
 
 
-def junit_xml(results: Sequence[PlanResult]) -> str:
-    """A test suite per plan, a test case per step: failure for the step that failed, error
-    for one in doubt, skipped for steps not run."""
+def junit_xml(results: Sequence[PlanResult], error: SqlPlanError | None = None) -> str:
+    """A test suite per plan, a test case per step: failure for the step that failed (as
+    stderr shows it: SQLSTATE, detail, hint, what was rolled back), error for one in doubt,
+    skipped for steps not run. A run that stopped before any plan ran (`error`): a failing
+    case per diagnostic of each invalid plan, or one error case (no connection, say)."""
     from xml.sax.saxutils import escape, quoteattr  # 10 ms of imports: only for --junit
 
+    from .errors import PlanInvalid
+    from .output import step_failure_text
+
     suites = []
+    if isinstance(error, PlanInvalid):
+        by_file: dict[str, list[Any]] = {}
+        for diagnostic in error.diagnostics:
+            by_file.setdefault(diagnostic.position.path, []).append(diagnostic)
+        for path, found in by_file.items():
+            cases = [
+                f"    <testcase name={quoteattr(f'{d.position.line}:{d.position.column} [{d.code}]')} "
+                f'classname={quoteattr(path)} file={quoteattr(path)} line="{d.position.line}">'
+                f'<failure message={quoteattr(d.message)} type="{int(error.exit_code)}">'
+                f"{escape(str(d))}</failure></testcase>"
+                for d in found
+            ]
+            suites.append(
+                f'  <testsuite name={quoteattr(path)} tests="{len(cases)}" '
+                f'failures="{len(cases)}" errors="0" skipped="0" time="0.000" '
+                f"file={quoteattr(path)}>\n" + "\n".join(cases) + "\n  </testsuite>"
+            )
+    elif error is not None and not results:
+        suites.append(
+            '  <testsuite name="sqlplan" tests="1" failures="0" errors="1" skipped="0" '
+            'time="0.000">\n    <testcase name="run" classname="sqlplan"><error message='
+            f'{quoteattr(error.message)} type="{int(error.exit_code)}"/></testcase>\n'
+            "  </testsuite>"
+        )
     for r in results:
         cases = []
         failures = errors = skipped = 0
@@ -202,10 +231,11 @@ def junit_xml(results: Sequence[PlanResult]) -> str:
             failure = r.failure
             if isinstance(failure, StepFailed) and failure.step == step.number:
                 failures += 1
-                text = "\n".join([failure.message, *failure.difference, *failure.ledger_lines])
+                code = f" [{failure.server.sqlstate}]" if failure.server is not None else ""
                 body = (
-                    f"<failure message={quoteattr(failure.message)} "
-                    f'type="{int(failure.exit_code)}">{escape(text)}</failure>'
+                    f"<failure message={quoteattr(failure.message + code)} "
+                    f'type="{int(failure.exit_code)}">{escape(step_failure_text(failure))}'
+                    "</failure>"
                 )
             elif item["status"] == "in doubt":
                 errors += 1

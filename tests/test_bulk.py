@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -296,6 +297,52 @@ def test_progress_shows_on_a_terminal_only(database: Database, tmp_path: Path) -
     assert stdout == f"inserted {rows} of {rows}\n".encode()
     assert b'step 2 "Load" from big.csv' in seen
     assert b"100%" in seen
+
+
+def _on_a_terminal(tmp_path: Path, env: dict[str, str], stop: bool) -> tuple[int, bytes]:
+    """`sqlplan run plan.yaml` with stderr on a terminal; `stop`: Ctrl-C once the bar shows."""
+    primary, secondary = pty.openpty()
+    process = subprocess.Popen([sys.executable, "-m", "runner", "run", "plan.yaml"], cwd=tmp_path, env=env,
+                               stdout=subprocess.PIPE, stderr=secondary)  # fmt: skip
+    os.close(secondary)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(primary, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+        if stop and b"%" in seen and process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            stop = False
+    process.communicate(timeout=60)
+    os.close(primary)
+    return process.returncode, seen
+
+
+@pytest.mark.parametrize("how", ["interrupted", "failed"])
+def test_the_terminal_is_restored_however_a_load_ends(
+    database: Database, tmp_path: Path, how: str
+) -> None:
+    """The bar hides the cursor while it draws; a load that is interrupted or fails gives it
+    back and ends the bar's line before the error."""
+    rows = 600_000
+    bad = '"unterminated\n' if how == "failed" else ""
+    (tmp_path / "big.csv").write_text(
+        "title,year\n" + "".join(f"t{i},{i + 1}\n" for i in range(rows)) + bad
+    )
+    (tmp_path / "plan.yaml").write_text(
+        _step(PATHS["rows"], "    rows_from:\n      file: big.csv\n")
+    )
+    env = {**os.environ, "DATABASE_URL": database.url}
+    code, seen = _on_a_terminal(tmp_path, env, stop=how == "interrupted")
+    assert code == (130 if how == "interrupted" else 1), seen[-2000:]
+    hidden, shown = seen.rfind(b"\x1b[?25l"), seen.rfind(b"\x1b[?25h")
+    assert 0 <= hidden < shown, seen[-2000:]
+    error = seen.index(b"error: ", shown)
+    assert b"\n" in seen[shown:error]  # the error starts a line of its own
 
 
 @pytest.mark.parametrize(

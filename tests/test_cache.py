@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, Cli, Database
 
 from runner.errors import PlanInvalid
 from runner.plan import cache as plan_cache
@@ -164,6 +164,39 @@ def test_sql_edited_in_an_entry_never_runs(cache: Path, tmp_path: Path) -> None:
     entry.write_text(entry.read_text().replace("SELECT 1", "DROP TABLE important"))
     assert "DROP" not in plan_cache.load_plan(plan).steps[0].sql.text
     assert "DROP" not in entry.read_text()  # replaced by the validated plan
+
+
+@pytest.mark.parametrize(
+    "case",
+    [("execute", "after", "count"), ("execute", "before", "$1"),
+     ("query", "header", "count"), ("query", "row", "$1")],
+)  # fmt: skip
+def test_a_resealed_entry_whose_message_names_a_missing_field_is_a_miss(
+    cache: Path, cli: Cli, database: Database, case: tuple[str, str, str]
+) -> None:
+    """The digest tells damage, not an edit sealed again (whoever can write the entry can
+    compute it); what validation guarantees of messages is checked again on decoding, so such
+    an entry is validated from the plan instead of failing to render after its step ran."""
+    kind, message, field = case
+    sql = "SELECT $1::int AS v" if kind == "query" else "SELECT $1::int"
+    plan = cli.write(
+        "p.yaml",
+        f"sqlplan: 1\nname: p\nsteps:\n  - {kind}: {sql}\n    params: [1]\n"
+        f"    {message}: 'got {{{field}}}'\n",
+    )
+    fresh = plan_cache.load_plan(plan)
+    (entry,) = _entries(cache)
+    body = entry.read_text().split("\n", 1)[1]
+    missing = "$9" if field.startswith("$") else "nothere"
+    forged = body.replace(f'"name": "{field}"', f'"name": "{missing}"')
+    assert forged != body
+    entry.write_text(_sealed(forged))
+    assert plan_cache.load_plan(plan) == fresh
+    assert f'"{missing}"' not in entry.read_text()  # replaced by the validated plan
+    entry.write_text(_sealed(forged))
+    result = cli("run", "p.yaml", env={"DATABASE_URL": database.url})
+    assert result.exit_code == 0, result.stderr
+    assert "got 1" in result.stdout
 
 
 def test_a_rows_from_file_rewritten_with_the_same_size_and_times_is_validated_again(

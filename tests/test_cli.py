@@ -199,10 +199,32 @@ def test_check_exit_codes(cli: Cli) -> None:
     (cli.cwd / "plans" / "nested").mkdir(parents=True)
     cli.write("plans/nested/bad.yml", "sqlplan: 1\n")
     cli.write("plans/good.yaml", OK_PLAN)
+    # what `run` would run: a directory's own plans, not its subdirectories'
     result = cli("check")
+    assert (result.exit_code, result.stderr) == (0, "1 plan checked: 0 errors, 0 warnings\n")
+    result = cli("check", "plans", "plans/nested")
     assert result.exit_code == 1
     assert result.stdout.startswith("plans/nested/bad.yml:1:1: error:")
     assert result.stderr == "2 plans checked: 2 errors, 0 warnings\n"
+    # where `run` would find no plan, `check` says so as `run` does: a usage error
+    (cli.cwd / "empty").mkdir()
+    for args in (["empty"], ["--strict", "empty"], ["--strict", "plans/../empty"]):
+        result = cli("check", *args)
+        assert result.exit_code == 2, args
+        assert result.stderr.endswith("no plan files (*.yaml, *.yml) in " + args[-1] + "\n")
+    run = cli("run", "empty")
+    assert run.exit_code == 2
+    # two `once` plans of one name: `run` refuses them before anything runs, `check` reports them
+    (cli.cwd / "once").mkdir()
+    for name in ("a", "b"):
+        cli.write(
+            f"once/{name}.yaml", "sqlplan: 1\nname: same\nonce: true\nsteps:\n  - batch: SELECT 1\n"
+        )
+    result = cli("check", "once")
+    assert result.exit_code == 1
+    assert (
+        "once/b.yaml:1:1: error: plan name 'same' is also the name of once/a.yaml" in result.stdout
+    )
 
 
 def test_warnings_fail_only_with_strict(cli: Cli) -> None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -252,4 +254,46 @@ def test_a_stale_pid_file_naming_another_process(project: Path, who: str) -> Non
         if other is not None:
             other.kill()
             other.wait()
+        _cleanup(state)
+
+
+def _initdb_running() -> bool:
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            words = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if words and words[0].endswith(b"initdb") and any(b"data.initialising" in w for w in words):
+            return True
+    return False
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGKILL], ids=["Ctrl-C", "kill"])
+def test_a_first_initialisation_cut_short_is_made_again(project: Path, signum: int) -> None:
+    """Ctrl-C (or a kill) while initdb runs for the first time leaves no half-made cluster:
+    the cluster is built aside and moved into place once complete, so the next run simply
+    initialises it again."""
+    state = project / ".sqlplan"
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "SQLPLAN_DATA_DIR")}
+    (project / "plan.yaml").write_text(PLAN)
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "runner", "run", "plan.yaml"], cwd=project, env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while not _initdb_running():
+            assert time.monotonic() < deadline
+            assert process.poll() is None, process.communicate()
+            time.sleep(0.005)
+        process.send_signal(signum)
+        process.communicate(timeout=60)
+        assert process.returncode == (130 if signum == signal.SIGINT else -signal.SIGKILL)
+        deadline = time.monotonic() + 30  # a killed sqlplan's initdb may still be finishing
+        while _initdb_running():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        again = sqlplan("run", "plan.yaml", cwd=project)
+        assert (again.returncode, again.stdout) == (0, "1\n"), again.stderr
+    finally:
         _cleanup(state)

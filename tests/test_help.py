@@ -89,7 +89,14 @@ def test_new_once_names_the_file_in_creation_order(cli: Cli, database: Database)
     assert cli("run", "migrations", env={"DATABASE_URL": database.url}).stdout == ""
 
 
-@pytest.mark.parametrize("name", ["", "a/b", "../x", "-x", "x y"])
+def test_new_once_plans_made_in_one_second_sort_as_they_were_made(cli: Cli) -> None:
+    names = ["zeta", "alpha", "mid", "beta", "omega"]  # in well under a second, mostly
+    made = [cli("new", n, "--once", "--dir", "m").stdout.strip() for n in names]
+    assert sorted(made) == made
+    assert [p.rsplit("_", 1)[1][:-5] for p in sorted(str(p.relative_to(cli.cwd)) for p in (cli.cwd / "m").glob("*.yaml"))] == names  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["", "a/b", "../x", "-x", "x y", "x" * 201, "y" * 300])
 def test_new_refuses_a_name_that_is_not_one(cli: Cli, name: str) -> None:
     result = cli("new", name)
     assert result.exit_code == 2

@@ -152,6 +152,22 @@ def test_a_changed_plan_is_refused_with_exit_8_unless_allowed(cli: Cli, database
     assert database.query("SELECT title FROM books") == [["Dune"]]
 
 
+def test_a_different_file_with_an_applied_name_is_told_from_an_edited_one(
+    cli: Cli, database: Database
+) -> None:
+    """A new migration that reuses an applied plan's name is not "changed": it is another
+    file, and --allow-changed (which would skip it for good) is not what to do."""
+    cli.write("001.yaml", ONCE)
+    assert cli("run", "001.yaml", env=_env(database)).exit_code == 0
+    cli.write("002.yaml", ONCE.replace("Dune", "Emma"))
+    result = cli("run", "002.yaml", env=_env(database))
+    assert result.exit_code == 8
+    assert "002.yaml:1:1: error: plan 'add_books' was applied " in result.stderr
+    assert " from 001.yaml, and 002.yaml has the same name" in result.stderr
+    assert "Give this plan a name of its own" in result.stderr
+    assert "run with --allow-changed to skip it" not in result.stderr
+
+
 def test_a_failed_once_plan_is_recorded_failed_and_runs_again(cli: Cli, database: Database) -> None:
     cli.write("once.yaml", ONCE.replace("[1, Dune]", "[one, Dune]"))
     result = cli("run", "once.yaml", env=_env(database))

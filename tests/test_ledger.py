@@ -38,7 +38,7 @@ from runner.connect.connection import connect
 pytestmark = pytest.mark.slow  # the fast tier (-m "not slow") leaves it out
 
 _FAST = settings(
-    max_examples=int(__import__("os").environ.get("LEDGER_EXAMPLES", "6")),
+    max_examples=6,
     deadline=None,
     database=None,
     suppress_health_check=list(HealthCheck),

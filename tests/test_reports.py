@@ -172,6 +172,32 @@ def test_junit_has_a_case_per_step_and_the_failure(cli: Cli, database: Database)
     assert (cli.cwd / "summary.md").read_text().count("### sqlplan run") == 2  # appended
 
 
+def test_junit_carries_invalid_plans_and_what_stderr_says_of_a_failure(
+    cli: Cli, database: Database
+) -> None:
+    cli.write("bad.yaml", "sqlplan: 1\nname: bad\nsteps:\n  - batch: SELEC 1\n  - nope: 1\n")
+    result = cli("run", "bad.yaml", "--junit", "j.xml", env=_env(database))
+    assert result.exit_code == 3
+    root = ET.parse(cli.cwd / "j.xml").getroot()
+    [suite] = root.findall("testsuite")
+    assert suite.get("name") == "bad.yaml"
+    failures = suite.findall("testcase/failure")
+    assert len(failures) == int(suite.get("failures") or 0) == 3
+    assert [f.text for f in failures] == result.stderr.splitlines()[:3]  # as stderr says them
+    cli.write(
+        "fail.yaml",
+        "sqlplan: 1\nname: fail\nsteps:\n  - batch: CREATE TABLE u (n int UNIQUE)\n"
+        "  - batch: INSERT INTO u VALUES (1); INSERT INTO u VALUES (1)\n",
+    )
+    result = cli("run", "fail.yaml", "--junit", "j.xml", env=_env(database))
+    assert result.exit_code == 1
+    failure = ET.parse(cli.cwd / "j.xml").getroot().find("testsuite/testcase/failure")
+    assert failure is not None
+    assert (failure.get("message") or "").endswith("[23505]")
+    assert failure.text == result.stderr.rstrip("\n")  # SQLSTATE, detail, the ledger
+    assert "  detail: Key (n)=(1) already exists." in (failure.text or "")
+
+
 @pytest.mark.parametrize("flags", [["--junit", "j.xml"], ["--summary", "s.md"]])
 def test_reports_leave_text_output_alone(cli: Cli, database: Database, flags: list[str]) -> None:
     cli.write("plan.yaml", PLAN)

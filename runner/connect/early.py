@@ -447,7 +447,10 @@ def plan_files(paths: Sequence[str], cwd: str) -> list[str]:
         full = os.path.join(cwd, path)
         if os.path.isdir(full):
             names = sorted(n for n in os.listdir(full) if n.endswith((".yaml", ".yml")))
-            files += [os.path.join(path, n) for n in names if os.path.isfile(os.path.join(full, n))]
+            # not a directory: anything else named so (a FIFO, a device) is read, and refused
+            files += [
+                os.path.join(path, n) for n in names if not os.path.isdir(os.path.join(full, n))
+            ]
         else:
             files.append(path)  # as given: reading it says what is wrong with it, if anything
     return files

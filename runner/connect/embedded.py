@@ -386,13 +386,24 @@ class EmbeddedServer:
                 f"{self.data_dir} is not empty but holds no PostgreSQL cluster; move it away or remove it"
             )
         notify(f"initialising the embedded PostgreSQL in {cluster}")
+        # Built aside and moved into place once complete: an initialisation cut short (Ctrl-C,
+        # a kill) leaves only the aside directory, which the next attempt clears, never a
+        # half-made cluster that looks like one.
+        aside = cluster / "data.initialising"
+        if aside.exists() or aside.is_symlink():
+            if aside.is_symlink() or not aside.is_dir():
+                raise EmbeddedServerError(f"{aside} is not a directory; remove it")
+            shutil.rmtree(aside)
         self._run(
             [
-                bin_dir / "initdb", "-D", str(self.data_dir), "-U", "postgres", "--auth=trust",
+                bin_dir / "initdb", "-D", str(aside), "-U", "postgres", "--auth=trust",
                 "--encoding=UTF8", "--locale=C", "--no-instructions",
             ],
             account,
         )  # fmt: skip
+        if self.data_dir.exists():
+            self.data_dir.rmdir()  # empty (checked above): the complete cluster takes its place
+        aside.rename(self.data_dir)
 
     def _start(self, bin_dir: Path, account: Account | None, notify: Notify) -> None:
         socket_dir = self._socket_dir()

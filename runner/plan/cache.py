@@ -12,7 +12,9 @@ The cache cannot be turned against its user. It is used only if its directory, a
 belongs to the user and nobody else may write to it (a symlink is followed only to such a
 directory); the directories sqlplan creates are 0700 and its files 0600 whatever the umask. An
 entry carries the SHA-256 of its own content and is decoded strictly into the known Plan classes,
-every field of the type it must have: any mismatch is a miss, never an error.
+every field of the type it must have, its messages' fields checked again (_coherent): any
+mismatch is a miss, never an error. The digest is not a key: it tells damage, not an edit by
+someone who can write the entry as the user (and who could edit the plan file as well).
 
 The cache lives in $SQLPLAN_CACHE_DIR, else $XDG_CACHE_HOME/sqlplan, else ~/.cache/sqlplan;
 SQLPLAN_NO_CACHE=1 turns it off. A cache that cannot be read or written is ignored.
@@ -55,7 +57,7 @@ from .model import (
 )
 from .source import read_plan
 from .sqlparse import Statement
-from .templates import Field, Template
+from .templates import Field, Template, param_fields
 from .values import Number
 
 FORMAT = 8  # of an entry; bumped when the encoding changes
@@ -222,7 +224,7 @@ def _read(entry: Path, key: dict[str, object]) -> Plan | None:
             if not isinstance(stored, dict):
                 return None
             plan = _decode(stored["plan"])
-            if not isinstance(plan, Plan) or not _conforms(plan, Plan):
+            if not isinstance(plan, Plan) or not _conforms(plan, Plan) or not _coherent(plan):
                 return None
             decoded = _decoded[digest] = (stored, plan)
         stored, plan = decoded
@@ -231,6 +233,46 @@ def _read(entry: Path, key: dict[str, object]) -> Plan | None:
         return plan
     except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return None  # no entry, or one this version cannot use: validate again
+
+
+def _coherent(plan: Plan) -> bool:
+    """What validation guarantees of a plan's messages, checked again on an entry: each field
+    is one its message has (so that no message fails to render after its step committed). An
+    entry edited and given its digest again, which the digest cannot tell, is then a miss."""
+    known = {v.name for v in plan.vars}
+    if plan.on_connect is not None and not _within(plan.on_connect, known):
+        return False
+    for step in plan.steps:
+        known |= {c.var for c in step.captures}
+        if isinstance(step, BatchStep):
+            allowed = {"before": known, "after": known}
+        elif isinstance(step, BulkInsertStep):
+            rows = {"rows"} if step.source is None else set()
+            counted = known | {"count", "rows"}
+            allowed = {"before": known | rows, "after": counted, "after_no_rows": counted}
+        else:
+            params = known | set(param_fields(len(step.params)))
+            counted = params | {"count"}
+            allowed = {"before": params, "after": counted, "after_no_rows": counted}
+            allowed |= {"header": counted, "empty": counted, "footer": counted}
+            if (
+                isinstance(step, QueryStep)
+                and step.row is not None
+                and any(
+                    f.name.startswith("$") and f.name not in params
+                    for f in step.row.template.fields
+                )
+            ):
+                return False  # a row template's other fields are the query's columns
+        for name, fields in allowed.items():
+            message = getattr(step, name, None)
+            if message is not None and not _within(message, fields):
+                return False
+    return True
+
+
+def _within(message: Message, fields: set[str]) -> bool:
+    return all(f.name in fields for f in message.template.fields)
 
 
 def _write(entry: Path, key: dict[str, object], plan: Plan) -> None:

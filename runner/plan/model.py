@@ -5,6 +5,7 @@ Nothing here imports the YAML, JSON Schema or SQL parsers: running a plan needs 
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 
 from ..errors import Position
@@ -35,10 +36,23 @@ class Locator:
     column: int
 
     def __call__(self, offset: int) -> Position:
+        positions, last = self._alignment()
+        if offset < len(positions):
+            return self._at(positions[max(offset, 0)])
+        return self._at(last)
+
+    def _alignment(self) -> tuple[list[int], int]:
+        """Where each character of the value is in the source, and where a position past the
+        value goes: computed once, on first use, so that locating many offsets (a batch of
+        thousands of statements) stays linear."""
+        found: tuple[list[int], int] | None = self.__dict__.get("_aligned")
+        if found is not None:
+            return found
         value, source = self.value, self.source
         end = len(source)
+        positions: list[int] = []
         j = 0
-        for i, char in enumerate(value):
+        for char in value:
             if j >= end:
                 break
             if char != source[j]:
@@ -48,20 +62,23 @@ class Locator:
                         j += 1
                     j -= 1
                 else:
-                    k = j
-                    while k < end and source[k] != char:
-                        k += 1
-                    j = k if k < end else j
-            if i >= offset:
-                return self._at(j)
+                    k = source.find(char, j)
+                    j = k if k >= 0 else j
+            positions.append(j)
             j += 1
-        return self._at(min(j, max(0, end - 1)))
+        found = (positions, min(j, max(0, end - 1)))
+        object.__setattr__(self, "_aligned", found)  # a cache, not a field
+        return found
 
     def _at(self, index: int) -> Position:
-        newlines = self.source.count("\n", 0, index)
+        breaks: list[int] | None = self.__dict__.get("_breaks")
+        if breaks is None:
+            breaks = [i for i, c in enumerate(self.source) if c == "\n"]
+            object.__setattr__(self, "_breaks", breaks)
+        newlines = bisect.bisect_left(breaks, index)
         if not newlines:
             return Position(self.path, self.line, self.column + index)
-        return Position(self.path, self.line + newlines, index - self.source.rfind("\n", 0, index))
+        return Position(self.path, self.line + newlines, index - breaks[newlines - 1])
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,11 +49,10 @@ def parse(sql: str) -> ParsedSql:
     except parser.ParseError as e:
         message, offset = (*e.args, 0)[:2]
         raise SqlSyntaxError(str(message), min(int(offset or 0), max(len(sql) - 1, 0))) from None
-    # libpg_query's locations count UTF-8 bytes; diagnostics need characters.
+    # libpg_query's locations count UTF-8 bytes; diagnostics need characters (one table for
+    # the whole text, so that thousands of statements stay linear).
     encoded = sql.encode("utf-8")
-
-    def char(byte_offset: int) -> int:
-        return len(encoded[:byte_offset].decode("utf-8", errors="ignore"))
+    char = _byte_to_char(sql, encoded)
 
     statements = []
     placeholders = []
@@ -69,6 +70,19 @@ def parse(sql: str) -> ParsedSql:
             )
     placeholders.sort(key=lambda p: p.offset)
     return ParsedSql(tuple(statements), tuple(placeholders))
+
+
+def _byte_to_char(sql: str, encoded: bytes) -> Callable[[int], int]:
+    """The character offset of a UTF-8 byte offset into `sql` (a byte inside a character
+    counts as that character's start, as decoding the prefix with errors ignored does)."""
+    if len(encoded) == len(sql):
+        return lambda byte_offset: min(max(byte_offset, 0), len(sql))
+    starts = list(itertools.accumulate((len(c.encode("utf-8")) for c in sql), initial=0))
+
+    def char(byte_offset: int) -> int:
+        return bisect.bisect_right(starts, max(byte_offset, 0)) - 1
+
+    return char
 
 
 def _strip_leading(text: str) -> str:

@@ -111,7 +111,9 @@ _CONSTANTS: dict[str, object] = {
     "false": False, "False": False, "FALSE": False,
 }  # fmt: skip
 _INT = re.compile(r"[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+")
-_FLOAT = re.compile(r"([-+]?)(?:\.([0-9]+)|([0-9]+)\.?([0-9]*))([eE][-+]?[0-9]+)?")
+# Unambiguous (the digits before a dot and after it never compete): a long run of digits that
+# is not a number fails in linear time.
+_FLOAT = re.compile(r"([-+]?)(?:\.([0-9]+)|([0-9]+)(?:\.([0-9]*))?)([eE][-+]?[0-9]+)?")
 _SPECIAL = re.compile(r"[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)")
 _NUMBER_START = frozenset("-+.0123456789")
 

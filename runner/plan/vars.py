@@ -83,7 +83,7 @@ def uses_in(value: object) -> Iterator[tuple[tuple[int | str, ...], Template]]:
 
 _INTEGER = re.compile(r"[-+]?[0-9]+")
 _NUMERIC = re.compile(
-    r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|[-+]?(?i:infinity|inf)|(?i:nan)"
+    r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|[-+]?(?i:infinity|inf)|(?i:nan)"
 )
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _TIMESTAMP = re.compile(

@@ -146,8 +146,8 @@ def _held(
 ) -> Iterator[tuple[AnyStep, Statement, Finding]]:
     """An ACCESS EXCLUSIVE lock is held until its transaction ends: name what runs under it."""
     for index, (step, statement) in enumerate(transaction):
-        later = transaction[index + 1 :]
-        if not later or statement.kind not in KEEPS_TABLE:
+        remaining = len(transaction) - index - 1  # no slice of the rest: linear in its length
+        if not remaining or statement.kind not in KEEPS_TABLE:
             continue
         for lock in locks(statement, context.version):
             if (
@@ -155,8 +155,8 @@ def _held(
                 or lock.relation.rsplit(".", 1)[-1] in context.created
             ):
                 continue
-            shown = "; ".join(first_line(s.text) for _, s in later[:3]) + (
-                "; ..." if len(later) > 3 else ""
+            shown = "; ".join(first_line(s.text) for _, s in transaction[index + 1 : index + 4]) + (
+                "; ..." if remaining > 3 else ""
             )
             yield (
                 step,
@@ -164,8 +164,8 @@ def _held(
                 Finding(
                     "held-lock",
                     f"the ACCESS EXCLUSIVE lock on {lock.relation} taken here is held until the "
-                    f"transaction ends, while {len(later)} more "
-                    f"{'statements run' if len(later) != 1 else 'statement runs'} under it "
+                    f"transaction ends, while {remaining} more "
+                    f"{'statements run' if remaining != 1 else 'statement runs'} under it "
                     f"({shown}): every query on "
                     f"{lock.relation} waits meanwhile; commit right after it",
                     lock.relation,

@@ -167,6 +167,15 @@ def claim(
             if last.fingerprint == plan.fingerprint:
                 wire.simple(con, "COMMIT")
                 return Claim(None, skip=when)
+            # another file (by its name: the same file may be run from another directory)
+            if _file_name(last.path) != _file_name(path) and not allow_changed:
+                raise HistoryRefused(
+                    f"plan {plan.name!r} was {when} from {last.path}, and {path} has the same "
+                    "name: the history knows a plan by its name, so this file would be taken "
+                    "for that plan, changed. Give this plan a name of its own (--allow-changed "
+                    "would skip it, never run it)",
+                    position=where,
+                )
             if not allow_changed:
                 raise HistoryRefused(
                     f"plan {plan.name!r} changed since it was {when}: its fingerprint was "
@@ -230,6 +239,10 @@ def claim(
         if wire.transaction_status(con) != b"I":
             wire.simple(con, "ROLLBACK")
         raise
+
+
+def _file_name(path: str) -> str:
+    return path.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
 
 
 def _alive(con: Any, entry: Entry) -> str | None:
