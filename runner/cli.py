@@ -761,8 +761,9 @@ def _pooler_warnings(target: Any, plans: list[tuple[Any, dict[str, object]]]) ->
 
 def _close_quietly(con: Any) -> None:
     # The server may already be gone; closing must not mask the real result.
-    with contextlib.suppress(Exception):
-        con.close()
+    from .connect.connection import close
+
+    close(con)
 
 
 @main.command()

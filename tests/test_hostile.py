@@ -57,6 +57,21 @@ def test_a_file_name_too_long_for_the_system(cli: Cli) -> None:
     assert len(result.stdout) < 300
 
 
+@pytest.mark.parametrize("spelling", ['"a\\0b.csv"', '"\\0"', '"data.csv\\0.txt"'])
+def test_a_file_name_with_a_nul_character(cli: Cli, spelling: str) -> None:
+    """YAML can spell a NUL; no file system can hold one: a diagnostic, not a crash, on every
+    command that reads the plan."""
+    (cli.cwd / "a").write_text("1\n")
+    cli.write("plan.yaml", PLAN.format(file=spelling))
+    for command in ("check", "run", "show"):
+        result = cli(command, "plan.yaml", env={"DATABASE_URL": "postgresql://x@127.0.0.1:9/x"})
+        assert result.exit_code == (1 if command == "check" else 3), result.stdout + result.stderr
+        output = result.stdout + result.stderr
+        assert "plan.yaml:5:23: error: " in output
+        assert "holds a NUL character, which no file name can [rows-from]" in output
+        assert "Traceback" not in output
+
+
 @pytest.mark.parametrize("kind", ["fifo", "device", "directory-in-a-list"])
 def test_a_plan_that_is_not_a_regular_file(cli: Cli, kind: str) -> None:
     if kind == "fifo":

@@ -7,6 +7,7 @@ carries the session from there."""
 from __future__ import annotations
 
 import errno
+import functools
 import io
 import os
 import random
@@ -32,7 +33,7 @@ from .handshake import (
     start_tls,
 )
 from .handshake import log_in as handshake_log_in
-from .sockets import Deadline, tune
+from .sockets import TERMINATE, Deadline, hang_up, tune
 from .target import Target
 
 if TYPE_CHECKING:
@@ -449,14 +450,35 @@ class _Greeting:
 def _session(target: Target, done: LoggedIn) -> Connection:
     """pg8000's Connection over a logged-in socket: it reads the greeting (server version,
     client encoding, cancel key) as from its own log-in, then talks on the real socket."""
-    from pg8000.native import Connection
-
-    connection = Connection(target.user, sock=_Greeting(done.login.greeting), ssl_context=False)
+    connection = _session_class()(
+        target.user, sock=_Greeting(done.login.greeting), ssl_context=False
+    )
     connection._usock, connection._sock = done.sock, done.stream
     connection.auth = done.login  # its mechanism_name, as pg8000's own SCRAM client has one
     # A query must not die of the connect timeout: reads wait as long as the server works.
     done.sock.settimeout(None)
     return connection
+
+
+@functools.cache
+def _session_class() -> type[Connection]:
+    """pg8000's Connection whose close() lets go of the socket on every path (pg8000's leaves
+    the stream over it to the garbage collector, and raises on a closed connection)."""
+    from pg8000.native import Connection
+
+    class Session(Connection):  # type: ignore[misc]
+        def close(self) -> None:
+            close(self)
+
+    return Session
+
+
+def close(connection: Connection) -> None:
+    """Say goodbye and let go of the socket, whether the server is still there or not; never
+    raises (closing must not mask a run's real result)."""
+    stream, sock = connection._sock, connection._usock
+    connection._sock = connection._usock = None
+    hang_up(sock, stream, TERMINATE)
 
 
 def _is_transient(error: BaseException) -> bool:
@@ -502,11 +524,12 @@ def cancel(target: Target, connection: Connection) -> bool:
     try:
         if target.is_unix_socket:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.settimeout(2)
-            sock.connect(target.socket_path)
         else:
             sock = socket.create_connection((target.host, target.port), timeout=2)
         with sock:
+            if target.is_unix_socket:
+                sock.settimeout(2)
+                sock.connect(target.socket_path)
             sock.sendall(message)
             sock.recv(1)  # the server closes the connection once it has read the request
     except OSError:

@@ -261,11 +261,9 @@ class _Early:
 
     def close(self) -> None:
         if self.connection is not None:
-            with contextlib.suppress(Exception):
-                self.connection.stream.write(b"X\x00\x00\x00\x04")  # Terminate
-                self.connection.stream.flush()
-            with contextlib.suppress(OSError):
-                self.connection.sock.close()
+            from .sockets import TERMINATE, hang_up
+
+            hang_up(self.connection.sock, self.connection.stream, TERMINATE)
             self.connection = None
         if self.sock is not None:
             with contextlib.suppress(OSError):

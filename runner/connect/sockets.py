@@ -4,9 +4,11 @@ keepalives* and tcp_user_timeout parameters), and the deadline of one connection
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 from dataclasses import dataclass
+from typing import Any
 
 # sqlplan's defaults where the URL says nothing: a peer that vanished (a NAT that forgot the
 # connection, a compute gone) is found dead within about a minute, whether the connection is
@@ -17,6 +19,8 @@ KEEPALIVES_IDLE = 30
 KEEPALIVES_INTERVAL = 10
 KEEPALIVES_COUNT = 3
 TCP_USER_TIMEOUT_MS = 60_000
+
+TERMINATE = b"X\x00\x00\x00\x04"  # the protocol's goodbye
 
 
 @dataclass(frozen=True)
@@ -79,3 +83,23 @@ class Deadline:
         if self._paused is not None:
             self._end += time.monotonic() - self._paused
             self._paused = None
+
+
+def hang_up(sock: socket.socket | None, stream: Any = None, farewell: bytes = b"") -> None:
+    """Close a connection for good, whatever state it is in: `farewell` (a Terminate) if it
+    still goes, then the buffered stream over the socket and the socket itself. A socket with
+    a stream (makefile) open keeps its descriptor until both are closed; and a stream left to
+    the garbage collector flushes what it holds into a socket closed by then."""
+    if stream is not None:
+        if farewell:
+            with contextlib.suppress(Exception):
+                stream.write(farewell)
+                stream.flush()
+        with contextlib.suppress(Exception):
+            stream.close()  # a failed flush still closes it; what it held is dropped
+    elif sock is not None and farewell:
+        with contextlib.suppress(Exception):
+            sock.sendall(farewell)
+    if sock is not None:
+        with contextlib.suppress(Exception):
+            sock.close()

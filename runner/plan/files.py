@@ -83,6 +83,8 @@ def open_regular(path: Path) -> IO[bytes]:
 
 def regular_file_problem(path: Path) -> tuple[str, int | None] | None:
     """Why `path` cannot be a rows_from file, with its errno (None: not a regular file)."""
+    if "\x00" in str(path):
+        return "holds a NUL character, which no file name can", None
     try:
         open_regular(path).close()
     except NotRegularFile as e:
