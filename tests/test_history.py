@@ -85,7 +85,7 @@ def test_a_var_is_given_to_the_plans_that_declare_it(cli: Cli, database: Databas
     assert (result.exit_code, result.stdout) == (0, "me\nno vars\n"), result.stderr
     result = cli("run", "1.yaml", "2.yaml", "--var", "who=me", "--var", "wh0=x", env=_env(database))
     assert result.exit_code == 3
-    assert "'wh0', which the plan does not declare" in result.stderr
+    assert "--var #2 (of 2) names a var the plan does not declare" in result.stderr
 
 
 ONCE = _plan(

@@ -262,8 +262,8 @@ def test_missing_and_unknown_vars_are_diagnostics(cli: Cli) -> None:
     result = cli("run", "plan.yaml", "--var", "yaer=1")
     assert result.exit_code == 3
     assert (
-        "plan.yaml:1:1: error: --var yaer=... gives 'yaer', which the plan does not declare"
-        in result.stderr
+        "plan.yaml:1:1: error: --var #1 (of 1) names a var the plan does not declare "
+        "(its vars: year, region); did you mean 'year'? [var-unknown]" in result.stderr
     )
     assert (
         "plan.yaml:4:3: error: var 'year' (integer) has no value: give --var year=..."

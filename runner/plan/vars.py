@@ -385,7 +385,7 @@ def gather(
         problems.append(
             Diagnostic(
                 where,
-                f"{source} gives {name!r}, which the plan does not declare (its vars: {names})"
+                f"{source} the plan does not declare (its vars: {names})"
                 f"{did_you_mean(name, tuple(declared))}",
                 "var-unknown",
             )
@@ -414,14 +414,14 @@ def gather(
             where = document.position(document.offset_at([name]))
             var = declared.get(name) if isinstance(name, str) else None
             if var is None:
-                unknown(str(name), where, f"the vars file {path}")
+                unknown(str(name), where, f"the vars file {path} gives {str(name)!r}, a var")
                 continue
             given.add(var.name)
             try:
                 values[name] = from_yaml(var, value)
             except VarValueError as e:
                 problems.append(Diagnostic(where, f"var {name!r}: {e}", "var-type"))
-    for assignment in assignments:
+    for number, assignment in enumerate(assignments, start=1):
         name, equals, text = assignment.partition("=")
         if not equals:
             # not shown: what was meant for a name may be a value, a secret's
@@ -431,7 +431,9 @@ def gather(
             continue
         var = declared.get(name)
         if var is None:
-            unknown(name, top, f"--var {name}=...")
+            # The name is not repeated: a value with '=' in it, a secret's, mistyped without
+            # its name would put a piece of it there. Only declared names are suggested.
+            unknown(name, top, f"--var #{number} (of {len(assignments)}) names a var")
             continue
         given.add(name)
         try:
