@@ -1,0 +1,110 @@
+"""The lock and rewrite analysis against the server, on every statement the grammar of
+tests/lock_truth.py generates: PostgreSQL 18 (embedded) and 15 (Debian's, when installed).
+
+Prints, per version: how many statements ran (and how many the schema refused), the
+disagreements by class (missed, weak, rewrite missed, rewrite invented fail; strong is
+counted), by statement kind, and with --show N the first N disagreements.
+
+    python bench/locks.py [--show 20] [--version 18|15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from lock_truth import FAILING, SCHEMA, compare, kind_of, observe, statements  # noqa: E402
+from servers import debian_bin, remove_cluster, start_cluster  # noqa: E402
+
+from runner.connect.connection import connect  # noqa: E402
+from runner.connect.embedded import EmbeddedServer  # noqa: E402
+from runner.connect.target import with_database  # noqa: E402
+
+
+def _measure(con: Any, version: int, show: int) -> None:
+    con.run(SCHEMA)
+    began = time.perf_counter()
+    ran = refused = 0
+    classes: Counter[str] = Counter()
+    kinds: Counter[str] = Counter()
+    failing_kinds: Counter[str] = Counter()
+    shown = 0
+    for sql in statements(version):
+        truth = observe(con, sql)
+        if not truth.ran:
+            refused += 1
+            continue
+        ran += 1
+        kind = kind_of(sql)
+        kinds[kind] += 1
+        found = compare(truth, version)
+        for disagreement in found:
+            classes[disagreement.kind] += 1
+        if any(d.kind in FAILING for d in found):
+            failing_kinds[kind] += 1
+            if shown < show:
+                shown += 1
+                print(f"  {sql}")
+                for d in found:
+                    print(f"      {d.kind}: {d.relation}: {d.detail}")
+    wrong = sum(failing_kinds.values())
+    print(
+        f"PostgreSQL {version}: {ran:,} statements ran ({refused:,} refused by the schema) in "
+        f"{time.perf_counter() - began:.0f} s; {wrong:,} disagree ({wrong / max(ran, 1):.0%}); "
+        + ", ".join(f"{k}: {n:,}" for k, n in sorted(classes.items())),
+        flush=True,
+    )
+    print("  by kind (disagreeing / ran):")
+    for kind, count in sorted(kinds.items(), key=lambda item: (-failing_kinds[item[0]], item[0])):
+        print(f"    {kind:<40} {failing_kinds[kind]:>4} / {count}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--show", type=int, default=0, help="print the first N disagreements")
+    parser.add_argument("--version", type=int, choices=(18, 15), help="one version only")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="sqlplan-locks-"))
+    work.chmod(0o755)  # the server's user must reach it when run as root
+    embedded = EmbeddedServer(work / "state")
+    try:
+        if args.version in (None, 18):
+            target = embedded.ensure_running()
+            name = f"k_{uuid.uuid4().hex[:12]}"
+            admin = connect(target)
+            admin.run(f"CREATE DATABASE {name}")
+            admin.close()
+            con = connect(with_database(target, name))
+            version = int(con.run("SHOW server_version_num")[0][0]) // 10000
+            _measure(con, version, args.show)
+            con.close()
+        bin_dir = debian_bin()
+        if args.version in (None, 15) and bin_dir is not None:
+            cluster = start_cluster(bin_dir, tls=None)
+            try:
+                con = connect(cluster.admin_target())
+                version = int(con.run("SHOW server_version_num")[0][0]) // 10000
+                _measure(con, version, args.show)
+                con.close()
+            finally:
+                remove_cluster(cluster)
+        elif args.version == 15:
+            print("Debian's PostgreSQL is not installed: PostgreSQL 15 skipped")
+    finally:
+        embedded.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
