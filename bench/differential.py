@@ -14,11 +14,8 @@ Prints how many values and files were checked.
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
-import tempfile
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -27,16 +24,15 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from conftest import Database, Server  # noqa: E402
+from conftest import Database  # noqa: E402
 from csv_oracle import Options, csv_files, postgres_rows, sqlplan_rows  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
+from scratch import scratch  # noqa: E402
 from servers import debian_bin, remove_cluster, start_cluster  # noqa: E402
 from test_values import Store  # noqa: E402
 from value_oracle import PATHS, Kind, cases  # noqa: E402
 
 from runner.connect.connection import connect  # noqa: E402
-from runner.connect.embedded import EmbeddedServer  # noqa: E402
-from runner.connect.target import with_database  # noqa: E402
 from runner.plan.files import SourceError  # noqa: E402
 from runner.run.wire import csv_end_marker  # noqa: E402
 
@@ -89,18 +85,8 @@ def main() -> int:
     parser.add_argument("--values", type=int, default=10_000, help="values in all, over the paths")
     parser.add_argument("--files", type=int, default=10_000, help="CSV files per server")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="sqlplan-differential-"))
-    work.chmod(0o755)  # the server's user must reach it when run as root
-    embedded = EmbeddedServer(work / "state")
-    try:
-        target = embedded.ensure_running()
-        name = f"d_{uuid.uuid4().hex[:12]}"
-        admin = connect(target)
-        admin.run(f"CREATE DATABASE {name}")
-        admin.close()
-        store = Store(
-            Server(work / "state", embedded, target), Database(with_database(target, name))
-        )
+    with scratch("differential") as place:
+        store = Store(place.server, Database(place.database))
         checked: Counter[str] = Counter()
         kinds: Counter[str] = Counter()
         share = args.values // len(PATHS) + 1
@@ -140,9 +126,6 @@ def main() -> int:
                 flush=True,
             )
         store.con.close()
-    finally:
-        embedded.destroy()
-        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

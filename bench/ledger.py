@@ -15,11 +15,8 @@ Prints how many examples ran and what they ended in.
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
-import tempfile
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -28,9 +25,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from conftest import Cli, Server  # noqa: E402
+from conftest import Cli  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from ledger_plans import GRANTS, SETUP, GeneratedPlan, plans  # noqa: E402
+from scratch import scratch  # noqa: E402
 from servers import (  # noqa: E402
     ENCODED,
     cluster_owner,
@@ -44,8 +42,6 @@ from servers import (  # noqa: E402
 from test_ledger import Tally, same_either_way, sweep  # noqa: E402
 
 from runner.connect.connection import connect  # noqa: E402
-from runner.connect.embedded import EmbeddedServer  # noqa: E402
-from runner.connect.target import with_database  # noqa: E402
 
 
 def main() -> int:
@@ -55,17 +51,9 @@ def main() -> int:
     parser.add_argument("--tls", type=int, default=1_000, help="cut runs over TLS")
     parser.add_argument("--pooler", type=int, default=1_000, help="cut runs through PgBouncer")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="sqlplan-ledger-"))
-    work.chmod(0o755)  # the server's user must reach it when run as root
-    embedded = EmbeddedServer(work / "state")
-    try:
-        target = embedded.ensure_running()
-        name = f"l_{uuid.uuid4().hex[:12]}"
-        admin = connect(target)
-        admin.run(f"CREATE DATABASE {name}")
-        admin.close()
-        database = with_database(target, name)
-        cli = Cli(work, Server(work / "state", embedded, target))
+    with scratch("ledger") as place:
+        work, database = place.work, place.database
+        cli = Cli(work, place.server)
         con = connect(database)
         con.run(SETUP)
         url = database.url(mask_password=False)
@@ -159,9 +147,6 @@ def main() -> int:
             finally:
                 remove_cluster(tls)
                 remove_cluster(plain)
-    finally:
-        embedded.destroy()
-        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

@@ -11,11 +11,8 @@ counted), by statement kind, and with --show N the first N disagreements.
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
-import tempfile
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -24,11 +21,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from lock_truth import FAILING, SCHEMA, compare, kind_of, observe, statements  # noqa: E402
+from scratch import scratch  # noqa: E402
 from servers import debian_bin, remove_cluster, start_cluster  # noqa: E402
 
 from runner.connect.connection import connect  # noqa: E402
-from runner.connect.embedded import EmbeddedServer  # noqa: E402
-from runner.connect.target import with_database  # noqa: E402
+from runner.connect.target import Target  # noqa: E402
 
 
 def _measure(con: Any, version: int, show: int) -> None:
@@ -69,40 +66,31 @@ def _measure(con: Any, version: int, show: int) -> None:
         print(f"    {kind:<40} {failing_kinds[kind]:>4} / {count}")
 
 
+def _measure_on(target: Target, show: int) -> None:
+    con = connect(target)
+    try:
+        _measure(con, int(con.run("SHOW server_version_num")[0][0]) // 10000, show)
+    finally:
+        con.close()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--show", type=int, default=0, help="print the first N disagreements")
     parser.add_argument("--version", type=int, choices=(18, 15), help="one version only")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="sqlplan-locks-"))
-    work.chmod(0o755)  # the server's user must reach it when run as root
-    embedded = EmbeddedServer(work / "state")
-    try:
-        if args.version in (None, 18):
-            target = embedded.ensure_running()
-            name = f"k_{uuid.uuid4().hex[:12]}"
-            admin = connect(target)
-            admin.run(f"CREATE DATABASE {name}")
-            admin.close()
-            con = connect(with_database(target, name))
-            version = int(con.run("SHOW server_version_num")[0][0]) // 10000
-            _measure(con, version, args.show)
-            con.close()
-        bin_dir = debian_bin()
-        if args.version in (None, 15) and bin_dir is not None:
-            cluster = start_cluster(bin_dir, tls=None)
-            try:
-                con = connect(cluster.admin_target())
-                version = int(con.run("SHOW server_version_num")[0][0]) // 10000
-                _measure(con, version, args.show)
-                con.close()
-            finally:
-                remove_cluster(cluster)
-        elif args.version == 15:
-            print("Debian's PostgreSQL is not installed: PostgreSQL 15 skipped")
-    finally:
-        embedded.stop()
-        shutil.rmtree(work, ignore_errors=True)
+    if args.version in (None, 18):
+        with scratch("locks") as place:
+            _measure_on(place.database, args.show)
+    bin_dir = debian_bin()
+    if args.version in (None, 15) and bin_dir is not None:
+        cluster = start_cluster(bin_dir, tls=None)
+        try:
+            _measure_on(cluster.admin_target(), args.show)
+        finally:
+            remove_cluster(cluster)
+    elif args.version == 15:
+        print("Debian's PostgreSQL is not installed: PostgreSQL 15 skipped")
     return 0
 
 

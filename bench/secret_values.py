@@ -15,26 +15,22 @@ tests/test_vars.py run the fast one).
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
-import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from conftest import Cli, Server  # noqa: E402
+from conftest import Cli  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
+from scratch import scratch  # noqa: E402
 from test_secret_values import SECRETS, SETUP, search_every_output, write_plans  # noqa: E402
 from test_vars import _server_reads, _var  # noqa: E402
 
 from runner.connect.connection import connect  # noqa: E402
-from runner.connect.embedded import EmbeddedServer  # noqa: E402
-from runner.connect.target import with_database  # noqa: E402
 from runner.plan.vars import VarValueError, from_text  # noqa: E402
 
 
@@ -49,19 +45,11 @@ def main() -> int:
     parser.add_argument("--secrets", type=int, default=10_000)
     parser.add_argument("--integers", type=int, default=10_000)
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="sqlplan-secrets-"))
-    work.chmod(0o755)  # the server's user must reach it when run as root
-    embedded = EmbeddedServer(work / "state")
-    try:
-        target = embedded.ensure_running()
-        name = f"s_{uuid.uuid4().hex[:12]}"
-        admin = connect(target)
-        admin.run(f"CREATE DATABASE {name}")
-        admin.close()
-        database = with_database(target, name)
+    with scratch("secrets") as place:
+        database = place.database
         con = connect(database)
         con.run(SETUP)
-        cli = Cli(work, Server(work / "state", embedded, target))
+        cli = Cli(place.work, place.server)
         names = write_plans(cli)
         url = database.url(mask_password=False)
         lengths: list[int] = []
@@ -111,9 +99,6 @@ def main() -> int:
                 flush=True,
             )
         con.close()
-    finally:
-        embedded.destroy()
-        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
