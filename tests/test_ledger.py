@@ -240,15 +240,21 @@ def test_every_cut_of_a_plain_connection_is_reported_truly(
     assert tally.in_doubt > 0  # some cuts fall between a commit and its answer
 
 
-@pytest.fixture
-def tls_tables(ssl_server: Cluster) -> Iterator[Any]:
-    con = connect(ssl_server.admin_target())
+def _tables_on(cluster: Cluster) -> Iterator[Any]:
+    """A connection to a Debian cluster whose tables the generated plans use, granted to the
+    SCRAM user the runs log in as."""
+    con = connect(cluster.admin_target())
     con.run(SETUP)
     con.run(GRANTS.format(user="scram"))
     try:
         yield con
     finally:
         con.close()
+
+
+@pytest.fixture
+def tls_tables(ssl_server: Cluster) -> Iterator[Any]:
+    yield from _tables_on(ssl_server)
 
 
 def test_every_cut_of_a_tls_connection_is_reported_truly(
@@ -278,13 +284,7 @@ def plain_cluster() -> Iterator[Cluster]:
 
 @pytest.fixture
 def pooled_tables(plain_cluster: Cluster) -> Iterator[Any]:
-    con = connect(plain_cluster.admin_target())
-    con.run(SETUP)
-    con.run(GRANTS.format(user="scram"))
-    try:
-        yield con
-    finally:
-        con.close()
+    yield from _tables_on(plain_cluster)
 
 
 def test_every_cut_through_pgbouncer_is_reported_truly(
