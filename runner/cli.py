@@ -967,6 +967,7 @@ def rehearse(
     from .connect.connection import RetryPolicy, cancel, connect
     from .plan.cache import load_plan
     from .plan.sqlparse import non_transactional
+    from .review.catalog import snapshot
     from .review.rehearsal import compare, render
     from .run import interrupts
     from .run.rehearse import rehearse as rehearse_plan
@@ -1004,6 +1005,9 @@ def rehearse(
             lock_timeout=lock_timeout,
             statement_timeout=statement_timeout,
             values=values,
+            # what only the database knows (partitions, indexes, foreign keys, views), for
+            # what the analysis says a statement "may" lock
+            look=snapshot,
         )
     except SqlPlanError as e:
         _fail(e)

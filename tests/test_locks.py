@@ -108,7 +108,7 @@ def _filenodes(con: Any) -> dict[str, int]:
 @pytest.mark.parametrize("sql", IN_TRANSACTION)
 def test_the_lock_model_matches_the_server_in_a_transaction(con: Any, sql: str) -> None:
     (statement,) = parse(sql).statements
-    claimed = locks(statement)
+    claimed = [lock for lock in locks(statement) if not lock.via]  # on the relations named
     assert claimed, f"the model knows nothing of {sql}"
     con.run("BEGIN")
     try:
@@ -141,7 +141,8 @@ def test_the_lock_model_matches_the_server_outside_a_transaction(
     con: Any, database: Database, sql: str, table: str
 ) -> None:
     (statement,) = parse(sql).statements
-    (lock, *_) = locks(statement)  # the first lock: on the table (an index's, for DROP INDEX)
+    # the first lock on a relation the statement names: the table (an index's, for DROP INDEX)
+    (lock, *_) = [lock for lock in locks(statement) if not lock.via]
     before = _filenodes(con)
     holder = connect(database.target)
     worker = connect(database.target)

@@ -449,3 +449,28 @@ steps:
     assert f"sqlplan: interrupted ({name}); the rehearsal was rolled back" in stderr
     assert "Traceback" not in stderr
     assert database.query("SELECT count(*) FROM items WHERE id = 901") == [[0]]
+
+
+def test_partitions_and_the_other_side_of_a_foreign_key_are_foreseen(
+    cli: Cli, database: Database
+) -> None:
+    """The analysis's "may" (partitions, the referenced table) is resolved from the catalogue
+    the rehearsal reads first: what the server locks there is no finding, and is named."""
+    database.query(
+        "CREATE TABLE m (id int, at date) PARTITION BY RANGE (at); "
+        "CREATE TABLE m_1 PARTITION OF m FOR VALUES FROM ('2024-01-01') TO ('2025-01-01'); "
+        "CREATE TABLE m_d PARTITION OF m DEFAULT; CREATE TABLE k (id int PRIMARY KEY)"
+    )
+    result = _rehearse(
+        cli,
+        database,
+        "sqlplan: 1\nname: p\nsteps:\n"
+        "  - batch: ALTER TABLE m ADD COLUMN x int\n"
+        "    allow: [lock-timeout]\n"
+        "  - batch: ALTER TABLE m ADD COLUMN y int REFERENCES k (id)\n"
+        "    allow: [lock-timeout]\n",
+    )
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert "analysis: ACCESS EXCLUSIVE on m; ACCESS EXCLUSIVE on m_1; ACCESS EXCLUSIVE on m_d" in result.stdout  # fmt: skip
+    assert "SHARE ROW EXCLUSIVE on k" in result.stdout
+    assert "0 findings" in result.stdout

@@ -240,8 +240,8 @@ def test_show_gives_each_allowed_warning_its_reason(cli: Cli) -> None:
     shown = cli("show", "p.yaml").stdout
     assert "  allows: add-foreign-key (orders is 2k rows), lock-timeout (run at night)\n" in shown
     assert (
-        "  locks: SHARE ROW EXCLUSIVE on orders, reads every row; SHARE ROW EXCLUSIVE on customers\n"
-        in shown
+        "  locks: SHARE ROW EXCLUSIVE on orders, reads every row; SHARE ROW EXCLUSIVE on customers; "
+        "may: SHARE ROW EXCLUSIVE on the partitions of orders, reads all their rows\n" in shown
     )
 
 

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..plan.sqlparse import parse
-from .locks import MODES, NEWEST, Lock, locks
+from .catalog import Catalog
+from .locks import MODES, NEWEST, Lock, describe, locks, what_waits
 from .warnings import first_line, transactions
 
 if TYPE_CHECKING:  # the data only: rendering a report needs no driver
@@ -25,20 +26,29 @@ class Compared:
     differences: tuple[str, ...]
 
 
-def compare(rehearsal: Rehearsal, version: int | None = None) -> list[Compared]:
-    """Each statement's observed locks and rewrites against the offline analysis."""
+def compare(
+    rehearsal: Rehearsal, version: int | None = None, catalog: Catalog | None = None
+) -> list[Compared]:
+    """Each statement's observed locks and rewrites against the offline analysis; with the
+    database's `catalog`, what the analysis says a statement "may" lock (partitions, indexes,
+    the tables on the other side of a foreign key) resolved into the relations it names."""
     version = version or rehearsal.plan.postgres or NEWEST
+    catalog = catalog or rehearsal.catalog
     compared = []
     for observed in rehearsal.statements:
         parsed = parse(observed.text).statements
         statement = parsed[0] if parsed else None
         expected = tuple(locks(statement, version)) if statement is not None else ()
+        if catalog is not None:
+            expected = tuple(catalog.resolve(expected))
         differences: list[str] = []
         if observed.status == "ran" and statement is not None:
             taken = {_bare(r): m for r, m in observed.locks.items()}
             holding = {_bare(r): m for r, m in observed.holding.items()}
             rewritten = {_bare(r) for r in observed.rewritten}
             for lock in expected:
+                if lock.via or not lock.known:
+                    continue  # on relations the analysis cannot name without the catalogue
                 name = _bare(lock.relation)
                 if name in taken and _stronger(taken[name], lock.mode):
                     differences.append(
@@ -57,7 +67,7 @@ def compare(rehearsal: Rehearsal, version: int | None = None) -> list[Compared]:
                     differences.append(f"rewrote {lock.relation}; the analysis said it would not")
             # An index's lock comes with its table's (REINDEX, DROP TABLE, a rewrite), and a
             # table's with its index's (DROP INDEX): either foresees the other.
-            foreseen = {_bare(lock.relation) for lock in expected}
+            foreseen = {_bare(lock.relation) for lock in expected if not lock.via}
             foreseen |= {
                 _bare(index)
                 for index, table in observed.index_of.items()
@@ -93,7 +103,7 @@ class Hold:
 
     @property
     def waits(self) -> str:
-        return "reads and writes wait" if self.mode == "ACCESS EXCLUSIVE" else "writes wait"
+        return what_waits(self.mode)
 
 
 def holds(rehearsal: Rehearsal, rows: list[Compared]) -> list[Hold]:
@@ -110,7 +120,7 @@ def holds(rehearsal: Rehearsal, rows: list[Compared]) -> list[Hold]:
         strongest: dict[str, tuple[str, int, str]] = {}  # bare name -> (mode, index, name)
         for index, row in enumerate(members):
             taken = list(row.observed.locks.items()) + [
-                (lock.relation, lock.mode) for lock in row.expected
+                (lock.relation, lock.mode) for lock in row.expected if not lock.via
             ]
             for relation, mode in taken:
                 if relation in row.observed.index_of or not _stronger(mode, "ROW EXCLUSIVE"):
@@ -141,8 +151,13 @@ def _bare(name: str) -> str:
     return name.rsplit(".", 1)[-1].strip('"')
 
 
-def render(rehearsal: Rehearsal, format: str, version: int | None = None) -> str:
-    rows = compare(rehearsal, version)
+def render(
+    rehearsal: Rehearsal,
+    format: str,
+    version: int | None = None,
+    catalog: Catalog | None = None,
+) -> str:
+    rows = compare(rehearsal, version, catalog)
     if format == "json":
         return json.dumps(_document(rehearsal, rows), indent=2, ensure_ascii=False) + "\n"
     if format == "markdown":
@@ -205,7 +220,7 @@ def _text(rehearsal: Rehearsal, rows: list[Compared]) -> str:
             if observed.rewritten:
                 lines.append(f"    rewrote: {', '.join(observed.rewritten)}")
         if row.expected:
-            lines.append("    analysis: " + "; ".join(lock.describe() for lock in row.expected))
+            lines.append("    analysis: " + "; ".join(describe(row.expected)))
         lines += [f"    finding: {difference}" for difference in row.differences]
     held = holds(rehearsal, rows)
     if held:
@@ -245,7 +260,7 @@ def _markdown(rehearsal: Rehearsal, rows: list[Compared]) -> str:
     ]
     for row in rows:
         observed = row.observed
-        analysis = "; ".join(lock.describe() for lock in row.expected)
+        analysis = "; ".join(describe(row.expected))
         if row.differences:
             analysis += " **Finding:** " + "; ".join(row.differences)
         lines.append(

@@ -19,7 +19,7 @@ from ..plan.settings import in_force
 from ..plan.sqlparse import parse
 from ..plan.values import Secret, literal
 from ..run.turns import groups
-from .locks import NEWEST, locks
+from .locks import NEWEST, describe, locks
 from .warnings import lock_findings, transactions
 
 ROWS_SHOWN = 20  # a bulk insert's rows listed before "... N more"
@@ -176,7 +176,7 @@ def _view(
             for code in sorted(step.allow)
         ),
         locks=tuple(
-            lock.describe() for statement in step.statements for lock in locks(statement, version)
+            line for statement in step.statements for line in describe(locks(statement, version))
         ),
         held=tuple(held or ()),
         captures=tuple(captures or ()),

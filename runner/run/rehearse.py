@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,6 +75,7 @@ class Rehearsal:
     at: int | None = None  # the step running now
     existing: set[str] = field(default_factory=set)  # the relations there before the plan
     interrupted: int | None = None  # the signal (Ctrl-C, SIGTERM) that stopped it
+    catalog: Any = None  # what `look` read of the database before the plan ran
 
     @property
     def ok(self) -> bool:
@@ -88,13 +89,17 @@ def rehearse(
     lock_timeout: str = "2s",
     statement_timeout: str = "60s",
     values: Mapping[str, object] | None = None,
+    look: Callable[[Callable[[str], list[list[str]]]], Any] | None = None,
 ) -> Rehearsal:
     """Run the plan in one transaction, observe every statement, roll back. `values`: the
     vars' (the plan is bound to them already; the steps that use what an earlier step
-    captures are bound as the rehearsal reaches them)."""
+    captures are bound as the rehearsal reaches them). `look`: reads what it needs of the
+    database with the query function it is given, before the plan runs (the catalogue)."""
     result = Rehearsal(plan, lock_timeout=lock_timeout, statement_timeout=statement_timeout)
     known = dict(values or {})
     try:
+        if look is not None:
+            result.catalog = look(lambda sql: wire.extended(con, sql, [()], text_rows=True).rows)
         _rehearse(con, plan, result, known)
     except wire.ConnectionLost as lost:
         where = f" during step {result.at}" if result.at else ""
