@@ -402,6 +402,16 @@ class TurnCounter:
         self._plain = isinstance(upstream_socket, str)
         self._pending = b""
         self._answered = False  # the server has said something
+        self._open = 0  # connections being relayed
+        self._done = threading.Condition(self._lock)
+        self.log: list[tuple[str, int]] = []  # ("client" | "server", bytes) per read, for messages
+
+    def settle(self, timeout: float = 10) -> int:
+        """The turns once every relayed connection has ended (both sides closed): a count
+        read while the last burst is still in flight would miss it."""
+        with self._done:
+            self._done.wait_for(lambda: self._open == 0, timeout)
+            return self.turns
 
     def _awaited(self, data: bytes) -> bool:
         """Whether the server's data completes a message the client waits for."""
@@ -423,6 +433,7 @@ class TurnCounter:
         try:
             while data := source.recv(65536):
                 with self._lock:
+                    self.log.append(("client" if from_client else "server", len(data)))
                     if from_client and not self._client_spoke_last:
                         self.turns += 1
                     if from_client:
@@ -438,12 +449,19 @@ class TurnCounter:
 
     def handle(self, conn: socket.socket, _: int) -> None:
         family = socket.AF_UNIX if isinstance(self.upstream_socket, str) else socket.AF_INET
-        with socket.socket(family, socket.SOCK_STREAM) as upstream:
-            upstream.connect(self.upstream_socket)
-            back = threading.Thread(target=self._relay, args=(upstream, conn, False), daemon=True)
-            back.start()
-            self._relay(conn, upstream, True)
-            back.join(10)
+        with self._lock:
+            self._open += 1
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as upstream:
+                upstream.connect(self.upstream_socket)
+                back = threading.Thread(target=self._relay, args=(upstream, conn, False), daemon=True)  # fmt: skip
+                back.start()
+                self._relay(conn, upstream, True)
+                back.join(10)
+        finally:
+            with self._done:
+                self._open -= 1
+                self._done.notify_all()
 
 
 class Cutter:

@@ -72,7 +72,7 @@ def _run(cli: Cli, db: Database, plan: str, *flags: str) -> tuple[int, int, str,
         url = f"postgresql://postgres@127.0.0.1:{proxy.port}/{db.target.database}?sslmode=disable"
         result = cli("run", "plan.yaml", *flags, env={"DATABASE_URL": url})
     state = db.query(STATE)[0][0]
-    return counter.turns, result.exit_code, result.stdout, result.stderr, state
+    return counter.settle(), result.exit_code, result.stdout, result.stderr, state
 
 
 def _same_both_ways(cli: Cli, db: Database, plan: str) -> tuple[int, int, int, str, str]:

@@ -16,7 +16,7 @@ def _turns(cli: Cli, server: Server, plan: str, query: str = "sslmode=disable") 
         url = f"postgresql://postgres@127.0.0.1:{proxy.port}/postgres?{query}"
         result = cli("run", plan, env={"DATABASE_URL": url})
     assert result.exit_code == 0, result.stderr
-    return counter.turns, result.stdout
+    return counter.settle(), result.stdout
 
 
 def test_the_quickstart_plans_cost_one_turn_after_connecting(cli: Cli, server: Server) -> None:

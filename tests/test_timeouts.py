@@ -126,7 +126,7 @@ def test_settings_travel_with_pipelined_steps_in_one_round_trip(
             url = f"postgresql://{target.user}@127.0.0.1:{proxy.port}/{target.database}?sslmode=disable"
             result = cli("run", "plan.yaml", *flags, env={"DATABASE_URL": url})
         assert result.exit_code == 0, result.stderr
-        outputs.append((result.stdout, counter.turns))
+        outputs.append((result.stdout, counter.settle()))
         assert con.run("SELECT n FROM t ORDER BY n") == [[1], [2]]
     (piped, piped_turns), (alone, alone_turns) = outputs
     assert piped == alone == "1500ms 1min\n"
