@@ -474,3 +474,27 @@ def test_partitions_and_the_other_side_of_a_foreign_key_are_foreseen(
     assert "analysis: ACCESS EXCLUSIVE on m; ACCESS EXCLUSIVE on m_1; ACCESS EXCLUSIVE on m_d" in result.stdout  # fmt: skip
     assert "SHARE ROW EXCLUSIVE on k" in result.stdout
     assert "0 findings" in result.stdout
+
+
+def test_what_the_plan_creates_is_foreseen_as_it_goes(cli: Cli, database: Database) -> None:
+    """The catalogue read before the run lacks what the plan creates: the partitions and
+    indexes it makes are followed from its own statements, so a lock on them is no finding."""
+    database.query("CREATE TABLE m (id int, at date, PRIMARY KEY (id, at)) PARTITION BY RANGE (at)")
+    result = _rehearse(
+        cli,
+        database,
+        "sqlplan: 1\nname: p\nsteps:\n"
+        "  - batch: |\n"
+        "      CREATE TABLE m_1 PARTITION OF m FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');\n"
+        "      CREATE TABLE n (id int PRIMARY KEY, v int) PARTITION BY RANGE (id);\n"
+        "      CREATE TABLE n_1 PARTITION OF n FOR VALUES FROM (0) TO (100);\n"
+        "      CREATE TABLE n_d PARTITION OF n DEFAULT\n"
+        "  - batch: ALTER TABLE m ADD COLUMN x int\n"
+        "    allow: [lock-timeout]\n"
+        "  - batch: ALTER TABLE n ADD COLUMN y int\n"
+        "    allow: [lock-timeout]\n",
+    )
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert "analysis: ACCESS EXCLUSIVE on m; ACCESS EXCLUSIVE on m_1" in result.stdout
+    assert "analysis: ACCESS EXCLUSIVE on n; ACCESS EXCLUSIVE on n_1; ACCESS EXCLUSIVE on n_d" in result.stdout  # fmt: skip
+    assert "0 findings" in result.stdout

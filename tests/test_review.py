@@ -269,3 +269,35 @@ def test_show_says_what_runs_under_an_access_exclusive_lock(cli: Cli) -> None:
     ]
     titles = [next(t for t in reversed(lines[:i]) if t.startswith("step ")) for _, i in held]
     assert [t.split(" (")[0] for t in titles] == ["step 1", "step 3"]
+
+
+def test_show_names_the_partitions_and_indexes_of_a_table_the_plan_created(cli: Cli) -> None:
+    """No "may" where the plan itself made the table: its partitions, the tables referring to
+    them, its indexes under the names PostgreSQL gives them."""
+    cli.write(
+        "p.yaml",
+        "sqlplan: 1\nname: p\nsteps:\n"
+        "  - batch: |\n"
+        "      CREATE TABLE m (id int, at date, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);\n"
+        "      CREATE TABLE m_2024 PARTITION OF m FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');\n"
+        "      CREATE TABLE m_rest PARTITION OF m DEFAULT;\n"
+        "      CREATE TABLE r (id int, at date, FOREIGN KEY (id, at) REFERENCES m_2024)\n"
+        "  - batch: TRUNCATE m CASCADE\n"
+        "    allow: [truncate]\n"
+        "  - batch: DROP INDEX m_pkey\n"
+        "  - batch: ALTER TABLE elsewhere ADD COLUMN x int\n"
+        "    allow: [lock-timeout]\n",
+    )
+    steps = cli("show", "p.yaml").stdout.split("\nstep ")
+    assert "  locks: ACCESS EXCLUSIVE on m; SHARE ROW EXCLUSIVE on m_2024\n" in steps[1]
+    assert (
+        "  locks: ACCESS EXCLUSIVE on m, rewrites it; ACCESS EXCLUSIVE on m_2024, rewrites it; "
+        "ACCESS EXCLUSIVE on m_rest, rewrites it; ACCESS EXCLUSIVE on r, rewrites it\n" in steps[2]
+    ), steps[2]
+    (line,) = [line for line in steps[3].splitlines() if line.startswith("  locks: ")]
+    assert sorted(line.removeprefix("  locks: ").split("; ")) == [
+        f"ACCESS EXCLUSIVE on {name}"
+        for name in ("m", "m_2024", "m_2024_pkey", "m_pkey", "m_rest", "m_rest_pkey")
+    ]
+    assert "may:" not in "".join(steps[:4])
+    assert "may: ACCESS EXCLUSIVE on the partitions of elsewhere\n" in steps[4]

@@ -35,6 +35,27 @@ class Catalog:
     views: dict[str, list[str]] = field(default_factory=_pairs)  # table -> views over it
     triggers: dict[str, list[str]] = field(default_factory=_pairs)  # function -> its tables
 
+    def merged(self, other: Catalog) -> Catalog:
+        """Both catalogues' facts: a snapshot with what a plan has created since."""
+        both = Catalog()
+        for name in (
+            "children",
+            "indexes",
+            "references",
+            "referencing",
+            "bases",
+            "views",
+            "triggers",
+        ):
+            mine, theirs = getattr(self, name), getattr(other, name)
+            setattr(both, name, {
+                key: list(dict.fromkeys([*mine.get(key, []), *theirs.get(key, [])]))
+                for key in mine.keys() | theirs.keys()
+            })  # fmt: skip
+        both.table_of = {**self.table_of, **other.table_of}
+        both.default = {**self.default, **other.default}
+        return both
+
     def descendants(self, table: str) -> list[str]:
         found: list[str] = []
         pending = list(self.children.get(table, []))
@@ -61,15 +82,23 @@ class Catalog:
             return [self.table_of[name]] if name in self.table_of else []
         if lock.via == "default":
             return [self.default[name]] if name in self.default else []
-        if lock.via == "referencing":
-            return list(self.referencing.get(name, []))
+        if lock.via == "referencing":  # of the table and of each of its partitions
+            return [
+                t
+                for table in [name, *self.descendants(name)]
+                for t in self.referencing.get(table, [])
+            ]
         if lock.via == "referenced":
             return list(self.references.get(name, []))
-        if lock.via == "dependents":
+        if lock.via == "dependents":  # of the object, and of a table's partitions
             return [
-                *self.views.get(name, []),
-                *self.referencing.get(name, []),
-                *self.triggers.get(name, []),  # a function's triggers go with it
+                found
+                for relation in [name, *self.descendants(name)]
+                for found in [
+                    *self.views.get(relation, []),
+                    *self.referencing.get(relation, []),
+                    *self.triggers.get(relation, []),  # a function's triggers go with it
+                ]
             ]
         if lock.via == "bases":
             return list(self.bases.get(name, []))

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from ..plan.sqlparse import parse
 from .catalog import Catalog
+from .learned import LearnedCatalog
 from .locks import MODES, NEWEST, Lock, describe, locks, what_waits
 from .warnings import first_line, transactions
 
@@ -34,13 +35,18 @@ def compare(
     the tables on the other side of a foreign key) resolved into the relations it names."""
     version = version or rehearsal.plan.postgres or NEWEST
     catalog = catalog or rehearsal.catalog
+    learned = LearnedCatalog()  # what the plan's statements have created since the snapshot
     compared = []
     for observed in rehearsal.statements:
         parsed = parse(observed.text).statements
         statement = parsed[0] if parsed else None
         expected = tuple(locks(statement, version)) if statement is not None else ()
         if catalog is not None:
-            expected = tuple(catalog.resolve(expected))
+            expected = tuple(catalog.merged(learned.catalog()).resolve(expected))
+        else:
+            expected = tuple(learned.resolve(expected))
+        if statement is not None and observed.status == "ran":
+            learned.learn(statement)
         differences: list[str] = []
         if observed.status == "ran" and statement is not None:
             taken = {_bare(r): m for r, m in observed.locks.items()}

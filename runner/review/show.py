@@ -19,6 +19,7 @@ from ..plan.settings import in_force
 from ..plan.sqlparse import parse
 from ..plan.values import Secret, literal
 from ..run.turns import groups
+from .learned import LearnedCatalog
 from .locks import NEWEST, describe, locks
 from .warnings import lock_findings, transactions
 
@@ -73,13 +74,23 @@ def render(plan: Plan, format: str, version: int | None = None) -> str:
             notes[step.number].append(f"captures {capture.var} = {taken}")
             captured_by[capture.var] = step.number
         notes[step.number] += _checks_and_settings(step)
+    # What each statement locks, in plan order: a "may" on a relation the plan created
+    # itself is named exactly.
+    learned = LearnedCatalog()
+    lock_lines: dict[int, tuple[str, ...]] = {}
+    for step in plan.steps:
+        lines: list[str] = []
+        for statement in step.statements:
+            lines += describe(learned.resolve(locks(statement, version)))
+            learned.learn(statement)
+        lock_lines[step.number] = tuple(dict.fromkeys(lines))  # each once per step
     views = [
         _view(
             plan,
             t.step,
             t.description,
             trips[t.step.number],
-            version,
+            lock_lines[t.step.number],
             held=held.get(t.step.number),
             captures=notes.get(t.step.number),
         )
@@ -129,7 +140,7 @@ def _view(
     step: AnyStep,
     transaction: str,
     round_trip: str,
-    version: int,
+    lock_lines: tuple[str, ...],
     *,
     held: list[str] | None = None,
     captures: list[str] | None = None,
@@ -175,9 +186,7 @@ def _view(
             f"{code} ({dict(step.reasons)[code]})" if code in dict(step.reasons) else code
             for code in sorted(step.allow)
         ),
-        locks=tuple(
-            line for statement in step.statements for line in describe(locks(statement, version))
-        ),
+        locks=lock_lines,
         held=tuple(held or ()),
         captures=tuple(captures or ()),
         sql=sql,
