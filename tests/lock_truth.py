@@ -21,7 +21,10 @@ PostgreSQL 18 and 15).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -368,6 +371,28 @@ def _combined(version: int) -> Iterator[str]:
         yield f"TRUNCATE {first}, {second}"
 
 
+def outside(version: int) -> Iterator[str]:
+    """Statements that cannot run in a transaction block: `probe` reads what they lock."""
+    for table in (*PLAIN, *PARTITIONS, "child_counts"):
+        column = "n" if table == "child_counts" else INT_COLUMN[table]
+        yield f"CREATE INDEX CONCURRENTLY i ON {table} ({column})"
+        yield f"CREATE UNIQUE INDEX CONCURRENTLY i ON {table} (id)"
+        yield f"REINDEX TABLE CONCURRENTLY {table}"
+        yield f"VACUUM {table}"
+        yield f"VACUUM FULL {table}"
+        yield f"VACUUM (ANALYZE) {table}"
+    yield "REINDEX TABLE meas"
+    yield "REINDEX TABLE CONCURRENTLY meas"
+    yield "VACUUM meas"
+    yield "VACUUM FULL meas"
+    yield "CLUSTER meas USING meas_val"
+    for index in ("child_n", "parent_pkey", "child_counts_key", "meas_2024_val_idx"):
+        yield f"DROP INDEX CONCURRENTLY {index}"
+        yield f"REINDEX INDEX CONCURRENTLY {index}"
+    yield "ALTER TABLE meas DETACH PARTITION meas_2025 CONCURRENTLY"
+    yield "ALTER TABLE meas DETACH PARTITION meas_default CONCURRENTLY"
+
+
 GRAMMAR = (_add_column, _alter_column, _constraints, _table_forms, _indexes, _objects,
            _drops_and_locks, _dml, _combined)  # fmt: skip
 
@@ -394,6 +419,7 @@ class Truth:
     rewritten: set[str] = field(default_factory=set)
     catalog: Catalog = field(default_factory=Catalog)  # before the statement
     stored: set[str] = field(default_factory=set)  # tables and materialized views: a file
+    probed: set[str] | None = None  # by `probe`: the only relations the truth covers
 
 
 _PG_MODES = {m.title().replace(" ", "") + "Lock": m for m in MODES}
@@ -442,6 +468,124 @@ def observe(con: Any, sql: str) -> Truth:
     return truth
 
 
+_TABLES = """
+SELECT c.relname, c.relkind, c.relfilenode FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname IN ('public', 'other') AND c.relkind IN ('r', 'p', 'm')
+"""
+
+
+@dataclass
+class Copies:
+    """Fresh copies of a `base` database holding SCHEMA, for `probe`: `admin` runs CREATE and
+    DROP DATABASE, `target(name)` is a database's Target, `connect(target)` a session."""
+
+    admin: Any
+    target: Any
+    connect: Any
+    base: str
+    made: int = 0
+
+    def make_base(self) -> None:
+        """The base database (a template: no one stays connected to it)."""
+        self.admin.run(f"CREATE DATABASE {self.base}")
+        con = self.connect(self.target(self.base))
+        try:
+            con.run(SCHEMA)
+        finally:
+            con.close()
+
+    def copy(self) -> str:
+        self.made += 1
+        name = f"{self.base}_p{self.made}"
+        self.admin.run(f"CREATE DATABASE {name} TEMPLATE {self.base}")
+        return name
+
+    def drop(self, name: str) -> None:
+        self.admin.run(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+    def session(self, name: str) -> Any:
+        return self.connect(self.target(name))
+
+
+def probe(copies: Copies, sql: str) -> Truth:
+    """What a statement that cannot run in a transaction block locks, behind a second
+    session: for each table, in a fresh copy of the database, another session holds ACCESS
+    EXCLUSIVE on it (LOCK TABLE ONLY) and the mode the statement waits for there is read from
+    pg_locks (the first it asks for on that table; none if it finishes without waiting). One
+    more copy, unhindered, gives the rewrites (relfilenode before and after)."""
+    probed: set[str] = set()
+    truth = Truth(sql, probed=probed)
+    name = copies.copy()
+    try:
+        con = copies.session(name)
+        try:
+            before = {r[0]: (r[1], r[2]) for r in con.run(_TABLES)}
+            truth.catalog = snapshot(con.run)
+            try:
+                con.run(sql)
+            except Exception as e:  # the statement does not apply to this schema
+                truth.ran, truth.error = False, str(getattr(e, "args", [e])[0])
+                return truth
+            after = {r[0]: (r[1], r[2]) for r in con.run(_TABLES)}
+        finally:
+            con.close()
+    finally:
+        copies.drop(name)
+    for table, (kind, node) in before.items():
+        if kind in ("r", "m"):
+            truth.stored.add(table)
+            if table in after and after[table][1] != node:
+                truth.rewritten.add(table)
+    for table in sorted(before):
+        held, mode = _waits_for(copies, sql, table)
+        if held:
+            probed.add(table)
+        if mode is not None:
+            truth.modes[table] = mode
+    return truth
+
+
+def _waits_for(copies: Copies, sql: str, table: str) -> tuple[bool, str | None]:
+    """(whether the table could be held, the mode the statement waited for there)."""
+    name = copies.copy()
+    holder, worker, watcher = (copies.session(name) for _ in range(3))
+    try:
+        holder.run("BEGIN")
+        try:
+            holder.run(f"LOCK TABLE ONLY {table} IN ACCESS EXCLUSIVE MODE")
+        except Exception:  # LOCK TABLE takes no materialized view
+            return False, None
+        pid = worker.run("SELECT pg_backend_pid()")[0][0]
+        done = threading.Event()
+
+        def work() -> None:
+            with contextlib.suppress(Exception):  # what it waited for is the answer
+                worker.run(sql)
+            done.set()
+
+        thread = threading.Thread(target=work, daemon=True)
+        thread.start()
+        waited = None
+        deadline = time.monotonic() + 20
+        while waited is None and not done.is_set() and time.monotonic() < deadline:
+            rows = watcher.run(
+                "SELECT mode FROM pg_locks WHERE pid = :pid AND NOT granted "
+                "AND locktype = 'relation' AND relation = to_regclass(:r)",
+                pid=pid,
+                r=table,
+            )
+            waited = rows[0][0] if rows else None
+            time.sleep(0.005)
+        holder.run("ROLLBACK")
+        thread.join(60)
+        return True, _PG_MODES[waited] if waited else None
+    finally:
+        for session in (holder, worker, watcher):
+            session.close()
+        copies.drop(name)
+
+
 @dataclass(frozen=True)
 class Disagreement:
     kind: str  # missed, weak, strong, rewrite missed, rewrite invented
@@ -467,6 +611,9 @@ def compare(truth: Truth, version: int) -> list[Disagreement]:
             predicted[name] = lock.mode
         if name not in rewrites or lock.rewrite is True or (lock.rewrite is None and rewrites[name] is False):  # fmt: skip
             rewrites[name] = lock.rewrite
+    if truth.probed is not None:  # only the tables probed behind a second session
+        predicted = {r: m for r, m in predicted.items() if r in truth.probed}
+        rewrites = {r: w for r, w in rewrites.items() if r in truth.probed}
     found: list[Disagreement] = []
     for relation, mode in truth.modes.items():
         claimed = predicted.get(relation)

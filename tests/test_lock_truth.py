@@ -5,13 +5,17 @@ them on PostgreSQL 18 and 15). Its "may" is resolved from the catalogue, as `reh
 
 from __future__ import annotations
 
+import random
+import uuid
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from lock_truth import FAILING, SCHEMA, compare, observe, statements
+from lock_truth import FAILING, SCHEMA, Copies, compare, observe, outside, probe, statements
 
+from runner.connect.connection import connect
+from runner.connect.target import with_database
 from runner.plan.sqlparse import parse
 from runner.review.catalog import snapshot
 from runner.review.locks import describe, locks
@@ -63,3 +67,33 @@ def test_a_statement_the_analysis_does_not_know_is_never_no_locks(sql: str) -> N
     (lock,) = locks(statement)
     assert not lock.known
     assert lock.describe().startswith("not analysed: assume ACCESS EXCLUSIVE on ")
+
+
+def test_statements_outside_a_transaction_block_wait_for_what_the_analysis_says(
+    server: Any,
+) -> None:
+    """CREATE INDEX CONCURRENTLY, VACUUM FULL, REINDEX ... CONCURRENTLY, DETACH ...
+    CONCURRENTLY: each table held by a second session in turn, the mode the statement waits
+    for compared with the analysis (bench/locks.py probes every one of them)."""
+    admin = connect(server.target)
+    copies = Copies(
+        admin,
+        lambda name: with_database(server.target, name),
+        connect,
+        f"lt_{uuid.uuid4().hex[:10]}",
+    )
+    try:
+        copies.make_base()
+        ran = []
+        for sql in [*random.Random(19).sample(list(outside(VERSION)), 3), "VACUUM FULL child"]:
+            truth = probe(copies, sql)
+            if not truth.ran:
+                continue
+            ran.append(sql)
+            assert truth.probed, sql
+            wrong = [d for d in compare(truth, VERSION) if d.kind in FAILING]
+            assert wrong == [], (sql, wrong)
+        assert "VACUUM FULL child" in ran
+    finally:
+        copies.drop(copies.base)
+        admin.close()
