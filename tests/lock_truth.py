@@ -611,9 +611,8 @@ def compare(truth: Truth, version: int) -> list[Disagreement]:
             predicted[name] = lock.mode
         if name not in rewrites or lock.rewrite is True or (lock.rewrite is None and rewrites[name] is False):  # fmt: skip
             rewrites[name] = lock.rewrite
-    if truth.probed is not None:  # only the tables probed behind a second session
+    if truth.probed is not None:  # modes only on the tables probed behind a second session
         predicted = {r: m for r, m in predicted.items() if r in truth.probed}
-        rewrites = {r: w for r, w in rewrites.items() if r in truth.probed}
     found: list[Disagreement] = []
     for relation, mode in truth.modes.items():
         claimed = predicted.get(relation)

@@ -369,6 +369,8 @@ def _analyse(statement: Statement, context: Context) -> Iterator[tuple[Lock, lis
         if "concurrently" in _defnames(node.get("params", [])):
             yield Lock(table, "SHARE UPDATE EXCLUSIVE"), []
             yield Lock(table, "SHARE UPDATE EXCLUSIVE", via="table" if index else "indexes"), []
+            if not index:  # a partitioned table's partitions are listed under SHARE first
+                yield Lock(table, "SHARE", via="partitions"), []
         elif index:
             yield Lock(table, "ACCESS EXCLUSIVE"), []
             yield Lock(table, "SHARE", via="table"), []
@@ -403,6 +405,7 @@ def _analyse(statement: Statement, context: Context) -> Iterator[tuple[Lock, lis
                         )
                     ],
                 )
+                yield Lock(table, "ACCESS EXCLUSIVE", rewrite=True, via="partitions"), []
             else:
                 yield Lock(table, "SHARE UPDATE EXCLUSIVE"), []
                 yield Lock(table, "SHARE UPDATE EXCLUSIVE", via="partitions"), []
@@ -419,6 +422,7 @@ def _analyse(statement: Statement, context: Context) -> Iterator[tuple[Lock, lis
                 )
             ],
         )
+        yield Lock(table, "ACCESS EXCLUSIVE", rewrite=True, via="partitions"), []
     elif kind == "TruncateStmt":
         for item in node.get("relations", []):
             relation = item.get("RangeVar", item)
