@@ -182,6 +182,7 @@ class LearnedCatalog:
                 other.table == table
                 and other.parent is None
                 and other.definition == index.definition
+                and (index.kind == "idx" or other.kind != "idx")  # a constraint's needs one
             ):
                 other.parent = parent_index
                 return
@@ -250,9 +251,9 @@ class LearnedCatalog:
         else:
             keys = [_string(k) for k in constraint.get("keys", [])]
             columns = unique_names([*keys, *(_string(k) for k in constraint.get("including", []))])
-        definition = json.dumps(
-            [kind, columns, constraint.get("access_method", ""), _without_locations(constraint.get("where_clause"))],
-        )  # fmt: skip
+        definition = _definition(
+            kind != "excl", columns, constraint.get("access_method"), constraint.get("where_clause")
+        )
         self._add_index(table, constraint.get("conname"), columns, kind, definition)
 
     def _add_foreign_key(self, table: str, column: str | None, constraint: dict[str, Any]) -> None:
@@ -282,12 +283,13 @@ class LearnedCatalog:
             elements, [p.get("IndexElem", {}) for p in node.get("indexIncludingParams", [])]
         )
         kind = "pkey" if node.get("primary") else "key" if node.get("isconstraint") else "idx"
-        definition = json.dumps(
-            [
-                "unique" if node.get("unique") else "", columns, node.get("accessMethod", ""),
-                _without_locations(node.get("indexParams")), _without_locations(node.get("whereClause")),
-            ]
-        )  # fmt: skip
+        shape = [
+            e.get("name") or _without_locations(e.get("expr"))
+            for e in [*elements, *(p.get("IndexElem", {}) for p in node.get("indexIncludingParams", []))]
+        ]  # fmt: skip
+        definition = _definition(
+            bool(node.get("unique")), shape, node.get("accessMethod"), node.get("whereClause")
+        )
         if node.get("if_not_exists"):
             self.own.discard(table)  # the index may be there already, from outside the plan
         recurse = bool(relation.get("inh")) and not node.get("concurrent")
@@ -463,6 +465,7 @@ class LearnedCatalog:
         self.partitions = {swap(k): [swap(c) for c in v] for k, v in self.partitions.items()}
         self.inheritors = {swap(k): [swap(c) for c in v] for k, v in self.inheritors.items()}
         self.default = {swap(k): swap(v) for k, v in self.default.items()}
+        self.bounds = {swap(k): v for k, v in self.bounds.items()}
         self.indexes = {swap(k): v for k, v in self.indexes.items()}
         for index in self.indexes.values():
             index.table = swap(index.table)
@@ -574,6 +577,14 @@ def _foreign_keys(elements: list[Any]) -> Iterator[tuple[str | None, dict[str, A
         constraint = element.get("Constraint", {})
         if constraint.get("contype") == "CONSTR_FOREIGN":
             yield None, constraint
+
+
+def _definition(unique: bool, columns: Iterable[Any], method: Any, where: Any) -> str:
+    """What makes two indexes the same for ATTACH PARTITION (CompareIndexInfo): uniqueness,
+    columns and expressions, access method, predicate; not whether a constraint owns it."""
+    return json.dumps(
+        [unique, list(columns), method or "btree", _without_locations(where)], sort_keys=True
+    )
 
 
 def _bound_key(bound: dict[str, Any]) -> tuple[Any, ...]:
