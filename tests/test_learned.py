@@ -14,6 +14,7 @@ from lock_truth import SCHEMA
 
 from runner.plan.sqlparse import parse
 from runner.review.catalog import Catalog, snapshot
+from runner.review.ddl import learn
 from runner.review.learned import LearnedCatalog
 from runner.review.locks import describe, locks
 
@@ -21,7 +22,7 @@ from runner.review.locks import describe, locks
 def _learn(sql: str, learned: LearnedCatalog | None = None) -> LearnedCatalog:
     learned = learned or LearnedCatalog()
     for statement in parse(sql).statements:
-        learned.learn(statement)
+        learn(learned, statement)
     return learned
 
 
@@ -221,7 +222,7 @@ def test_generated_ddl_is_learned_as_the_server_has_it(con: Any) -> None:
                 continue
             done.append(sql)
             for statement in parse(sql).statements:
-                learned.learn(statement)
+                learn(learned, statement)
             _follow(state, con)
         ran.append(len(done))
         compared.append(len(_own_tables(learned)))

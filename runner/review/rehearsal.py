@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from ..plan.sqlparse import parse
 from .catalog import Catalog
+from .ddl import learn
 from .learned import LearnedCatalog
 from .locks import MODES, NEWEST, Lock, describe, locks, what_waits
 from .warnings import first_line, transactions
@@ -46,7 +47,7 @@ def compare(
         else:
             expected = tuple(learned.resolve(expected))
         if statement is not None and observed.status == "ran":
-            learned.learn(statement)
+            learn(learned, statement)
         differences: list[str] = []
         if observed.status == "ran" and statement is not None:
             taken = {_bare(r): m for r, m in observed.locks.items()}

@@ -19,6 +19,7 @@ from ..plan.settings import in_force
 from ..plan.sqlparse import parse
 from ..plan.values import Secret, literal
 from ..run.turns import groups
+from .ddl import learn
 from .learned import LearnedCatalog
 from .locks import NEWEST, describe, locks
 from .warnings import lock_findings, transactions
@@ -82,7 +83,7 @@ def render(plan: Plan, format: str, version: int | None = None) -> str:
         lines: list[str] = []
         for statement in step.statements:
             lines += describe(learned.resolve(locks(statement, version)))
-            learned.learn(statement)
+            learn(learned, statement)
         lock_lines[step.number] = tuple(dict.fromkeys(lines))  # each once per step
     views = [
         _view(
