@@ -638,7 +638,7 @@ def test_a_root_certificate_file_is_all_that_is_trusted(
     mode that verifies nothing loads no certificate at all (and no time is spent on them)."""
     import ssl
 
-    from runner.connect.connection import ssl_context_for
+    from runner.connect.tls import ssl_context_for
 
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.postgresql/root.crt
     pinned = ssl_context_for(

@@ -79,3 +79,62 @@ def test_the_checker_sees_lazy_and_relative_imports(tmp_path: Path) -> None:
     fake.write_text("def f():\n    from ..cli import main\n    import click\n")
     names = {n for _, n in _imports(fake, "runner.plan.probe")}
     assert names >= {"runner.cli", "runner.cli.main", "click"}
+
+
+def _graph() -> dict[str, set[str]]:
+    """Each module of the package and the package modules it imports, lazily or not."""
+    modules = {
+        ".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p
+        for p in PACKAGE.rglob("*.py")
+    }
+    graph: dict[str, set[str]] = {}
+    for module, path in modules.items():
+        name = module if path.name != "__init__.py" else module + ".__init__"
+        graph[module] = {
+            imported
+            for _, imported in _imports(path, name)
+            if imported in modules and imported != module
+        }
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The import cycles: strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(module: str) -> None:
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        for other in sorted(graph.get(module, ())):
+            if other not in index:
+                visit(other)
+                low[module] = min(low[module], low[other])
+            elif other in stack:
+                low[module] = min(low[module], index[other])
+        if low[module] == index[module]:
+            component = []
+            while True:
+                member = stack.pop()
+                component.append(member)
+                if member == module:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for module in sorted(graph):
+        if module not in index:
+            visit(module)
+    return found
+
+
+def test_no_module_imports_one_that_imports_it() -> None:
+    """No import cycle, counting the imports inside functions: each module can be read (and
+    tested) with only what it imports below it."""
+    assert _cycles(_graph()) == []
+
+
+def test_the_cycle_check_can_fail() -> None:
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]

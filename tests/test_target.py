@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from runner.connect.connection import ssl_context_for
 from runner.connect.target import Target, mask_url, parse_target, resolve_target
+from runner.connect.tls import ssl_context_for
 from runner.errors import ConfigError
 
 ME = getpass.getuser()

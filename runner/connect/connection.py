@@ -6,10 +6,8 @@ carries the session from there."""
 
 from __future__ import annotations
 
-import errno
 import functools
 import io
-import os
 import random
 import socket
 import ssl
@@ -17,24 +15,21 @@ import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, TypeGuard
+from typing import TYPE_CHECKING
 
-from ..errors import ConfigError, ConnectError
-from . import early, memory
+from ..errors import ConnectError
+from . import early
 from .handshake import (
-    ALPN,
     LoggedIn,
     Refusal,
     RefusesTls,
-    ServerError,
-    Stale,
     direct_tls,
     start_tls,
 )
-from .handshake import log_in as handshake_log_in
+from .login import StaleLogin, Transient, failure, is_handshake_failure, log_in
 from .sockets import TERMINATE, Deadline, hang_up, tune
 from .target import Target
+from .tls import ssl_context_for
 
 if TYPE_CHECKING:
     from pg8000.native import Connection
@@ -57,10 +52,6 @@ class RetryPolicy:
         return float(ceiling / 2 + random.uniform(0, ceiling / 2))
 
 
-class _Transient(Exception):
-    """A connect failure worth another attempt: refused, reset, timed out, server starting up."""
-
-
 def connect(
     target: Target,
     retry: RetryPolicy | None = None,
@@ -75,7 +66,7 @@ def connect(
     for attempt in range(1, attempts + 1):
         try:
             return _connect_with_sslmode(target, timeout)
-        except _Transient as e:
+        except Transient as e:
             if attempt == attempts:
                 tries = f" (after {attempts} attempts)" if attempts > 1 else ""
                 raise ConnectError(f"cannot connect to {target.describe()}: {e}{tries}") from None
@@ -132,7 +123,7 @@ def _attempt_tls(target: Target, timeout: float) -> Connection:
     try:
         return _attempt(target, ssl_context_for(target, every_group=True), timeout)
     except _HandshakeFailed as e:
-        raise _failure(target, e.error) from None
+        raise failure(target, e.error) from None
 
 
 class _HandshakeFailed(Exception):
@@ -146,114 +137,13 @@ class _RefusesTls(Exception):
     pass
 
 
-def ssl_context_for(target: Target, *, every_group: bool = False) -> ssl.SSLContext:
-    """The TLS settings an sslmode asks for, with the client certificate if there is one.
-
-    As libpq, `require` verifies the chain (as verify-ca) when there is a root certificate:
-    `sslrootcert`, or ~/.postgresql/root.crt.
-
-    Unless `every_group`, the key share offered is P-256 alone, which every TLS 1.3 server
-    must accept (RFC 8446, 9.1). OpenSSL's default, X25519, costs a round trip (a
-    HelloRetryRequest) with PostgreSQL up to 17, whose ssl_ecdh_curve is prime256v1."""
-    mode = target.sslmode
-    root, certificate, key = tls_files(target)
-    if root is not None:
-        if root == "system":
-            context = ssl.create_default_context()
-        elif os.path.isfile(root):
-            # As libpq: the file's certificates are the only ones trusted, not the system's.
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            try:
-                context.load_verify_locations(cafile=root)
-            except (ssl.SSLError, OSError, ValueError) as e:
-                raise ConfigError(
-                    f"root certificate file {root!r} holds no usable certificate "
-                    f"(PEM is expected): {_tls_reason(e)}"
-                ) from None
-            if not context.get_ca_certs():
-                raise ConfigError(
-                    f"root certificate file {root!r} holds no certificate (PEM is expected)"
-                )
-        elif os.path.exists(root):
-            raise ConfigError(f"root certificate file {root!r} is not a plain file")
-        else:
-            raise ConfigError(
-                f"root certificate file {root!r} does not exist: give one with sslrootcert=FILE, "
-                "use the system's trusted roots with sslrootcert=system, or use sslmode=require"
-            )
-        context.check_hostname = mode == "verify-full"
-    else:
-        # Nothing is verified: no CA bundle to load (which costs 10-20 ms at every start).
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    if not every_group:
-        context.set_ecdh_curve("prime256v1")
-    if target.sslnegotiation == "direct":
-        context.set_alpn_protocols([ALPN])
-    if certificate is not None and key is not None:
-        _check_key_permissions(key)
-        try:
-            context.load_cert_chain(certificate, key)
-        except (OSError, ssl.SSLError, ValueError) as e:
-            raise ConfigError(
-                f"cannot load the client certificate {certificate!r} with key {key!r} "
-                f"(PEM files are expected, the key unencrypted): {_tls_reason(e)}"
-            ) from None
-    elif target.sslcert:
-        raise ConfigError(f"client certificate file {target.sslcert!r} does not exist")
-    return context
-
-
-def tls_files(target: Target) -> tuple[str | None, str | None, str | None]:
-    """(the root certificate file, when the chain is verified; the client certificate; its
-    key), found as libpq finds them: with the target, what ssl_context_for's context is."""
-    mode = target.sslmode
-    default_root = Path.home() / ".postgresql" / "root.crt"
-    verify = mode in ("verify-ca", "verify-full") or (
-        mode == "require" and (target.sslrootcert or default_root.is_file())
-    )
-    root = (target.sslrootcert or str(default_root)) if verify else None
-    certificate = target.sslcert or _default_client_file("postgresql.crt")
-    key = None
-    if certificate and os.path.isfile(certificate):
-        key = target.sslkey or _default_client_file("postgresql.key") or certificate
-    return root, certificate, key
-
-
-def _tls_reason(error: BaseException) -> str:
-    if isinstance(error, ssl.SSLError):
-        return error.reason or error.strerror or str(error)
-    if isinstance(error, OSError):
-        return error.strerror or str(error)
-    return str(error)
-
-
-def _default_client_file(name: str) -> str | None:
-    path = Path.home() / ".postgresql" / name
-    return str(path) if path.is_file() else None
-
-
-def _check_key_permissions(key: str) -> None:
-    """libpq refuses a private key others can read: u=rw (0600), or u=rw,g=r (0640) if root owns it."""
-    try:
-        info = os.stat(key)
-    except OSError:
-        raise ConfigError(f"private key file {key!r} does not exist") from None
-    allowed = 0o037 if info.st_uid == 0 else 0o077
-    if info.st_mode & allowed:
-        raise ConfigError(
-            f"private key file {key!r} has group or world access; it must be u=rw (0600) or less"
-        )
-
-
 def _attempt(
     target: Target,
     tls: ssl.SSLContext | bool,
     timeout: float,
 ) -> Connection:
     """One connection attempt, bounded as a whole by `timeout` (TCP, TLS and the log-in, as
-    libpq's connect_timeout); failures become _Transient, _RefusesTls or ConnectError."""
+    libpq's connect_timeout); failures become Transient, _RefusesTls or ConnectError."""
     deadline = Deadline(timeout)
     if target.is_unix_socket:
         return _logged_in(
@@ -269,14 +159,14 @@ def _attempt(
         return _session(target, taken)  # logged in already, the plan known valid
     if taken == early.REFUSED:
         raise _RefusesTls()  # it said N already, to the SSLRequest sent at start
-    if isinstance(taken, early.Failed) and not isinstance(taken.error, _Stale):
+    if isinstance(taken, early.Failed) and not isinstance(taken.error, StaleLogin):
         error = taken.error
-        if isinstance(error, (_Transient, ConnectError, _RefusesTls)):
+        if isinstance(error, (Transient, ConnectError, _RefusesTls)):
             raise error  # logging in at start: that was this attempt
-        if _handshake_failure(error):
+        if is_handshake_failure(error):
             raise _HandshakeFailed(error)
         # the attempt made at start: it counts as this one (its timeout is spent)
-        raise _failure(target, error) from None
+        raise failure(target, error) from None
     if isinstance(taken, early.Opened):
         # opened while sqlplan started (TLS with ssl_context_for(target)): its time counts
         sock, deadline = taken.sock, taken.deadline
@@ -293,11 +183,11 @@ def _logged_in(
     attempt's time."""
     try:
         return _session(target, log_in(target, sock, deadline=deadline))
-    except _Stale:
+    except StaleLogin:
         try:
             fresh = reopen()
         except TimeoutError as e:
-            raise _failure(target, e) from None
+            raise failure(target, e) from None
         return _session(target, log_in(target, fresh, remembered=False, deadline=deadline))
 
 
@@ -308,7 +198,7 @@ def _unix_socket(target: Target, deadline: Deadline) -> socket.socket:
         sock.connect(target.socket_path)
     except OSError as e:
         sock.close()
-        raise _failure(target, e) from None
+        raise failure(target, e) from None
     return sock
 
 
@@ -343,85 +233,10 @@ def open_socket(
     except OSError as e:
         if sock is not None:
             sock.close()
-        if _handshake_failure(e):
+        if is_handshake_failure(e):
             raise _HandshakeFailed(e) from None
-        raise _failure(target, e) from None
+        raise failure(target, e) from None
     return sock
-
-
-def _handshake_failure(error: BaseException) -> TypeGuard[ssl.SSLError]:
-    return isinstance(error, ssl.SSLError) and not isinstance(
-        error, (ssl.SSLCertVerificationError, ssl.SSLEOFError, ssl.SSLZeroReturnError)
-    )
-
-
-def log_in(
-    target: Target,
-    sock: socket.socket,
-    *,
-    remembered: bool = True,
-    deadline: Deadline | None = None,
-) -> LoggedIn:
-    """StartupMessage and authentication on an open socket (TLS set up already, if any); on
-    failure the socket is closed and the error is _Transient, _Stale or ConnectError.
-    `remembered`: send the SCRAM first message at once if the server asked for SASL last time.
-    `deadline`: what is left of the attempt bounds every read and write."""
-    tls = isinstance(sock, ssl.SSLSocket)
-    expect = memory.offered(target, tls) if remembered else ()
-    try:
-        done = handshake_log_in(
-            sock,
-            user=target.user,
-            password=target.password,
-            database=target.database,
-            application_name=target.application_name,
-            options=target.options or None,
-            channel_binding=target.channel_binding,
-            expect=expect,
-            deadline=deadline,
-        )
-    except Stale:
-        sock.close()
-        memory.remember(target, tls, ())
-        raise _Stale() from None
-    except ServerError as e:
-        sock.close()
-        code = e.fields.get("C", "")
-        message = e.fields.get("M", "server error")
-        if code == "57P03" or code.startswith("08") or code == "53300":
-            raise _Transient(f"{message} [{code}]") from None
-        raise ConnectError(
-            f"cannot connect to {target.describe()}: {message} [{code}]", sqlstate=code
-        ) from None
-    except Refusal as e:
-        sock.close()
-        raise ConnectError(f"cannot connect to {target.describe()}: {e}") from None
-    except OSError as e:
-        sock.close()
-        raise _failure(target, e) from None
-    if done.login.offered != expect:
-        memory.remember(target, tls, done.login.offered)
-    return done
-
-
-class _Stale(Exception):
-    """The server no longer asks for what it asked for last time: log in again, on a new
-    connection (not a failed attempt)."""
-
-
-def _failure(target: Target, error: BaseException) -> Exception:
-    reason = _reason(error) + _direct_hint(target, error)
-    if _is_transient(error):
-        return _Transient(reason)
-    return ConnectError(f"cannot connect to {target.describe()}: {reason}")
-
-
-def _direct_hint(target: Target, error: BaseException) -> str:
-    """A server before PostgreSQL 17 reads a direct TLS ClientHello as a broken startup
-    packet and hangs up: say what the likely cause is."""
-    if target.sslnegotiation == "direct" and isinstance(error, (ssl.SSLError, ConnectionError)):
-        return " (sslnegotiation=direct needs PostgreSQL 17 or later, or a proxy that speaks it)"
-    return ""
 
 
 class _Greeting:
@@ -479,33 +294,6 @@ def close(connection: Connection) -> None:
     stream, sock = connection._sock, connection._usock
     connection._sock = connection._usock = None
     hang_up(sock, stream, TERMINATE)
-
-
-def _is_transient(error: BaseException) -> bool:
-    if isinstance(error, ssl.SSLCertVerificationError):
-        return False
-    if isinstance(error, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):
-        return True  # the peer hung up mid-handshake: a proxy waking its backend, say
-    if isinstance(error, ssl.SSLError):
-        return False
-    if isinstance(error, socket.gaierror):
-        return error.errno == socket.EAI_AGAIN  # a temporary DNS failure, not an unknown name
-    if isinstance(error, (ConnectionError, TimeoutError, socket.timeout)):
-        return True
-    if isinstance(error, OSError):
-        # ENOENT: a unix socket that is not there yet (a server still starting)
-        return error.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ENOENT)
-    return str(error) in ("network error", "communication error")
-
-
-def _reason(error: BaseException) -> str:
-    if isinstance(error, (socket.timeout, TimeoutError)):
-        return "timed out"
-    if isinstance(error, ssl.SSLCertVerificationError):
-        return f"TLS certificate verification failed: {error.verify_message}"
-    if isinstance(error, OSError) and error.strerror:
-        return error.strerror
-    return str(error) or type(error).__name__
 
 
 _CANCEL_REQUEST_CODE = 80877102

@@ -89,7 +89,7 @@ class _Early:
         self.failure: Exception | None = None  # why logging in failed (connection.py's error)
         self.sock: socket.socket | None = None
         self.deadline: Any = None  # sockets.Deadline of this attempt: TCP, TLS, log-in
-        self.files: Any = None  # the certificate files its TLS used (connection.tls_files)
+        self.files: Any = None  # the certificate files its TLS used (tls.tls_files)
         self._verdict: bool | None = None  # go(): log in; take() or discard(): do not
         self._decided = threading.Event()
         self._verdict_lock = threading.Lock()
@@ -149,8 +149,8 @@ class _Early:
             deadline.apply(sock)
             if target.sslmode != "disable":
                 # The TLS settings are made while the SSLRequest's answer is on the way.
-                from .connection import ssl_context_for, tls_files
                 from .handshake import RefusesTls, direct_tls, finish_tls
+                from .tls import ssl_context_for, tls_files
 
                 self.files = tls_files(target)
                 context = ssl_context_for(target)
@@ -201,7 +201,7 @@ class _Early:
             if not decided:  # take(), or, with no verdict in time, it goes
                 self.close()
             return
-        from .connection import log_in
+        from .login import log_in
 
         sock, self.sock = self.sock, None
         try:
@@ -231,7 +231,7 @@ class _Early:
         if self._thread.is_alive():
             return None
         if tls and self.files is not None:
-            from .connection import tls_files
+            from .tls import tls_files
 
             if tls_files(target) != self.files:  # not the TLS this attempt would set up
                 self.close()
