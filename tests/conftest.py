@@ -204,3 +204,20 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("SQLPLAN_CACHE_DIR", str(directory))
     monkeypatch.delenv("SQLPLAN_NO_CACHE", raising=False)
     return directory
+
+
+# What a test needs, from the fixtures it uses (directly or through others): `postgres`, the
+# embedded server; `debian`, Debian's PostgreSQL (TLS, a second version) or PgBouncer. The
+# fast tier is `pytest -m "not postgres and not debian and not slow"`.
+_NEEDS = {
+    "postgres": {"server"},
+    "debian": {"certs", "ssl_server", "cluster", "plain_cluster", "plain_server", "tls_cluster"},
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        for marker, fixtures in _NEEDS.items():
+            if used & fixtures:
+                item.add_marker(marker)

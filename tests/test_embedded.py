@@ -18,6 +18,8 @@ from conftest import split_fingerprint
 
 from runner.connect.embedded import SERVICE_USER, EmbeddedServer
 
+pytestmark = pytest.mark.postgres  # every test here starts an embedded server of its own
+
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="only meaningful when run as root")
 
 PLAN = """\
@@ -257,13 +259,19 @@ def test_a_stale_pid_file_naming_another_process(project: Path, who: str) -> Non
         _cleanup(state)
 
 
-def _initdb_running() -> bool:
+def _initdb_running(under: Path) -> bool:
+    """An initdb making a cluster under `under` (another test run's may be running too)."""
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
             words = cmdline.read_bytes().split(b"\0")
         except OSError:
             continue
-        if words and words[0].endswith(b"initdb") and any(b"data.initialising" in w for w in words):
+        if (
+            words
+            and words[0].endswith(b"initdb")
+            and any(b"data.initialising" in w for w in words)
+            and any(str(under).encode() in w for w in words)
+        ):
             return True
     return False
 
@@ -282,7 +290,7 @@ def test_a_first_initialisation_cut_short_is_made_again(project: Path, signum: i
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         deadline = time.monotonic() + 60
-        while not _initdb_running():
+        while not _initdb_running(state):
             assert time.monotonic() < deadline
             assert process.poll() is None, process.communicate()
             time.sleep(0.005)
@@ -290,7 +298,7 @@ def test_a_first_initialisation_cut_short_is_made_again(project: Path, signum: i
         process.communicate(timeout=60)
         assert process.returncode == (130 if signum == signal.SIGINT else -signal.SIGKILL)
         deadline = time.monotonic() + 30  # a killed sqlplan's initdb may still be finishing
-        while _initdb_running():
+        while _initdb_running(state):
             assert time.monotonic() < deadline
             time.sleep(0.05)
         again = sqlplan("run", "plan.yaml", cwd=project)

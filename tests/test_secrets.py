@@ -103,6 +103,7 @@ def test_the_embedded_server_sees_none_of_the_users_environment(
     assert "SQLPLAN_CACHE_DIR" not in names
 
 
+@pytest.mark.postgres  # an embedded server of its own
 def test_a_postmaster_started_with_secrets_in_the_shell_keeps_none(tmp_path: Path) -> None:
     from runner.connect.embedded import EmbeddedServer
 
