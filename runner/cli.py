@@ -1133,43 +1133,6 @@ def schema() -> None:
     click.echo(schema_text(), nl=False)
 
 
-_NEW_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
-_NEW_NAME_MAX = 200  # characters: with the stamp and .yaml, within a file name's 255 bytes
-
-SKELETON = """\
-# yaml-language-server: $schema={schema}
-# {name}: say here what this plan does, for the people who review it.
-# Check it with `sqlplan check {path}`, see what it will send with `sqlplan show {path}`,
-# run it with `sqlplan run {path}`.
-sqlplan: 1
-name: {name}
-description: What this plan does, and why.
-{once}# vars:                          # values given when it runs: --var region=eu
-#   region: {{type: text, default: eu}}
-
-steps:
-  # batch: several statements, no parameters
-  - name: Create the table
-    batch: |
-      CREATE TABLE IF NOT EXISTS example_items (
-        id serial PRIMARY KEY,
-        title text NOT NULL UNIQUE
-      );
-
-  # execute: one statement; values go as $1..$n in params, never into the SQL
-  - name: Add an item
-    execute: INSERT INTO example_items (title) VALUES ($1) ON CONFLICT (title) DO NOTHING
-    params: ["First item"]
-    after: "{{count}} item added."
-    # expect: {{count: 1}}            # what must be true before it commits
-
-  # query: each row printed through a template
-  - name: List the items
-    query: SELECT id, title FROM example_items ORDER BY id
-    row: "{{id}}: {{title}}"
-"""
-
-
 @main.command()
 @click.argument("name")
 @click.option(
@@ -1202,86 +1165,15 @@ def new(name: str, directory: str, once: bool) -> None:
     when the project has one above DIR, else DIR/plan.schema.json, written once (sqlplan
     schema prints it again after an upgrade).
     """
-    import re
-    from datetime import datetime, timezone
+    from .plan.skeleton import write_skeleton
 
-    from .plan.schema import schema_text
-
-    if len(name) > _NEW_NAME_MAX:
-        _fail(
-            SqlPlanError(
-                f"a plan name of {len(name)} characters is too long for a file name: "
-                f"{_NEW_NAME_MAX} at most"
-            ),
-            ExitCode.USAGE,
-        )
-    if not re.fullmatch(_NEW_NAME, name):
-        _fail(
-            SqlPlanError(
-                f"{name!r} is not a plan name: use letters, digits, '-', '_' and '.', "
-                "starting with a letter or digit"
-            ),
-            ExitCode.USAGE,
-        )
-    folder = Path(directory)
-    stem = name
-    if once:
-        # Migrations run in name order, so each sorts after every one written before it,
-        # also within the same second: one second later than the latest, if need be.
-        now = int(f"{datetime.now(timezone.utc):%Y%m%d%H%M%S}")
-        taken = [
-            int(p.name[:14])
-            for p in (folder.glob("[0-9]*_*.y*ml") if folder.is_dir() else ())
-            if p.name[:14].isdigit() and p.name[14:15] == "_"
-        ]
-        stamp = max([now, *(t + 1 for t in taken)])
-        stem = f"{_next_second(stamp)}_{name}"
-    path = folder / f"{stem}.yaml"
-    if path.exists():
-        _fail(SqlPlanError(f"{path} already exists"), ExitCode.USAGE)
-    folder.mkdir(parents=True, exist_ok=True)
-    schema = _schema_for(folder)
-    if schema is None:
-        (folder / "plan.schema.json").write_text(schema_text())
-        _notify(f"wrote {folder / 'plan.schema.json'}, for editors")
-        schema = "plan.schema.json"
-    text = SKELETON.format(
-        schema=schema,
-        name=name,
-        path=path,
-        once="once: true                     # runs once per database: see sqlplan status\n"
-        if once
-        else "# once: true                   # a migration: run once per database\n",
-    )
-    with open(path, "x", encoding="utf-8") as file:
-        file.write(text)
-    click.echo(str(path))
-
-
-def _next_second(stamp: int) -> str:
-    """A YYYYMMDDHHMMSS stamp that may have run one second past its minute: a valid time."""
-    from datetime import datetime, timedelta
-
-    text = str(stamp)
-    if int(text[12:14]) < 60:
-        return text
-    base = datetime.strptime(text[:12], "%Y%m%d%H%M")
-    return f"{base + timedelta(minutes=1):%Y%m%d%H%M}00"
-
-
-def _schema_for(folder: Path) -> str | None:
-    """The plan format's schema as a path relative to `folder`: DIR/plan.schema.json, or a
-    schemas/plan.schema.json in DIR or above it (inside the current directory)."""
-    if (folder / "plan.schema.json").is_file():
-        return "plan.schema.json"
-    here = folder.resolve()
-    top = Path.cwd().resolve()
-    for depth, parent in enumerate([here, *here.parents]):
-        if (parent / "schemas" / "plan.schema.json").is_file():
-            return "../" * depth + "schemas/plan.schema.json"
-        if parent == top:
-            break
-    return None
+    try:
+        written = write_skeleton(name, Path(directory), once=once)
+    except SqlPlanError as e:
+        _fail(e, ExitCode.USAGE)
+    if written.schema is not None:
+        _notify(f"wrote {written.schema}, for editors")
+    click.echo(str(written.path))
 
 
 @main.group()
