@@ -542,47 +542,11 @@ class _Reports:
             return
         self.written = True
         sys.stdout.flush()
-        if self.format == "json":
-            document = report.document(self.results, code)
-            document["error"] = _run_error(error)
-            click.echo(json.dumps(document, indent=2, ensure_ascii=False))
-        elif self.format == "github":
-            lines = report.github_lines(self.results)
-            if error is not None:
-                lines += _github_diagnostics(error)
-            for line in lines:
-                click.echo(line)
-        try:
-            if self.junit:
-                Path(self.junit).write_text(report.junit_xml(self.results, error))
-            if self.summary:
-                with open(self.summary, "a", encoding="utf-8") as summary:
-                    summary.write(report.summary_markdown(self.results, code))
-        except OSError as e:
-            _notify(f"warning: could not write a report: {e}")
-
-
-def _run_error(error: SqlPlanError | None) -> dict[str, object] | None:
-    """A failure before any plan ran: invalid plans (with every diagnostic), no connection."""
-    from .errors import PlanInvalid
-
-    if error is None:
-        return None
-    found: dict[str, object] = {"message": error.message, "exit_code": int(error.exit_code)}
-    if isinstance(error, PlanInvalid):
-        found["diagnostics"] = [d.to_dict() for d in error.diagnostics]
-    return found
-
-
-def _github_diagnostics(error: SqlPlanError) -> list[str]:
-    from .errors import PlanInvalid
-    from .output import check_report
-
-    if isinstance(error, PlanInvalid):
-        return check_report("github", [], error.diagnostics).splitlines()
-    from .output import workflow_command
-
-    return [workflow_command("error", error.message, title="sqlplan")]
+        text = report.stdout_report(self.format, self.results, code, error)
+        if text is not None:
+            click.echo(text)
+        for problem in report.write_files(self.junit, self.summary, self.results, code, error):
+            _notify(f"warning: could not write a report: {problem}")
 
 
 def _duration(param: click.Parameter, value: str | None) -> str | None:
@@ -1076,7 +1040,6 @@ def history_status(
     PLAN is a file or a directory (its *.yaml and *.yml files) [default: plans]. Reads
     sqlplan.history and changes nothing.
     """
-    import json
 
     from .connect.connection import RetryPolicy, connect
     from .errors import PlanInvalid

@@ -7,11 +7,12 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from . import secrets
-from .errors import ExitCode, SqlPlanError, StepFailed
-from .output import workflow_command
+from .errors import ExitCode, PlanInvalid, SqlPlanError, StepFailed
+from .output import check_report, workflow_command
 from .plan.model import AnyStep, BatchStep, BulkInsertStep, ExecuteStep, Plan
 
 RUN_FORMATS = ("text", "json", "github")
@@ -299,3 +300,56 @@ def summary_markdown(results: Sequence[PlanResult], code: ExitCode) -> str:
             lines.append(r.failure.message)
         lines.append("```")
     return "\n".join(lines) + "\n"
+
+
+def stdout_report(
+    format: str, results: Sequence[PlanResult], code: ExitCode, error: SqlPlanError | None
+) -> str | None:
+    """What `run --format json|github` prints once the run is over (None for text)."""
+    if format == "json":
+        found = document(results, code)
+        found["error"] = run_error(error)
+        return json.dumps(found, indent=2, ensure_ascii=False)
+    if format == "github":
+        lines = github_lines(results)
+        if error is not None:
+            lines += github_error_lines(error)
+        return "\n".join(lines) if lines else None
+    return None
+
+
+def write_files(
+    junit: str | None,
+    summary: str | None,
+    results: Sequence[PlanResult],
+    code: ExitCode,
+    error: SqlPlanError | None,
+) -> list[str]:
+    """Write --junit and append to --summary; the problems met (a report that could not be
+    written must not change the run's outcome)."""
+    problems = []
+    try:
+        if junit:
+            Path(junit).write_text(junit_xml(results, error))
+        if summary:
+            with open(summary, "a", encoding="utf-8") as file:
+                file.write(summary_markdown(results, code))
+    except OSError as e:
+        problems.append(str(e))
+    return problems
+
+
+def run_error(error: SqlPlanError | None) -> dict[str, object] | None:
+    """A failure before any plan ran: invalid plans (with every diagnostic), no connection."""
+    if error is None:
+        return None
+    found: dict[str, object] = {"message": error.message, "exit_code": int(error.exit_code)}
+    if isinstance(error, PlanInvalid):
+        found["diagnostics"] = [d.to_dict() for d in error.diagnostics]
+    return found
+
+
+def github_error_lines(error: SqlPlanError) -> list[str]:
+    if isinstance(error, PlanInvalid):
+        return check_report("github", [], error.diagnostics).splitlines()
+    return [workflow_command("error", error.message, title="sqlplan")]
