@@ -157,6 +157,12 @@ class Cli:
         path.write_text(text)
         return path
 
+    def run_plan(self, text: str, *args: str, url: str, name: str = "plan.yaml") -> Result:
+        """Write a plan and `sqlplan run` it against the database at `url`: the one helper
+        the tests share for it."""
+        self.write(name, text)
+        return self("run", name, *args, env={"DATABASE_URL": url})
+
 
 @pytest.fixture
 def cli(tmp_path: Path, server: Server) -> Cli:

@@ -44,8 +44,7 @@ def _inline(rows: list[tuple[str, object]]) -> str:
 
 
 def _run(cli: Cli, db: Database, text: str) -> tuple[int, str, str]:
-    cli.write("plan.yaml", text)
-    result = cli("run", "plan.yaml", env={"DATABASE_URL": db.url})
+    result = cli.run_plan(text, url=db.url)
     return result.exit_code, result.stdout, result.stderr
 
 

@@ -32,8 +32,7 @@ steps:
 
 
 def _run(cli: Cli, database: Database, text: str, *args: str) -> Result:
-    cli.write("plan.yaml", text)
-    return cli("run", "plan.yaml", *args, env={"DATABASE_URL": database.url})
+    return cli.run_plan(text, *args, url=database.url)
 
 
 def test_captured_values_are_used_by_later_steps(cli: Cli, database: Database) -> None:

@@ -14,8 +14,7 @@ from value_oracle import yaml_value
 
 
 def _run(cli: Cli, database: Database, text: str, *args: str) -> Result:
-    cli.write("plan.yaml", text)
-    return cli("run", "plan.yaml", *args, env={"DATABASE_URL": database.url})
+    return cli.run_plan(text, *args, url=database.url)
 
 
 SETUP = """\

@@ -25,8 +25,7 @@ steps:
 
 
 def _run(cli: Cli, db: Database, plan: str, name: str = "plan.yaml") -> tuple[int, str, str]:
-    cli.write(name, plan)
-    result = cli("run", name, env={"DATABASE_URL": db.url})
+    result = cli.run_plan(plan, url=db.url, name=name)
     return result.exit_code, result.stdout, result.stderr
 
 
