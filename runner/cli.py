@@ -82,25 +82,6 @@ def _cleandoc(text: str) -> str:
     ).strip("\n")
 
 
-def _bind(
-    plan: Any,
-    var: tuple[str, ...],
-    vars_files: tuple[str, ...],
-    *,
-    required: bool = True,
-    others: frozenset[str] | set[str] = frozenset(),
-) -> tuple[Any, dict[str, object]]:
-    """The plan with its vars' values bound, and the values (captures are bound as the plan
-    runs); PlanInvalid (exit 3) when one is missing or wrong."""
-    if not plan.vars and not var and not vars_files and not any(s.uses for s in plan.steps):
-        return plan, {}
-    from .plan.vars import bind, gather, secret_texts
-
-    values = gather(plan, var, vars_files, os.environ, required=required, others=others)
-    secrets.use(secret_texts(values))  # the server's text is masked from here on
-    return bind(plan, values), values
-
-
 class _StdoutLines:
     """The plan's output on stdout; warnings and progress on stderr."""
 
@@ -441,6 +422,7 @@ def run(
     """
     from .connect import early
     from .connect.connection import RetryPolicy, cancel, connect
+    from .plan.loading import load_all
     from .report import PlanResult
     from .run import interrupts
 
@@ -456,7 +438,7 @@ def run(
     reports = _Reports(report_format, junit_file, summary_file, results)
     files = _run_files(paths)
     try:
-        plans = _load_all(files, var, vars_files)
+        plans = load_all(files, var, vars_files)
         if dry_run:
             from .review.show import render
 
@@ -479,6 +461,8 @@ def run(
     # Connected: a first Ctrl-C or SIGTERM cancels the running statement, and the plan stops
     # where the server's answer says what committed; a second one stops at once.
     interrupts.arm(lambda: cancel(target, con))
+    from .run.plans import run_one  # imported with the engine by _import_running()
+
     code = ExitCode.OK
     try:
         for index, (plan, values) in enumerate(plans):
@@ -486,11 +470,15 @@ def run(
             if len(plans) > 1:
                 _announce(plan)
             started = time.monotonic()
-            _run_one(
-                result, values, con, pipeline=not no_pipeline, allow_changed=allow_changed,
-                take_over=take_over, keep=result.output if report_format == "json" else None,
-                settings=settings, pooler=target.pooler,
-            )  # fmt: skip
+            out = _StdoutLines(result.output if report_format == "json" else None)
+            try:
+                run_one(
+                    result, values, con, out, __version__, pipeline=not no_pipeline,
+                    allow_changed=allow_changed, take_over=take_over, settings=settings,
+                    pooler=target.pooler,
+                )  # fmt: skip
+            finally:
+                out.finish()  # whatever ended the run, the terminal is as it was
             failure = result.failure
             if result.status in ("ok", "failed"):
                 result.seconds = time.monotonic() - started
@@ -522,7 +510,7 @@ def run(
 def _import_running() -> None:
     """The engine, the history and the wire protocol (pg8000 with it): imported while the
     connection is still on its way, not after it arrives."""
-    from .run import engine, history, wire  # noqa: F401
+    from .run import engine, history, plans, wire  # noqa: F401
 
 
 class _Reports:
@@ -583,113 +571,6 @@ def _run_files(paths: tuple[str, ...]) -> list[str]:
     if not files:
         _fail(SqlPlanError(f"no plan files (*.yaml, *.yml) in {', '.join(paths)}"), ExitCode.USAGE)
     return files
-
-
-def _load_all(
-    files: list[str], var: tuple[str, ...], vars_files: tuple[str, ...]
-) -> list[tuple[Any, dict[str, object]]]:
-    """Every plan validated and its vars bound; PlanInvalid with every problem of every plan."""
-    from .errors import Diagnostic, PlanInvalid
-    from .plan.cache import load_plan
-    from .plan.validate import once_name_clashes
-
-    problems: list[Diagnostic] = []
-    loaded = []
-    for file in files:
-        try:
-            loaded.append(load_plan(file))
-        except PlanInvalid as e:
-            problems.extend(e.diagnostics)
-    if problems:
-        raise PlanInvalid(problems)
-    declared = {v.name for plan in loaded for v in plan.vars}
-    problems.extend(once_name_clashes(loaded))
-    plans = []
-    for plan in loaded:
-        try:
-            plans.append(
-                _bind(plan, var, vars_files, others=declared - {v.name for v in plan.vars})
-            )
-        except PlanInvalid as e:
-            problems.extend(e.diagnostics)
-    if problems:
-        raise PlanInvalid(problems)
-    return plans
-
-
-def _run_one(
-    result: Any,
-    values: dict[str, object],
-    con: Any,
-    *,
-    pipeline: bool,
-    allow_changed: bool,
-    take_over: bool,
-    keep: list[str] | None,
-    settings: dict[str, str],
-    pooler: bool = False,
-) -> None:
-    """Run one plan; its PlanResult says what happened."""
-    from .errors import HistoryRefused
-    from .run import wire
-    from .run.engine import Record, run_plan
-
-    plan = result.plan
-    record = None
-    claim = None
-    try:
-        if plan.once:
-            from .run import history
-
-            claim = history.claim(
-                con, plan, plan.path, __version__, allow_changed=allow_changed,
-                take_over=take_over, pooler=pooler,
-            )  # fmt: skip
-            if claim.skip is not None:
-                result.status, result.skipped = "skipped", claim.skip
-                return
-            assert claim.id is not None
-            record = Record(
-                history.SUCCEEDED,
-                (claim.id,),
-                look=f"SELECT outcome FROM sqlplan.history WHERE id = {claim.id}",
-            )
-        out = _StdoutLines(keep)
-        try:
-            result.ledger = run_plan(
-                plan, con, out, pipeline=pipeline, values=values, record=record, settings=settings
-            )
-        finally:
-            out.finish()  # whatever ended the run, the terminal is as it was
-        result.status = "ok"
-        if claim is not None and claim.id is not None:
-            from .run import history
-
-            # the end as it was: after the last step's commit (the record went with it)
-            with contextlib.suppress(wire.ServerFailure, wire.ConnectionLost):
-                history.finished(con, claim.id, pooler=pooler)
-    except HistoryRefused as refused:
-        result.status, result.failure = "refused", refused
-    except SqlPlanError as e:
-        result.status, result.failure = "failed", e
-        result.ledger = getattr(e, "ledger", None)
-        if claim is not None and claim.id is not None and not getattr(e, "connection_lost", False):
-            from .run import history
-
-            with contextlib.suppress(Exception):
-                history.failed(con, claim.id, e.message)
-                if not pooler:
-                    history.release(con, claim.id)
-    except wire.ServerFailure as e:  # the history's own statements
-        result.status = "failed"
-        result.failure = SqlPlanError(
-            f"plan {plan.name}: reading sqlplan.history failed: "
-            f"{e.fields.get('M', '')} [{e.fields.get('C', '')}]"
-        )
-    except wire.ConnectionLost as e:
-        result.status = "failed"
-        result.failure = SqlPlanError(f"plan {plan.name}: the connection was lost ({e})")
-        result.failure.connection_lost = True
 
 
 def _configured_pooler() -> bool:
@@ -847,7 +728,9 @@ def show(
     from .review.show import render
 
     try:
-        plan, _ = _bind(load_plan(plan_file), var, vars_files, required=False)
+        from .plan.loading import bind_vars
+
+        plan, _ = bind_vars(load_plan(plan_file), var, vars_files, required=False)
     except SqlPlanError as e:
         _fail(e)
     click.echo(render(plan, show_format, pg_version), nl=False)
@@ -937,7 +820,9 @@ def rehearse(
     from .run.rehearse import rehearse as rehearse_plan
 
     try:
-        plan, values = _bind(load_plan(plan_file), var, vars_files)
+        from .plan.loading import bind_vars
+
+        plan, values = bind_vars(load_plan(plan_file), var, vars_files)
     except SqlPlanError as e:
         _fail(e)
     refused = [
