@@ -108,6 +108,17 @@ def _strip_leading(text: str) -> str:
             return stripped
 
 
+def nodes(tree: Any) -> Iterator[dict[str, Any]]:
+    """Every node (dict) of a parse tree, depth first, each before what it holds."""
+    if isinstance(tree, dict):
+        yield tree
+        for value in tree.values():
+            yield from nodes(value)
+    elif isinstance(tree, list):
+        for item in tree:
+            yield from nodes(item)
+
+
 def _nodes(tree: Any, kind: str) -> Iterator[dict[str, Any]]:
     """Every node of a type anywhere below `tree`."""
     if isinstance(tree, dict):

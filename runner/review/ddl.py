@@ -8,7 +8,7 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from ..plan.sqlparse import Statement
+from ..plan.sqlparse import Statement, nodes
 from .learned import ForeignKey, LearnedCatalog
 from .names import index_columns, name_addition, unique_names
 
@@ -346,25 +346,10 @@ def _datum_key(datum: dict[str, Any]) -> tuple[int, Any]:
 
 def relations_in(query: Any) -> list[str]:
     """The relations a view's query reads (a CTE's name is none)."""
-    ctes = set()
-    found: list[str] = []
-
-    def walk(tree: Any) -> None:
-        if isinstance(tree, dict):
-            if "ctename" in tree:
-                ctes.add(tree["ctename"])
-            if "relname" in tree:
-                name = _name(tree)
-                if name not in found:
-                    found.append(name)
-            for value in tree.values():
-                walk(value)
-        elif isinstance(tree, list):
-            for value in tree:
-                walk(value)
-
-    walk(query)
-    return [name for name in found if name not in ctes]
+    found = list(nodes(query))
+    ctes = {node["ctename"] for node in found if "ctename" in node}
+    names = dict.fromkeys(_name(node) for node in found if "relname" in node)
+    return [name for name in names if name not in ctes]
 
 
 def _without_locations(tree: Any) -> Any:

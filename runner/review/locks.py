@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..plan.sqlparse import Statement
+from ..plan.sqlparse import Statement, nodes
 
 MODES = (
     "ACCESS SHARE",
@@ -557,14 +557,7 @@ def _on_object(node: dict[str, Any]) -> Iterator[tuple[Lock, list[Finding]]]:
 
 def _range_vars(tree: Any) -> Iterator[str]:
     """The relations a parse tree names."""
-    if isinstance(tree, dict):
-        if "relname" in tree:
-            yield _name(tree)
-        for value in tree.values():
-            yield from _range_vars(value)
-    elif isinstance(tree, list):
-        for item in tree:
-            yield from _range_vars(item)
+    return (_name(node) for node in nodes(tree) if "relname" in node)
 
 
 def _alter_index(node: dict[str, Any]) -> Iterator[tuple[Lock, list[Finding]]]:

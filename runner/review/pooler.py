@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..plan.model import AnyStep, Plan
-from ..plan.sqlparse import Statement, closes_block, opens_block
+from ..plan.sqlparse import Statement, closes_block, nodes, opens_block
 
 POOLER_CODES = (
     "pooler-session-set",
@@ -109,19 +109,9 @@ def _statement(
         )
 
 
-def _walk(node: Any) -> Iterator[Any]:
-    if isinstance(node, dict):
-        yield node
-        for value in node.values():
-            yield from _walk(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _walk(value)
-
-
 def _functions(node: Any) -> set[str]:
     found = set()
-    for item in _walk(node):
+    for item in nodes(node):
         call = item.get("FuncCall")
         if isinstance(call, dict):
             names = [n.get("String", {}).get("sval", "") for n in call.get("funcname", [])]
@@ -149,7 +139,7 @@ def _temp_tables(statement: Statement) -> list[str]:
 
 def _relations(statement: Statement) -> set[str]:
     found = set()
-    for item in _walk(statement.node):
+    for item in nodes(statement.node):
         relation = item.get("RangeVar")
         if isinstance(relation, dict) and relation.get("schemaname") in (None, "pg_temp"):
             found.add(str(relation.get("relname")))

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..errors import ExitCode, SqlPlanError
 from ..plan.model import AnyStep, BatchStep, BulkInsertStep, ExecuteStep, Plan, QueryStep
-from ..plan.sqlparse import Statement, non_transactional, transaction_kind
+from ..plan.sqlparse import Statement, nodes, non_transactional, transaction_kind
 from ..plan.vars import bind_step
 from . import captures, expectations, interrupts, wire
 from .sources import BulkRows, batched
@@ -368,19 +368,10 @@ def _blockers(con: Any, statement: Statement) -> str:
 
 def _relations(tree: Any) -> list[str]:
     """Every table a parse tree names (its RangeVar nodes), in order, once each."""
-    found: list[str] = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            if "relname" in node:
-                name = ".".join(str(node[k]) for k in ("schemaname", "relname") if node.get(k))
-                if name not in found:
-                    found.append(name)
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk(tree)
-    return found
+    return list(
+        dict.fromkeys(
+            ".".join(str(node[k]) for k in ("schemaname", "relname") if node.get(k))
+            for node in nodes(tree)
+            if "relname" in node
+        )
+    )
