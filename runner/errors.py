@@ -86,6 +86,12 @@ class PlanInvalid(SqlPlanError):
         super().__init__(f"{len(self.diagnostics)} problem(s) in the plan")
 
 
+class UsageError(SqlPlanError):
+    """What was asked cannot be done as asked, such as a directory with no plan files."""
+
+    exit_code = ExitCode.USAGE
+
+
 class ConfigError(SqlPlanError):
     """Configuration that cannot work: a malformed URL, an unknown sslmode, a bad path."""
 
@@ -189,3 +195,13 @@ class HistoryRefused(SqlPlanError):
     def __init__(self, message: str, *, position: Position) -> None:
         super().__init__(message)
         self.position = position
+
+
+def internal_error(error: BaseException) -> str:
+    """An exception nobody expected, as sqlplan reports it: a bug, with what it said."""
+    detail = str(error)
+    detail = detail if len(detail) <= 300 else detail[:299] + "…"
+    return (
+        f"internal error: {type(error).__name__}: {detail} "
+        "(a bug in sqlplan; please report it with the plan that caused it)"
+    )

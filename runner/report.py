@@ -5,14 +5,13 @@ from the same results: each plan's outcome, and its ledger of what the server co
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import secrets
-from .errors import ExitCode, PlanInvalid, SqlPlanError, StepFailed
-from .output import check_report, workflow_command
+from .errors import ExitCode, HistoryRefused, PlanInvalid, SqlPlanError, StepFailed
+from .output import check_report, diagnostics_text, error_text, step_failure_text, workflow_command
 from .plan.model import AnyStep, BatchStep, BulkInsertStep, ExecuteStep, Plan
 
 RUN_FORMATS = ("text", "json", "github")
@@ -30,7 +29,49 @@ class PlanResult:
     ledger: Any = None  # run.ledger.Ledger, once it ran
     failure: SqlPlanError | None = None
     skipped: str | None = None  # why: when it was applied
-    output: list[str] = field(default_factory=list)  # the plan's own lines
+    output: list[str] = field(default_factory=list)  # the plan's own lines (--format json)
+
+
+@dataclass
+class RunResult:
+    """A whole run, the one shape every report renders: each plan's result in order, the exit
+    code, and what stopped the run before any plan ran (invalid plans, no connection)."""
+
+    plans: list[PlanResult] = field(default_factory=list)
+    exit_code: ExitCode = ExitCode.OK
+    error: SqlPlanError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == ExitCode.OK
+
+    def fail(self, error: SqlPlanError) -> None:
+        self.error, self.exit_code = error, error.exit_code
+
+
+def failure_text(error: SqlPlanError) -> str:
+    """A failure as standard error shows it: every diagnostic of invalid plans, a step's
+    failure with what the server said and what was rolled back, or one line."""
+    if isinstance(error, PlanInvalid):
+        return diagnostics_text(error.diagnostics)
+    if isinstance(error, StepFailed):
+        return step_failure_text(error)
+    if isinstance(error, HistoryRefused):
+        return f"{error.position}: error: {error.message}"
+    return error_text(error)
+
+
+def plan_line(result: PlanResult) -> str:
+    """How one plan of several ended, in a line."""
+    failure = result.failure
+    said = {
+        "ok": f"ok in {(result.seconds or 0) * 1000:.0f} ms",
+        "failed": f"failed (exit {int(failure.exit_code) if failure else 1})",
+        "refused": "refused by its history",
+        "skipped": f"skipped, {result.skipped}",
+        "not run": "not run",
+    }[result.status]
+    return f"plan {result.plan.name} ({result.plan.path}): {said}"
 
 
 def kind(step: AnyStep) -> str:
@@ -120,12 +161,12 @@ def _error(failure: SqlPlanError | None) -> dict[str, object] | None:
     return error
 
 
-def document(results: Sequence[PlanResult], code: ExitCode) -> dict[str, object]:
+def document(run: RunResult) -> dict[str, object]:
     """The whole run, as schemas/run-report.schema.json describes it."""
     return {
         "version": 1,
-        "ok": code == ExitCode.OK,
-        "exit_code": int(code),
+        "ok": run.ok,
+        "exit_code": int(run.exit_code),
         "plans": [
             {
                 "path": r.plan.path,
@@ -143,20 +184,21 @@ def document(results: Sequence[PlanResult], code: ExitCode) -> dict[str, object]
                     else []
                 ),
             }
-            for r in results
+            for r in run.plans
         ],
+        "error": run_error(run.error),
     }
 
 
-def json_text(results: Sequence[PlanResult], code: ExitCode) -> str:
-    return json.dumps(document(results, code), indent=2, ensure_ascii=False) + "\n"
+def json_text(run: RunResult) -> str:
+    return json.dumps(document(run), indent=2, ensure_ascii=False)
 
 
-def github_lines(results: Sequence[PlanResult]) -> list[str]:
+def github_lines(run: RunResult) -> list[str]:
     """Workflow commands: an error annotation on the failing step's line (or the history's
-    refusal on its plan), a notice per skipped plan."""
+    refusal on its plan), a notice per skipped plan; the run's own error last."""
     lines = []
-    for r in results:
+    for r in run.plans:
         error = _error(r.failure)
         if error is not None:
             message = str(error["message"])
@@ -179,20 +221,20 @@ def github_lines(results: Sequence[PlanResult]) -> list[str]:
                     "notice", f"plan {r.plan.name} skipped, {r.skipped}", file=r.plan.path, line=1
                 )
             )
+    if run.error is not None:
+        lines += github_error_lines(run.error)
     return lines
 
 
-def junit_xml(results: Sequence[PlanResult], error: SqlPlanError | None = None) -> str:
+def junit_xml(run: RunResult) -> str:
     """A test suite per plan, a test case per step: failure for the step that failed (as
     stderr shows it: SQLSTATE, detail, hint, what was rolled back), error for one in doubt,
     skipped for steps not run. A run that stopped before any plan ran (`error`): a failing
     case per diagnostic of each invalid plan, or one error case (no connection, say)."""
     from xml.sax.saxutils import escape, quoteattr  # 10 ms of imports: only for --junit
 
-    from .errors import PlanInvalid
-    from .output import step_failure_text
-
     suites = []
+    results, error = run.plans, run.error
     if isinstance(error, PlanInvalid):
         by_file: dict[str, list[Any]] = {}
         for diagnostic in error.diagnostics:
@@ -271,8 +313,9 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def summary_markdown(results: Sequence[PlanResult], code: ExitCode) -> str:
+def summary_markdown(run: RunResult) -> str:
     """For $GITHUB_STEP_SUMMARY: a table of the plans, then each failure."""
+    results, code = run.plans, run.exit_code
     mark = {"ok": "✅", "failed": "❌", "refused": "⛔", "skipped": "⏭️", "not run": "⏸️"}
     lines = [
         f"### sqlplan run: {'ok' if code == ExitCode.OK else f'failed (exit {int(code)})'}",
@@ -293,8 +336,6 @@ def summary_markdown(results: Sequence[PlanResult], code: ExitCode) -> str:
             continue
         lines += ["", f"#### {_cell(r.plan.name)}", "", "```"]
         if isinstance(r.failure, StepFailed):
-            from .output import step_failure_text
-
             lines.append(step_failure_text(r.failure))
         else:
             lines.append(r.failure.message)
@@ -302,38 +343,25 @@ def summary_markdown(results: Sequence[PlanResult], code: ExitCode) -> str:
     return "\n".join(lines) + "\n"
 
 
-def stdout_report(
-    format: str, results: Sequence[PlanResult], code: ExitCode, error: SqlPlanError | None
-) -> str | None:
+def stdout_report(format: str, run: RunResult) -> str | None:
     """What `run --format json|github` prints once the run is over (None for text)."""
     if format == "json":
-        found = document(results, code)
-        found["error"] = run_error(error)
-        return json.dumps(found, indent=2, ensure_ascii=False)
+        return json_text(run)
     if format == "github":
-        lines = github_lines(results)
-        if error is not None:
-            lines += github_error_lines(error)
-        return "\n".join(lines) if lines else None
+        return "\n".join(github_lines(run)) or None
     return None
 
 
-def write_files(
-    junit: str | None,
-    summary: str | None,
-    results: Sequence[PlanResult],
-    code: ExitCode,
-    error: SqlPlanError | None,
-) -> list[str]:
+def write_files(junit: str | None, summary: str | None, run: RunResult) -> list[str]:
     """Write --junit and append to --summary; the problems met (a report that could not be
     written must not change the run's outcome)."""
     problems = []
     try:
         if junit:
-            Path(junit).write_text(junit_xml(results, error))
+            Path(junit).write_text(junit_xml(run))
         if summary:
             with open(summary, "a", encoding="utf-8") as file:
-                file.write(summary_markdown(results, code))
+                file.write(summary_markdown(run))
     except OSError as e:
         problems.append(str(e))
     return problems

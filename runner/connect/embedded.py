@@ -29,7 +29,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,7 +70,7 @@ class Status:
     log: Path
 
 
-def default_state_dir(cwd: Path, environ: dict[str, str] | os._Environ[str]) -> Path:
+def default_state_dir(cwd: Path, environ: Mapping[str, str]) -> Path:
     configured = environ.get("SQLPLAN_DATA_DIR")
     return Path(configured) if configured else cwd / ".sqlplan"
 

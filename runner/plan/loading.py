@@ -5,6 +5,7 @@ environment; every problem of every plan at once."""
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from .. import secrets
@@ -21,18 +22,24 @@ def bind_vars(
     *,
     required: bool = True,
     others: frozenset[str] | set[str] = frozenset(),
+    environ: Mapping[str, str] | None = None,
 ) -> tuple[Any, dict[str, object]]:
     """The plan with its vars' values bound, and the values (captures are bound as the plan
-    runs); PlanInvalid (exit 3) when one is missing or wrong."""
+    runs); PlanInvalid (exit 3) when one is missing or wrong. `environ`: os.environ unless
+    given."""
     if not plan.vars and not var and not vars_files and not any(s.uses for s in plan.steps):
         return plan, {}
-    values = gather(plan, var, vars_files, os.environ, required=required, others=others)
+    environ = os.environ if environ is None else environ
+    values = gather(plan, var, vars_files, environ, required=required, others=others)
     secrets.use(secret_texts(values))  # the server's text is masked from here on
     return bind(plan, values), values
 
 
 def load_all(
-    files: list[str], var: tuple[str, ...], vars_files: tuple[str, ...]
+    files: list[str],
+    var: tuple[str, ...],
+    vars_files: tuple[str, ...],
+    environ: Mapping[str, str] | None = None,
 ) -> list[tuple[Any, dict[str, object]]]:
     """Every plan validated and its vars bound; PlanInvalid with every problem of every plan."""
     problems: list[Diagnostic] = []
@@ -50,7 +57,13 @@ def load_all(
     for plan in loaded:
         try:
             plans.append(
-                bind_vars(plan, var, vars_files, others=declared - {v.name for v in plan.vars})
+                bind_vars(
+                    plan,
+                    var,
+                    vars_files,
+                    others=declared - {v.name for v in plan.vars},
+                    environ=environ,
+                )
             )
         except PlanInvalid as e:
             problems.extend(e.diagnostics)

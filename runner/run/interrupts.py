@@ -43,6 +43,7 @@ CANCEL_WAIT = 10.0
 class _State:
     requested: int | None = None  # the signal of a stop asked for, not yet acted on
     cancel: Callable[[], object] | None = None
+    installed: bool = False
 
 
 _state = _State()
@@ -80,9 +81,13 @@ def settled() -> None:
 
 @contextmanager
 def install(cancel: Callable[[], object] | None = None) -> Iterator[None]:
-    """Handle SIGINT and SIGTERM for the duration; `cancel` asks the server to cancel."""
+    """Handle SIGINT and SIGTERM for the duration; `cancel` asks the server to cancel. Within
+    an install() already in force (the command's, around a library call), it changes nothing."""
+    if _state.installed:
+        yield
+        return
     previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM)}
-    _state.requested, _state.cancel = None, cancel
+    _state.requested, _state.cancel, _state.installed = None, cancel, True
     for signum in previous:
         signal.signal(signum, _no_answer if signum == signal.SIGALRM else _handle)
     try:
@@ -91,7 +96,7 @@ def install(cancel: Callable[[], object] | None = None) -> Iterator[None]:
         settled()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        _state.requested, _state.cancel = None, None
+        _state.requested, _state.cancel, _state.installed = None, None, False
 
 
 def arm(cancel: Callable[[], object]) -> None:

@@ -1,0 +1,284 @@
+"""`sqlplan check`, `show` and `rehearse`: what a reviewer reads before a plan runs."""
+
+from __future__ import annotations
+
+import signal
+import sys
+
+import click
+
+from ..errors import ExitCode, SqlPlanError
+from ..output import CHECK_FORMATS, SHOW_FORMATS
+from .app import main
+from .common import (
+    close_quietly,
+    connect_retries_option,
+    connect_timeout_option,
+    data_dir_option,
+    database_target,
+    database_url_option,
+    exit_with,
+    fail,
+    notify,
+    pg_version_option,
+    plan_files,
+    signal_name,
+    teach,
+    var_option,
+    vars_option,
+)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path(exists=True))
+@click.option(
+    "--format",
+    "report_format",
+    type=click.Choice(CHECK_FORMATS),
+    default="text",
+    show_default=True,
+    help="text: file:line:col: severity: message [code]; json: one document; github: workflow commands that annotate a pull request.",
+)
+@click.option("--strict", is_flag=True, help="Warnings fail the check too.")
+@click.option(
+    "--pooler/--no-pooler",
+    default=None,
+    help="Also flag what a transaction-mode pooler breaks (session SET, session advisory locks, LISTEN, temporary tables across transactions, PREPARE) [default: when DATABASE_URL names one: Neon's -pooler host, or pgbouncer=true].",
+)
+@pg_version_option
+@teach(
+    [
+        "sqlplan check",
+        "sqlplan check plans/ migrations/add_index.yaml --strict --format github",
+    ],
+    [
+        (0, "no problems"),
+        (1, "problems found (errors; with --strict, warnings too)"),
+        (2, "usage error"),
+    ],
+)
+def check(
+    paths: tuple[str, ...],
+    report_format: str,
+    strict: bool,
+    pooler: bool | None,
+    pg_version: int | None,
+) -> None:
+    """Check plans without connecting to any database.
+
+    PATHS are plan files or directories searched for *.yaml and *.yml [default: plans].
+    Everything `run` validates, SQL parsed by PostgreSQL's own parser, and review warnings:
+    data loss (drop, truncate, delete-without-where, update-without-where), statements that
+    cannot run where they are (no-transaction-block), and the locks and rewrites of DDL
+    (create-index, add-column-rewrite, ... see the README), each silenced per step with
+    `allow: [code]` or `allow: {code: reason}`. A file with errors still gets the warnings of
+    its valid steps. Exit codes: 0 no problems, 1 problems found (errors, or with --strict
+    warnings), 2 usage error.
+    """
+    from .. import api
+    from ..output import check_report
+
+    files = plan_files(paths or ("plans",))  # what `run` would run, no more, no less
+    found = api.check(files, strict=strict, pooler=pooler, pg_version=pg_version)
+    click.echo(check_report(report_format, found.files, found.diagnostics), nl=False)
+    errors, warnings = found.errors, found.warnings
+    noun = "plan" if len(files) == 1 else "plans"
+    summary = f"{len(files)} {noun} checked: {errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}"
+    click.echo(summary, err=True)
+    exit_with(found.exit_code)
+
+
+@main.command()
+@click.argument("plan_file", metavar="PLAN", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--format",
+    "show_format",
+    type=click.Choice(SHOW_FORMATS),
+    default="text",
+    show_default=True,
+    help="markdown is ready to paste in a pull-request comment.",
+)
+@pg_version_option
+@var_option
+@vars_option
+@teach(
+    [
+        "sqlplan show plans/update_data.yaml",
+        "sqlplan show plans/examples/vars.yaml --var year=1965 --var title=Dune --format markdown",
+    ],
+    [
+        (0, "shown"),
+        (2, "usage error"),
+        (3, "the plan or a var's value is invalid"),
+    ],
+)
+def show(
+    plan_file: str,
+    show_format: str,
+    pg_version: int | None,
+    var: tuple[str, ...],
+    vars_files: tuple[str, ...],
+) -> None:
+    """Show what PLAN will do, without connecting: each step's kind, exact SQL with the bound
+    values beside their placeholders, transaction boundaries, the messages it can print, and the
+    plan's fingerprint (which `run` prints too, so that what ran can be matched to what was
+    reviewed)."""
+    from ..plan.cache import load_plan
+    from ..review.show import render
+
+    try:
+        from ..plan.loading import bind_vars
+
+        plan, _ = bind_vars(load_plan(plan_file), var, vars_files, required=False)
+    except SqlPlanError as e:
+        fail(e)
+    click.echo(render(plan, show_format, pg_version), nl=False)
+
+
+@main.command()
+@click.argument("plan_file", metavar="PLAN", type=click.Path(exists=True, dir_okay=False))
+@database_url_option
+@data_dir_option
+@click.option(
+    "--format",
+    "report_format",
+    type=click.Choice(("text", "markdown", "json")),
+    default="text",
+    show_default=True,
+    help="markdown is ready for a pull-request comment; json follows schemas/rehearsal.schema.json.",
+)
+@click.option(
+    "--lock-timeout",
+    default="2s",
+    show_default=True,
+    help="How long a statement may wait for a lock before it is reported as one that would wait.",
+)
+@click.option(
+    "--statement-timeout", default="60s", show_default=True, help="The longest a statement may run."
+)
+@click.option(
+    "--skip-non-transactional",
+    is_flag=True,
+    help="Rehearse the rest of a plan that holds statements which cannot run in a transaction block (CREATE INDEX CONCURRENTLY, VACUUM, ...); they are marked not rehearsed.",
+)
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Findings (observed locks that differ from the analysis) fail too.",
+)
+@connect_retries_option
+@connect_timeout_option
+@pg_version_option
+@var_option
+@vars_option
+@teach(
+    [
+        "sqlplan rehearse migrations/002_add_column.yaml",
+        "sqlplan rehearse migrations/002_add_column.yaml --format markdown --lock-timeout 2s",
+    ],
+    [
+        (0, "every statement ran"),
+        (1, "one failed or would wait for a lock (with --strict: findings too)"),
+        (2, "usage error"),
+        (3, "invalid plan"),
+        (4, "configuration error"),
+        (5, "cannot connect"),
+    ],
+)
+def rehearse(
+    *,
+    var: tuple[str, ...],
+    vars_files: tuple[str, ...],
+    plan_file: str,
+    database_url: str | None,
+    data_dir: str | None,
+    connect_retries: int,
+    connect_timeout: float | None,
+    report_format: str,
+    lock_timeout: str,
+    statement_timeout: str,
+    skip_non_transactional: bool,
+    strict: bool,
+    pg_version: int | None,
+) -> None:
+    """Run PLAN in one transaction and roll it back, reporting for each statement the locks it
+    took, the tables it rewrote, rows and time, beside the offline analysis of `check`.
+
+    Nothing is committed, even if sqlplan is killed (the server rolls back); sequence values
+    that nextval() advances are the exception. A statement that would wait longer than
+    --lock-timeout for a lock is reported with who holds it instead of queueing behind them.
+    Exit codes: 0 every statement ran, 1 one failed or would wait (or, with --strict, findings),
+    2 usage, 3 invalid plan, 4 configuration, 5 cannot connect.
+    """
+    from ..connect.connection import RetryPolicy, cancel, connect
+    from ..plan.cache import load_plan
+    from ..plan.sqlparse import non_transactional
+    from ..review.catalog import snapshot
+    from ..review.rehearsal import compare, render
+    from ..run import interrupts
+    from ..run.rehearse import rehearse as rehearse_plan
+
+    try:
+        from ..plan.loading import bind_vars
+
+        plan, values = bind_vars(load_plan(plan_file), var, vars_files)
+    except SqlPlanError as e:
+        fail(e)
+    refused = [
+        (step, name)
+        for step in plan.steps
+        for statement in step.statements
+        if (name := non_transactional(statement)) is not None
+    ]
+    if refused and not skip_non_transactional:
+        listed = "\n".join(f"  {step.position}: {step.label}: {name}" for step, name in refused)
+        click.echo(
+            "sqlplan: error: these statements cannot run in a transaction block, so they cannot be "
+            f"rehearsed:\n{listed}\nrehearse the rest with --skip-non-transactional",
+            err=True,
+        )
+        exit_with(ExitCode.STEP_FAILED)
+    try:
+        target = database_target(database_url, data_dir)
+        con = connect(target, RetryPolicy(connect_retries, connect_timeout), notify)
+    except SqlPlanError as e:
+        fail(e)
+    # Connected: a first Ctrl-C or SIGTERM cancels the running statement and the report is
+    # printed as far as it got; a second one stops at once. Either way nothing commits.
+    interrupts.arm(lambda: cancel(target, con))
+    try:
+        result = rehearse_plan(
+            plan,
+            con,
+            lock_timeout=lock_timeout,
+            statement_timeout=statement_timeout,
+            values=values,
+            # what only the database knows (partitions, indexes, foreign keys, views), for
+            # what the analysis says a statement "may" lock
+            look=snapshot,
+        )
+    except SqlPlanError as e:
+        fail(e)
+    except interrupts.Abandoned as e:
+        sys.stdout.flush()
+        click.echo(
+            f"sqlplan: interrupted ({signal_name(e.signum)}); the rehearsal was never committed: "
+            "the server rolls it back as the connection closes",
+            err=True,
+        )
+        exit_with(ExitCode.TERMINATED if e.signum == signal.SIGTERM else ExitCode.INTERRUPTED)
+    finally:
+        close_quietly(con)
+    click.echo(render(result, report_format, pg_version), nl=False)
+    if result.interrupted is not None:
+        sys.stdout.flush()
+        click.echo(
+            f"sqlplan: interrupted ({signal_name(result.interrupted)}); the rehearsal was rolled "
+            "back, nothing was committed",
+            err=True,
+        )
+        exit_with(
+            ExitCode.TERMINATED if result.interrupted == signal.SIGTERM else ExitCode.INTERRUPTED
+        )
+    findings = sum(len(row.differences) for row in compare(result, pg_version))
+    exit_with(ExitCode.OK if result.ok and not (strict and findings) else ExitCode.STEP_FAILED)

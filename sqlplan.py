@@ -1,0 +1,40 @@
+"""sqlplan as a library: `import sqlplan`, then load, check and run plans (runner/api.py).
+
+result = sqlplan.run_plans(["plans/create_table.yaml"], database_url=url)
+assert result.ok, result.exit_code
+"""
+
+from runner import __version__
+from runner.api import (
+    CheckResult,
+    Events,
+    LoadedPlan,
+    PlanResult,
+    RunResult,
+    check,
+    load_plans,
+    plan_files,
+    run_loaded,
+    run_plans,
+)
+from runner.errors import Diagnostic, ExitCode, PlanInvalid, Position, SqlPlanError, StepFailed
+
+__all__ = [
+    "CheckResult",
+    "Diagnostic",
+    "Events",
+    "ExitCode",
+    "LoadedPlan",
+    "PlanInvalid",
+    "PlanResult",
+    "Position",
+    "RunResult",
+    "SqlPlanError",
+    "StepFailed",
+    "__version__",
+    "check",
+    "load_plans",
+    "plan_files",
+    "run_loaded",
+    "run_plans",
+]
