@@ -12,11 +12,9 @@ from typing import Any
 from . import secrets
 from .errors import ExitCode, HistoryRefused, PlanInvalid, SqlPlanError, StepFailed
 from .output import check_report, diagnostics_text, error_text, step_failure_text, workflow_command
-from .plan.model import AnyStep, BatchStep, BulkInsertStep, ExecuteStep, Plan
+from .plan.model import AnyStep, Plan
 
 RUN_FORMATS = ("text", "json", "github")
-
-_KINDS = {BatchStep: "batch", ExecuteStep: "execute", BulkInsertStep: "bulk_insert"}
 
 
 @dataclass
@@ -75,7 +73,7 @@ def plan_line(result: PlanResult) -> str:
 
 
 def kind(step: AnyStep) -> str:
-    return _KINDS.get(type(step), "query")
+    return step.kind
 
 
 def _step(result: PlanResult, step: AnyStep) -> dict[str, object]:

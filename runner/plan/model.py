@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from ..errors import Position
 from .files import FileSource
@@ -171,6 +172,14 @@ class Retry:
 
 @dataclass(frozen=True)
 class Step:
+    """What every kind of step has. A kind is a subclass in STEP_KINDS, named by the key that
+    holds its SQL (`kind`), with the messages it prints (`MESSAGES`: key, when); each layer
+    keeps its part of a kind in one table keyed by `kind`, and tests/test_kinds.py fails when
+    a table misses one."""
+
+    kind: ClassVar[str]
+    MESSAGES: ClassVar[tuple[tuple[str, str], ...]]
+
     number: int  # 1-based, in plan order
     name: str | None
     position: Position  # the step's kind key
@@ -192,13 +201,24 @@ class Step:
         return f'step {self.number} "{self.name}"' if self.name else f"step {self.number}"
 
 
+_BEFORE = ("before", "before the SQL is sent")
+_AFTER = ("after", "after it succeeds")
+_AFTER_NO_ROWS = ("after_no_rows", "after, when no row was affected")
+
+
 @dataclass(frozen=True)
 class BatchStep(Step):
+    kind = "batch"
+    MESSAGES = (_BEFORE, _AFTER)
+
     after: Message | None
 
 
 @dataclass(frozen=True)
 class ExecuteStep(Step):
+    kind = "execute"
+    MESSAGES = (_BEFORE, _AFTER, _AFTER_NO_ROWS)
+
     params: tuple[object, ...]
     after: Message | None
     after_no_rows: Message | None
@@ -206,6 +226,9 @@ class ExecuteStep(Step):
 
 @dataclass(frozen=True)
 class BulkInsertStep(Step):
+    kind = "bulk_insert"
+    MESSAGES = (_BEFORE, _AFTER, _AFTER_NO_ROWS)
+
     rows: tuple[tuple[object, ...], ...]  # inline rows; empty when `source` gives them
     row_positions: RowPositions
     source: FileSource | None  # rows_from: a file read as the step runs
@@ -217,6 +240,14 @@ class BulkInsertStep(Step):
 
 @dataclass(frozen=True)
 class QueryStep(Step):
+    kind = "query"
+    MESSAGES = (
+        ("header", "first"),
+        ("row", "for each row"),
+        ("empty", "when there are no rows"),
+        ("footer", "last"),
+    )
+
     params: tuple[object, ...]
     header: Message | None
     row: Message | None
@@ -225,6 +256,11 @@ class QueryStep(Step):
 
 
 AnyStep = BatchStep | ExecuteStep | BulkInsertStep | QueryStep
+
+# Every kind of step, by the key that holds its SQL.
+STEP_KINDS: dict[str, type[AnyStep]] = {
+    kind.kind: kind for kind in (BatchStep, ExecuteStep, BulkInsertStep, QueryStep)
+}
 
 
 @dataclass(frozen=True)

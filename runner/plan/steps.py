@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ..errors import Position
 from . import sqlparse, templates
@@ -230,36 +230,63 @@ class StepBuilder(Checker):
         common["settings"] = self.settings(node, raw, facts.statements)
         common["retry"] = self.retry(node, raw)
         self.check_client_side(sql, facts)
-        params_fields = templates.param_fields(facts.highest_placeholder)
+        return self.KINDS[kind](self, index, node, raw, facts, common)
 
-        if kind == "batch":
-            for placeholder in facts.placeholders:
-                self.add(
-                    sql.locate(placeholder.offset),
-                    f"a batch step takes no parameters, but its SQL uses ${placeholder.number} "
-                    "(use an execute step)",
-                    "batch-params",
-                )
-            return BatchStep(
-                **common,
-                before=self.message(node, raw, "before", ()),
-                after=self.message(node, raw, "after", ()),
+    def batch(
+        self,
+        index: int,
+        node: Map,
+        raw: dict[str, Any],
+        facts: sqlparse.ParsedSql,
+        common: dict[str, Any],
+    ) -> BatchStep:
+        sql = common["sql"]
+        for placeholder in facts.placeholders:
+            self.add(
+                sql.locate(placeholder.offset),
+                f"a batch step takes no parameters, but its SQL uses ${placeholder.number} "
+                "(use an execute step)",
+                "batch-params",
             )
+        return BatchStep(
+            **common,
+            before=self.message(node, raw, "before", ()),
+            after=self.message(node, raw, "after", ()),
+        )
 
+    def one_statement(
+        self,
+        index: int,
+        node: Map,
+        raw: dict[str, Any],
+        facts: sqlparse.ParsedSql,
+        common: dict[str, Any],
+    ) -> None:
+        """What execute, query and bulk_insert steps share: one statement, its placeholders,
+        an `expect`."""
+        kind = next(k for k in self.schema.kind_keys if k in raw)
         if len(facts.statements) > 1:
             self.add(
-                sql.locate(facts.statements[1].offset),
+                common["sql"].locate(facts.statements[1].offset),
                 f"{article(kind)} step runs exactly one statement, but its SQL has "
                 f"{len(facts.statements)} (use a batch step for several)",
                 "one-statement",
             )
-        self.check_placeholders(sql, facts)
-
+        self.check_placeholders(common["sql"], facts)
         self.expect_uses = ()
         common["expect"] = self.expect(index, node, raw, kind)
-        if kind == "bulk_insert":
-            return self.bulk_insert(index, node, raw, facts, common)
 
+    def parameterised(
+        self,
+        index: int,
+        node: Map,
+        raw: dict[str, Any],
+        facts: sqlparse.ParsedSql,
+        common: dict[str, Any],
+    ) -> tuple[object, ...]:
+        """What execute and query steps share: one statement, captures, and `params` for its
+        $1..$n."""
+        self.one_statement(index, node, raw, facts, common)
         common["captures"] = self.captures(index, raw, facts)
         self.own_captures = tuple(c.var for c in common["captures"])
         params = tuple(raw.get("params", ()))
@@ -275,21 +302,43 @@ class StepBuilder(Checker):
                 f"{param_range(facts.highest_placeholder)}, but params has {count(len(params), 'value')}",
                 "param-count",
             )
-        if kind == "execute":
-            return ExecuteStep(
-                **common,
-                params=params,
-                before=self.message(node, raw, "before", params_fields),
-                after=self.message(node, raw, "after", ("count", *params_fields)),
-                after_no_rows=self.message(node, raw, "after_no_rows", ("count", *params_fields)),
-            )
-        outer = ("count", *params_fields)
+        return params
+
+    def execute(
+        self,
+        index: int,
+        node: Map,
+        raw: dict[str, Any],
+        facts: sqlparse.ParsedSql,
+        common: dict[str, Any],
+    ) -> ExecuteStep:
+        params = self.parameterised(index, node, raw, facts, common)
+        fields = templates.param_fields(facts.highest_placeholder)
+        return ExecuteStep(
+            **common,
+            params=params,
+            before=self.message(node, raw, "before", fields),
+            after=self.message(node, raw, "after", ("count", *fields)),
+            after_no_rows=self.message(node, raw, "after_no_rows", ("count", *fields)),
+        )
+
+    def query(
+        self,
+        index: int,
+        node: Map,
+        raw: dict[str, Any],
+        facts: sqlparse.ParsedSql,
+        common: dict[str, Any],
+    ) -> QueryStep:
+        params = self.parameterised(index, node, raw, facts, common)
+        fields = templates.param_fields(facts.highest_placeholder)
+        outer = ("count", *fields)
         return QueryStep(
             **common,
             params=params,
             before=None,
             header=self.message(node, raw, "header", outer),
-            row=self.message(node, raw, "row", params_fields, open_fields=True),
+            row=self.message(node, raw, "row", fields, open_fields=True),
             empty=self.message(node, raw, "empty", outer),
             footer=self.message(node, raw, "footer", outer),
         )
@@ -302,6 +351,7 @@ class StepBuilder(Checker):
         facts: sqlparse.ParsedSql,
         common: dict[str, Any],
     ) -> BulkInsertStep:
+        self.one_statement(index, node, raw, facts, common)
         width = facts.highest_placeholder
         rows: list[Any] = raw.get("rows", [])
         rows_node = node.value("rows")
@@ -544,6 +594,14 @@ class StepBuilder(Checker):
                 hint = f"'{key}' can use {names}{did_you_mean(f.name, known, braces=True)}"
             self.add(source.locate(f.offset), f"unknown field {{{name}}}: {hint}", "template-field")
         return Message(template, source)
+
+    # How each kind of step is built from its mapping, after what every kind shares.
+    KINDS: ClassVar[dict[str, Callable[..., AnyStep]]] = {
+        "batch": batch,
+        "execute": execute,
+        "bulk_insert": bulk_insert,
+        "query": query,
+    }
 
 
 # A backslash command at the start of a line (after white space): psql's, not the server's.

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 from ..plan.model import (
     AnyStep,
-    BatchStep,
     BulkInsertStep,
     ExecuteStep,
     Message,
@@ -163,23 +162,13 @@ def _view(
             if s.format == "csv":
                 source += f", {'a header line' if s.header else 'no header'}, delimiter {s.delimiter!r}, NULL as {s.null!r}"
             source += f"; fields for $1..${step.width}: {', '.join(map(str, s.fields)) or 'all, in order'})"
-    _add(messages, "before the SQL is sent", step.before)
-    if isinstance(step, BatchStep):
-        _add(messages, "after it succeeds", step.after)
-    elif isinstance(step, (ExecuteStep, BulkInsertStep)):
-        if step.after_no_rows is not None:
-            _add(messages, "after, when rows were affected", step.after)
-            _add(messages, "after, when no row was affected", step.after_no_rows)
-        else:
-            _add(messages, "after it succeeds", step.after)
-    else:
-        _add(messages, "first", step.header)
-        _add(messages, "for each row", step.row)
-        _add(messages, "when there are no rows", step.empty)
-        _add(messages, "last", step.footer)
+    split = getattr(step, "after_no_rows", None) is not None  # after, by rows affected
+    for key, when in step.MESSAGES:
+        said = "after, when rows were affected" if key == "after" and split else when
+        _add(messages, said, getattr(step, key))
     return _StepView(
         title=f"step {step.number}" + (f": {step.name}" if step.name else ""),
-        kind=_kind_of(step),
+        kind=step.kind,
         where=str(step.position),
         transaction=transaction,
         round_trip=round_trip,
@@ -197,15 +186,6 @@ def _view(
         row_count=row_count,
         messages=tuple(messages),
     )
-
-
-def _kind_of(step: AnyStep) -> str:
-    return {
-        BatchStep: "batch",
-        ExecuteStep: "execute",
-        BulkInsertStep: "bulk_insert",
-        QueryStep: "query",
-    }[type(step)]
 
 
 def _add(messages: list[tuple[str, str]], when: str, message: Message | None) -> None:

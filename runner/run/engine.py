@@ -8,7 +8,7 @@ import itertools
 import re
 import signal
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -578,31 +578,55 @@ def _report_warnings(step: AnyStep, notices: Iterable[dict[bytes, bytes]], out: 
 
 def _run_step(plan: Plan, step: AnyStep, con: Any, out: Output, state: _Vars) -> None:
     if isinstance(step, (ExecuteStep, QueryStep)) and (step.captures or step.expect):
-        _run_checked(plan, step, con, out, state)
+        _run_checked(plan, step, con, out, state)  # checked before it commits
         return
     commits = _commits_itself(step, wire.transaction_status(con))
     try:
-        if isinstance(step, BatchStep):
-            _print(out, step.before, {})
-            wire.simple(con, step.sql.text, commits=commits, statements=len(step.statements))
-            _print(out, step.after, {})
-        elif isinstance(step, ExecuteStep):
-            fields = _before_fields(plan, step)
-            _print(out, step.before, fields)
-            outcome = wire.extended(con, step.sql.text, [step.params], commits=commits)
-            state.rows[step.number] = max(outcome.row_count, 0)
-            _print_count(out, step.after, step.after_no_rows, outcome.row_count, fields)
-        elif isinstance(step, BulkInsertStep):
-            _run_bulk_insert(plan, step, con, out, state)
-        else:
-            outcome = wire.extended(
-                con, step.sql.text, [step.params], text_rows=True, commits=commits
-            )
-            state.rows[step.number] = len(outcome.rows)
-            _show_query(plan, step, outcome, out)
+        _RUN_ALONE[step.kind](plan, step, con, out, state, commits=commits)
     except wire.ServerFailure as failure:
         rolled_back = _roll_back(con)
         raise _failed(step, failure, rolled_back) from None
+
+
+def _batch_alone(
+    plan: Plan, step: BatchStep, con: Any, out: Output, state: _Vars, *, commits: bool
+) -> None:
+    _print(out, step.before, {})
+    wire.simple(con, step.sql.text, commits=commits, statements=len(step.statements))
+    _print(out, step.after, {})
+
+
+def _execute_alone(
+    plan: Plan, step: ExecuteStep, con: Any, out: Output, state: _Vars, *, commits: bool
+) -> None:
+    fields = _before_fields(plan, step)
+    _print(out, step.before, fields)
+    outcome = wire.extended(con, step.sql.text, [step.params], commits=commits)
+    state.rows[step.number] = max(outcome.row_count, 0)
+    _print_count(out, step.after, step.after_no_rows, outcome.row_count, fields)
+
+
+def _bulk_insert_alone(
+    plan: Plan, step: BulkInsertStep, con: Any, out: Output, state: _Vars, *, commits: bool
+) -> None:
+    _run_bulk_insert(plan, step, con, out, state)
+
+
+def _query_alone(
+    plan: Plan, step: QueryStep, con: Any, out: Output, state: _Vars, *, commits: bool
+) -> None:
+    outcome = wire.extended(con, step.sql.text, [step.params], text_rows=True, commits=commits)
+    state.rows[step.number] = len(outcome.rows)
+    _show_query(plan, step, outcome, out)
+
+
+# How each kind of step runs in a round trip of its own (the step, after its messages).
+_RUN_ALONE: dict[str, Callable[..., None]] = {
+    "batch": _batch_alone,
+    "execute": _execute_alone,
+    "bulk_insert": _bulk_insert_alone,
+    "query": _query_alone,
+}
 
 
 def _commits_itself(step: AnyStep, status: bytes) -> bool:
@@ -780,18 +804,36 @@ def _run_group(
 
 def _pieces(step: AnyStep, con: Any) -> Iterator[tuple[wire.Piece, int]]:
     """What a step sends inside a pipeline, each with its first character in the step's SQL."""
-    if isinstance(step, BatchStep):
-        for statement in step.statements:
-            yield wire.Piece(statement.text), statement.offset
-    elif isinstance(step, ExecuteStep):
-        yield wire.Piece(step.sql.text, (step.params,)), 0
-    elif isinstance(step, BulkInsertStep):
-        if step.copy_sql is not None:
-            yield wire.Piece(step.copy_sql, copy=wire.copy_text(con, step.rows)), 0
-        else:
-            yield wire.Piece(step.sql.text, step.rows), 0
+    return _PIECES[step.kind](step, con)
+
+
+def _batch_pieces(step: BatchStep, con: Any) -> Iterator[tuple[wire.Piece, int]]:
+    for statement in step.statements:
+        yield wire.Piece(statement.text), statement.offset
+
+
+def _execute_pieces(step: ExecuteStep, con: Any) -> Iterator[tuple[wire.Piece, int]]:
+    yield wire.Piece(step.sql.text, (step.params,)), 0
+
+
+def _bulk_insert_pieces(step: BulkInsertStep, con: Any) -> Iterator[tuple[wire.Piece, int]]:
+    if step.copy_sql is not None:
+        yield wire.Piece(step.copy_sql, copy=wire.copy_text(con, step.rows)), 0
     else:
-        yield wire.Piece(step.sql.text, (step.params,), rows=True), 0
+        yield wire.Piece(step.sql.text, step.rows), 0
+
+
+def _query_pieces(step: QueryStep, con: Any) -> Iterator[tuple[wire.Piece, int]]:
+    yield wire.Piece(step.sql.text, (step.params,), rows=True), 0
+
+
+# What each kind of step sends inside a pipeline.
+_PIECES: dict[str, Callable[..., Iterator[tuple[wire.Piece, int]]]] = {
+    "batch": _batch_pieces,
+    "execute": _execute_pieces,
+    "bulk_insert": _bulk_insert_pieces,
+    "query": _query_pieces,
+}
 
 
 def _before_fields(plan: Plan, step: AnyStep) -> dict[str, str]:
