@@ -15,15 +15,15 @@ from runner.plan import schema
 from runner.plan.model import STEP_KINDS, Step
 from runner.plan.steps import StepBuilder
 from runner.report import kind as report_kind
-from runner.run import engine
+from runner.run import kinds
 
 KINDS = set(STEP_KINDS)
 
 TABLES: dict[str, Any] = {
     "the plan format's schema (plan.schema.json)": lambda: set(schema.load().kind_keys),
     "the builder (plan/steps.py StepBuilder.KINDS)": lambda: set(StepBuilder.KINDS),
-    "running alone (run/engine.py _RUN_ALONE)": lambda: set(engine._RUN_ALONE),
-    "running in a pipeline (run/engine.py _PIECES)": lambda: set(engine._PIECES),
+    "running alone (run/kinds.py RUN_ALONE)": lambda: set(kinds.RUN_ALONE),
+    "running in a pipeline (run/kinds.py PIECES)": lambda: set(kinds.PIECES),
     "the run report's schema (run-report.schema.json)": lambda: set(
         json.loads((ROOT / "schemas" / "run-report.schema.json").read_text())["$defs"]["step"][
             "properties"

@@ -1,5 +1,5 @@
-"""The folders are the architecture: each side imports only what sits below it (README,
-"Architecture"). Every import statement counts, those inside functions too."""
+"""The folders are the architecture: each side imports only what sits below it
+(docs/architecture.md). Every import statement counts, those inside functions too."""
 
 from __future__ import annotations
 

@@ -9,7 +9,8 @@ from typing import Any
 
 from ..errors import HistoryRefused, SqlPlanError
 from . import history, wire
-from .engine import Output, Record, run_plan
+from .engine import Record, run_plan
+from .messages import Output
 
 
 def run_one(
