@@ -23,6 +23,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "plan"))  # the test module it runs long
 
 from conftest import Database  # noqa: E402
 from csv_oracle import Options, csv_files, postgres_rows, sqlplan_rows  # noqa: E402

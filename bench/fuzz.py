@@ -1,5 +1,5 @@
 """Fuzz `sqlplan check`'s validation with generated and mutated plans (the long profile of
-tests/test_fuzz.py): every example must end in a Plan or in diagnostics at positions inside the
+tests/plan/test_fuzz.py): every example must end in a Plan or in diagnostics at positions inside the
 file. Prints how many examples ran, how many were valid plans, and the slowest example.
 
     python bench/fuzz.py [--examples 100000]

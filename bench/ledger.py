@@ -1,4 +1,4 @@
-"""The ledger's property tests, long profile (tests/test_ledger.py runs the fast one).
+"""The ledger's property tests, long profile (tests/run/test_ledger.py runs the fast one).
 
 (a) Generated plans run pipelined and with --no-pipeline: the same exit code, output, errors,
     rows and settings seen by each step.
@@ -24,6 +24,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "run"))  # the test module it runs long
 
 from conftest import Cli  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402

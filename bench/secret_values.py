@@ -1,5 +1,5 @@
-"""The secrets and vars property tests, long profile (tests/test_secret_values.py and
-tests/test_vars.py run the fast one).
+"""The secrets and vars property tests, long profile (tests/run/test_secret_values.py and
+tests/plan/test_vars.py run the fast one).
 
 (a) Generated secrets (quotes, backslashes, newlines, any Unicode, long enough to be clipped)
     given to plans whose statements make the server echo them, searched for in every output of
@@ -22,6 +22,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "run"))  # the test module it runs long
+sys.path.insert(0, str(ROOT / "tests" / "plan"))  # the test module it runs long
 
 from conftest import Cli  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402

@@ -1,5 +1,5 @@
 """Random CSV files and options, read by sqlplan's CSV reader and by PostgreSQL's own COPY
-(FORMAT csv) from the same bytes: the same rows, or both refuse. Shared by tests/test_csv.py
+(FORMAT csv) from the same bytes: the same rows, or both refuse. Shared by tests/plan/test_csv.py
 (fast profile) and bench/differential.py (long profile)."""
 
 from __future__ import annotations

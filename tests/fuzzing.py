@@ -1,5 +1,5 @@
 """Hostile plans, and what sqlplan must do with any of them: a Plan or diagnostics, each at a
-position inside the file, never an exception of another kind. Shared by tests/test_fuzz.py (a
+position inside the file, never an exception of another kind. Shared by tests/plan/test_fuzz.py (a
 fast profile) and bench/fuzz.py (hundreds of thousands of examples)."""
 
 from __future__ import annotations

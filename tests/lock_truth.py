@@ -15,7 +15,7 @@ the truth it is compared with. `compare()` says where the offline analysis disag
   not, or did not where it says it does ("may rewrite" is neither);
 - strong: the analysis claims more than the server took (counted, not a failure).
 
-Used by tests/test_lock_truth.py (a fast profile) and bench/locks.py (every statement, on
+Used by tests/review/test_lock_truth.py (a fast profile) and bench/locks.py (every statement, on
 PostgreSQL 18 and 15).
 """
 

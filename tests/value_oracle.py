@@ -1,6 +1,6 @@
 """Differential testing of values: a value sent by sqlplan, through any path, must be stored
 exactly as PostgreSQL stores the same value written as a SQL literal. Shared by
-tests/test_values.py (a fast profile) and bench/differential.py (the long one).
+tests/plan/test_values.py (a fast profile) and bench/differential.py (the long one).
 
 Each case is a column type and a list of values. sqlplan inserts them through one path into
 `got`; the same values written as SQL literals (built here, independently of sqlplan's own

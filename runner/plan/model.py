@@ -174,7 +174,7 @@ class Retry:
 class Step:
     """What every kind of step has. A kind is a subclass in STEP_KINDS, named by the key that
     holds its SQL (`kind`), with the messages it prints (`MESSAGES`: key, when); each layer
-    keeps its part of a kind in one table keyed by `kind`, and tests/test_kinds.py fails when
+    keeps its part of a kind in one table keyed by `kind`, and tests/plan/test_kinds.py fails when
     a table misses one."""
 
     kind: ClassVar[str]

@@ -6,7 +6,7 @@ without a database: `resolve` names those relations.
 
 This module holds the facts and the changes they undergo (an index added to a table and its
 partitions, under the name PostgreSQL would choose: names.py; a relation dropped or renamed);
-ddl.py reads each statement into those changes (`learn`). tests/test_learned.py compares what
+ddl.py reads each statement into those changes (`learn`). tests/review/test_learned.py compares what
 is learned with the server's catalogue after the same statements. A statement whose effect on
 the catalogue is not followed (a DO block, LIKE ... INCLUDING INDEXES, a table attached from
 outside the plan) makes what it touches unknown again: "may" stays "may" there.

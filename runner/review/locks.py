@@ -4,7 +4,7 @@ of a migration checks, each with a code, the safer form and the PostgreSQL versi
 on. Read from PostgreSQL's own parse tree, without a database.
 
 The lock modes are PostgreSQL's ("Explicit Locking", table 13.2), weakest first. A rule's claim
-is checked against the server itself by tests/test_locks.py (pg_locks of its own backend, and
+is checked against the server itself by tests/review/test_locks.py (pg_locks of its own backend, and
 pg_class.relfilenode before and after for a rewrite).
 """
 

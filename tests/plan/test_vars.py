@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Cli, Database
+from conftest import ROOT, Cli, Database
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -21,7 +21,6 @@ from runner.plan.model import Var
 from runner.plan.values import sql_text
 from runner.plan.vars import VarValueError, from_text
 
-ROOT = Path(__file__).resolve().parent.parent
 COLUMN = {
     "text": "text",
     "smallint": "smallint",

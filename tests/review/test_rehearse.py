@@ -15,7 +15,7 @@ from typing import Any
 
 import jsonschema
 import pytest
-from conftest import Cli, Database, start_sqlplan, wait_for_statement
+from conftest import ROOT, Cli, Database, start_sqlplan, wait_for_statement
 from test_locks import IN_TRANSACTION, SETUP
 
 from runner.connect.connection import connect
@@ -23,7 +23,6 @@ from runner.plan.validate import plan_from_bytes
 from runner.review.rehearsal import compare
 from runner.run.rehearse import rehearse
 
-ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = json.loads((ROOT / "schemas" / "rehearsal.schema.json").read_text())
 
 TABLE = """
@@ -139,7 +138,7 @@ def _files(con: Any) -> list[Any]:
 @pytest.mark.parametrize("sql", IN_TRANSACTION)
 def test_every_statement_of_the_lock_model_rehearses_without_findings(con: Any, sql: str) -> None:
     """What the rehearsal observes agrees with the analysis the server already confirmed
-    (tests/test_locks.py), statement by statement; and each rehearsal leaves the schema as it
+    (tests/review/test_locks.py), statement by statement; and each rehearsal leaves the schema as it
     was, or the next would start from a changed one."""
     before = _files(con)
     plan = load_plan_text(f"sqlplan: 1\nname: one\nsteps:\n  - batch: {json.dumps(sql)}\n")

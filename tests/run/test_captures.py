@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import Cli, Database, Result
+from conftest import ROOT, Cli, Database, Result
 
 PLAN = """\
 sqlplan: 1
@@ -118,9 +118,8 @@ def test_show_says_who_captures_and_who_uses(cli: Cli) -> None:
 
 
 def test_the_example_plan_runs(cli: Cli, database: Database) -> None:
-    from pathlib import Path
 
-    example = Path(__file__).resolve().parent.parent / "plans" / "examples" / "captures.yaml"
+    example = ROOT / "plans" / "examples" / "captures.yaml"
     result = _run(cli, database, example.read_text(), "--var", "author=Ursula K. Le Guin")
     assert result.exit_code == 0, result.stderr
     assert result.stdout == ("Ursula K. Le Guin is author 1.\n2 titles added.\nTitles {1,2}.\n")

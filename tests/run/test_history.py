@@ -9,12 +9,11 @@ import re
 import signal
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
-from conftest import Cli, Database, Result, start_sqlplan, wait_for_statement
+from conftest import ROOT, Cli, Database, Result, start_sqlplan, wait_for_statement
 from servers import Cutter, FakeServer
 
 from runner import __version__
@@ -126,9 +125,7 @@ def test_a_once_plan_runs_once_and_the_history_says_so(cli: Cli, database: Datab
     status = cli("status", "once.yaml", "--format", "json", env=_env(database))
     assert status.exit_code == 0, status.stderr
     document = json.loads(status.stdout)
-    schema = json.loads(
-        (Path(__file__).resolve().parent.parent / "schemas" / "status.schema.json").read_text()
-    )
+    schema = json.loads((ROOT / "schemas" / "status.schema.json").read_text())
     jsonschema.validate(document, schema)
     [item] = document["plans"]
     assert (item["status"], item["applied"]["fingerprint"]) == ("applied", row[2])
@@ -327,7 +324,7 @@ def test_claims_wait_for_the_advisory_lock(cli: Cli, database: Database) -> None
 
 
 def test_the_example_plans_run_once(cli: Cli, database: Database) -> None:
-    examples = Path(__file__).resolve().parent.parent / "plans" / "examples" / "history"
+    examples = ROOT / "plans" / "examples" / "history"
     first = cli("run", str(examples), env=_env(database))
     assert first.exit_code == 0, first.stderr
     assert first.stdout

@@ -1,7 +1,7 @@
 """sqlplan's lock and rewrite rules against squawk's, over a corpus of DDL (tests/corpus/ddl.sql):
 every lock or rewrite finding squawk makes, sqlplan makes too, or the difference is one the
 README explains ("Locks and rewrites"). Where the two disagree about what the server does,
-tests/test_locks.py settles it on the server itself."""
+tests/review/test_locks.py settles it on the server itself."""
 
 from __future__ import annotations
 

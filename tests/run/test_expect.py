@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from conftest import Cli, Database, Result
+from conftest import ROOT, Cli, Database, Result
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from value_oracle import yaml_value
@@ -241,9 +241,8 @@ def test_unordered_rows_match_as_except_all_says(
 
 
 def test_the_example_plan_runs_twice(cli: Cli, database: Database) -> None:
-    from pathlib import Path
 
-    example = Path(__file__).resolve().parent.parent / "plans" / "examples" / "expect.yaml"
+    example = ROOT / "plans" / "examples" / "expect.yaml"
     for _ in range(2):
         result = _run(cli, database, example.read_text())
         assert result.exit_code == 0, result.stderr
