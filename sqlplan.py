@@ -1,4 +1,5 @@
-"""sqlplan as a library: `import sqlplan`, then load, check and run plans (runner/api.py).
+"""sqlplan as a library: `import sqlplan`, then load, check, run and rehearse plans
+(runner/api/).
 
 result = sqlplan.run_plans(["plans/create_table.yaml"], database_url=url)
 assert result.ok, result.exit_code
@@ -9,11 +10,14 @@ from runner.api import (
     CheckResult,
     Events,
     LoadedPlan,
+    NotRehearsable,
     PlanResult,
     RunResult,
     check,
+    history_status,
     load_plans,
     plan_files,
+    rehearse,
     run_loaded,
     run_plans,
 )
@@ -25,6 +29,7 @@ __all__ = [
     "Events",
     "ExitCode",
     "LoadedPlan",
+    "NotRehearsable",
     "PlanInvalid",
     "PlanResult",
     "Position",
@@ -33,8 +38,10 @@ __all__ = [
     "StepFailed",
     "__version__",
     "check",
+    "history_status",
     "load_plans",
     "plan_files",
+    "rehearse",
     "run_loaded",
     "run_plans",
 ]

@@ -1,6 +1,6 @@
 """sqlplan: declarative, YAML-driven SQL plans for PostgreSQL.
 
-The library API (runner/api.py; `import sqlplan` gives the same names) is loaded on first
+The library API (runner/api/; `import sqlplan` gives the same names) is loaded on first
 use, so that the command starts without it."""
 
 from __future__ import annotations
@@ -13,11 +13,14 @@ _API = (
     "CheckResult",
     "Events",
     "LoadedPlan",
+    "NotRehearsable",
     "PlanResult",
     "RunResult",
     "check",
+    "history_status",
     "load_plans",
     "plan_files",
+    "rehearse",
     "run_loaded",
     "run_plans",
 )

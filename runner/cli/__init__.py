@@ -1,5 +1,5 @@
 """The `sqlplan` command: click declarations that turn options into calls of the library
-(runner/api.py) and render what those return. app.py holds the group and the console script;
+(runner/api/) and render what those return. app.py holds the group and the console script;
 each other module, the commands of one concern; common.py, what they share."""
 
 from . import authoring, db, history, review, run  # noqa: F401  (each registers its commands)

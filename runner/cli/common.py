@@ -138,14 +138,14 @@ def plan_files(paths: Sequence[str]) -> list[str]:
 
 
 def state_dir(data_dir: str | None) -> Path:
-    from ..api import state_dir as where
+    from ..connect.where import state_dir as where
 
     return where(data_dir)
 
 
 def database_target(database_url: str | None, data_dir: str | None) -> Target:
     """The URL from the flag, the environment or .env; else the embedded server, started."""
-    from ..api import open_target
+    from ..connect.where import open_target
 
     return open_target(database_url, data_dir, notify=notify)
 

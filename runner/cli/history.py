@@ -9,11 +9,9 @@ import click
 from ..errors import ExitCode, SqlPlanError
 from .app import main
 from .common import (
-    close_quietly,
     connect_retries_option,
     connect_timeout_option,
     data_dir_option,
-    database_target,
     database_url_option,
     exit_with,
     fail,
@@ -65,39 +63,16 @@ def history_status(
     PLAN is a file or a directory (its *.yaml and *.yml files) [default: plans]. Reads
     sqlplan.history and changes nothing.
     """
+    from .. import api
+    from ..run import history
 
-    from ..connect.connection import RetryPolicy, connect
-    from ..errors import PlanInvalid
-    from ..plan.cache import load_plan
-    from ..run import history, wire
-
-    files = plan_files(paths or ("plans",))
     try:
-        problems = []
-        plans = []
-        for file in files:
-            try:
-                plans.append(load_plan(file))
-            except PlanInvalid as e:
-                problems.extend(e.diagnostics)
-        if problems:
-            raise PlanInvalid(problems)
-        target = database_target(database_url, data_dir)
-        con = connect(target, RetryPolicy(connect_retries, connect_timeout), notify)
+        report = api.history_status(
+            plan_files(paths or ("plans",)), database_url=database_url, data_dir=data_dir,
+            connect_retries=connect_retries, connect_timeout=connect_timeout, notify=notify,
+        )  # fmt: skip
     except SqlPlanError as e:
         fail(e)
-    try:
-        found = history.read(con, [p.name for p in plans if p.once])
-    except (wire.ServerFailure, wire.ConnectionLost) as e:
-        reason = (
-            f"{e.fields.get('M', '')} [{e.fields.get('C', '')}]"
-            if isinstance(e, wire.ServerFailure)
-            else f"the connection was lost ({e})"
-        )
-        fail(SqlPlanError(f"reading sqlplan.history failed: {reason}"))
-    finally:
-        close_quietly(con)
-    report = history.status(plans, found)
     if report_format == "json":
         click.echo(json.dumps({"version": 1, "plans": report}, indent=2))
     else:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import sys
 
 import click
@@ -11,17 +10,16 @@ from ..errors import ExitCode, SqlPlanError
 from ..output import CHECK_FORMATS, SHOW_FORMATS
 from .app import main
 from .common import (
-    close_quietly,
     connect_retries_option,
     connect_timeout_option,
     data_dir_option,
-    database_target,
     database_url_option,
     exit_with,
     fail,
     notify,
     pg_version_option,
     plan_files,
+    signal_code,
     signal_name,
     teach,
     var_option,
@@ -210,53 +208,18 @@ def rehearse(
     Exit codes: 0 every statement ran, 1 one failed or would wait (or, with --strict, findings),
     2 usage, 3 invalid plan, 4 configuration, 5 cannot connect.
     """
-    from ..connect.connection import RetryPolicy, cancel, connect
-    from ..plan.cache import load_plan
-    from ..plan.sqlparse import non_transactional
-    from ..review.catalog import snapshot
+    from .. import api
     from ..review.rehearsal import compare, render
     from ..run import interrupts
-    from ..run.rehearse import rehearse as rehearse_plan
 
     try:
-        from ..plan.loading import bind_vars
-
-        plan, values = bind_vars(load_plan(plan_file), var, vars_files)
-    except SqlPlanError as e:
-        fail(e)
-    refused = [
-        (step, name)
-        for step in plan.steps
-        for statement in step.statements
-        if (name := non_transactional(statement)) is not None
-    ]
-    if refused and not skip_non_transactional:
-        listed = "\n".join(f"  {step.position}: {step.label}: {name}" for step, name in refused)
-        click.echo(
-            "sqlplan: error: these statements cannot run in a transaction block, so they cannot be "
-            f"rehearsed:\n{listed}\nrehearse the rest with --skip-non-transactional",
-            err=True,
-        )
-        exit_with(ExitCode.STEP_FAILED)
-    try:
-        target = database_target(database_url, data_dir)
-        con = connect(target, RetryPolicy(connect_retries, connect_timeout), notify)
-    except SqlPlanError as e:
-        fail(e)
-    # Connected: a first Ctrl-C or SIGTERM cancels the running statement and the report is
-    # printed as far as it got; a second one stops at once. Either way nothing commits.
-    interrupts.arm(lambda: cancel(target, con))
-    try:
-        result = rehearse_plan(
-            plan,
-            con,
-            lock_timeout=lock_timeout,
+        result = api.rehearse(
+            plan_file, database_url=database_url, data_dir=data_dir, vars=var,
+            vars_files=vars_files, lock_timeout=lock_timeout,
             statement_timeout=statement_timeout,
-            values=values,
-            # what only the database knows (partitions, indexes, foreign keys, views), for
-            # what the analysis says a statement "may" lock
-            look=snapshot,
-        )
+            skip_non_transactional=skip_non_transactional, connect_retries=connect_retries,
+            connect_timeout=connect_timeout, notify=notify, handle_signals=True,
+        )  # fmt: skip
     except SqlPlanError as e:
         fail(e)
     except interrupts.Abandoned as e:
@@ -266,9 +229,7 @@ def rehearse(
             "the server rolls it back as the connection closes",
             err=True,
         )
-        exit_with(ExitCode.TERMINATED if e.signum == signal.SIGTERM else ExitCode.INTERRUPTED)
-    finally:
-        close_quietly(con)
+        exit_with(signal_code(e.signum))
     click.echo(render(result, report_format, pg_version), nl=False)
     if result.interrupted is not None:
         sys.stdout.flush()
@@ -277,8 +238,6 @@ def rehearse(
             "back, nothing was committed",
             err=True,
         )
-        exit_with(
-            ExitCode.TERMINATED if result.interrupted == signal.SIGTERM else ExitCode.INTERRUPTED
-        )
+        exit_with(signal_code(result.interrupted))
     findings = sum(len(row.differences) for row in compare(result, pg_version))
     exit_with(ExitCode.OK if result.ok and not (strict and findings) else ExitCode.STEP_FAILED)

@@ -1,4 +1,4 @@
-"""The library API (runner/api.py, `import sqlplan`), used as a Python user would: no click,
+"""The library API (runner/api/, `import sqlplan`), used as a Python user would: no click,
 no CLI runner; run plans on a real server and read the result. The command is a layer over
 the same calls, so what it prints and reports is compared with what the API returns."""
 
@@ -247,3 +247,43 @@ def test_the_api_runs_without_click(tmp_path: Path, database: Database) -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["line 42", "0 ['ok'] {1: 1}", "[]"]
+
+
+def test_a_rehearsal_reports_locks_and_commits_nothing(tmp_path: Path, database: Database) -> None:
+    database.query("CREATE TABLE orders (id int PRIMARY KEY, customer int)")
+    (tmp_path / "index.yaml").write_text(
+        "sqlplan: 1\nname: index\nsteps:\n"
+        "  - batch: CREATE INDEX orders_customer ON orders (customer);\n"
+    )
+    rehearsal = sqlplan.rehearse(tmp_path / "index.yaml", database_url=database.url)
+    assert rehearsal.ok
+    [statement] = rehearsal.statements
+    assert statement.status == "ran"
+    assert statement.locks.get("orders") == "SHARE", statement.locks
+    assert database.query("SELECT to_regclass('orders_customer') IS NULL") == [[True]]
+    (tmp_path / "concurrently.yaml").write_text(
+        "sqlplan: 1\nname: c\nsteps:\n"
+        "  - batch: CREATE INDEX CONCURRENTLY orders_c ON orders (customer);\n"
+    )
+    with pytest.raises(sqlplan.NotRehearsable) as refused:
+        sqlplan.rehearse(tmp_path / "concurrently.yaml", database_url=database.url)
+    assert "concurrently.yaml:4:5" in refused.value.message
+
+
+def test_history_status_says_what_the_command_says(
+    database: Database, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(cli.cwd)
+    cli.write("once.yaml", "sqlplan: 1\nname: once\nonce: true\nsteps:\n  - batch: SELECT 1;\n")
+    cli.write("every.yaml", "sqlplan: 1\nname: every\nsteps:\n  - batch: SELECT 1;\n")
+    before = sqlplan.history_status(["."], database_url=database.url)
+    assert [(e["name"], e["status"]) for e in before] == [
+        ("every", "not once"),
+        ("once", "pending"),
+    ]
+    assert sqlplan.run_plans(["once.yaml"], database_url=database.url).ok
+    after = sqlplan.history_status(["."], database_url=database.url)
+    printed = cli("status", ".", "--format", "json", env={"DATABASE_URL": database.url})
+    assert printed.exit_code == 0
+    assert json.loads(printed.stdout)["plans"] == after
+    assert [e["status"] for e in after] == ["not once", "applied"]

@@ -1,0 +1,74 @@
+"""Checking plans without a database, as `sqlplan check` does."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..errors import Diagnostic, ExitCode, PlanInvalid, Position, internal_error
+from .loading import plan_files
+
+
+@dataclass
+class CheckResult:
+    """What `check` found in `files`: every diagnostic, errors and warnings, sorted by file."""
+
+    files: list[str]
+    diagnostics: list[Diagnostic]
+    strict: bool = False
+
+    @property
+    def errors(self) -> int:
+        return sum(d.severity == "error" for d in self.diagnostics)
+
+    @property
+    def warnings(self) -> int:
+        return len(self.diagnostics) - self.errors
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """1 when there are errors, or with `strict` warnings; else 0."""
+        failed = self.errors or (self.strict and self.warnings)
+        return ExitCode.STEP_FAILED if failed else ExitCode.OK
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == ExitCode.OK
+
+
+def check(
+    paths: Sequence[str | os.PathLike[str]] = ("plans",),
+    *,
+    strict: bool = False,
+    pooler: bool | None = None,
+    pg_version: int | None = None,
+) -> CheckResult:
+    """Check plans without connecting, as `sqlplan check` does: everything a run validates,
+    and the review's warnings (data loss, locks and rewrites, what a pooler breaks when
+    `pooler`, by default when DATABASE_URL names one). A file with errors still gets the
+    warnings of its valid steps. UsageError when `paths` hold no plan."""
+    from ..plan.cache import load_plan
+    from ..plan.validate import once_name_clashes
+    from ..review.warnings import warnings
+
+    files = plan_files(paths)  # what a run would run, no more, no less
+    if pooler is None:
+        from ..connect.where import configured_pooler
+
+        pooler = configured_pooler()
+    found: list[Diagnostic] = []
+    valid = []
+    for file in files:
+        try:
+            plan = load_plan(file)
+            valid.append(plan)
+            found.extend(warnings(plan, pg_version, pooler=pooler))
+        except PlanInvalid as e:
+            found.extend(e.diagnostics)
+            if e.partial is not None:  # the steps that are valid still get their warnings
+                found.extend(warnings(e.partial, pg_version, pooler=pooler))
+        except Exception as e:  # a bug: this file says so, the others keep their reports
+            found.append(Diagnostic(Position(file, 1, 1), internal_error(e), "internal"))
+    found.extend(once_name_clashes(valid))  # as a run would refuse them, given these plans
+    return CheckResult(files, found, strict)
