@@ -26,6 +26,10 @@ class ExitCode(IntEnum):
     TERMINATED = 143  # SIGTERM: as Ctrl-C
     READER_LEFT = 141  # stdout's reader went away (`| head`) from a command that only prints
 
+    def __str__(self) -> str:
+        """The number, as Python 3.11 and later print an IntEnum (3.10 printed its name)."""
+        return str(int(self))
+
 
 @dataclass(frozen=True, order=True)
 class Position:
