@@ -16,6 +16,7 @@ from .loading import LoadedPlan, Vars, load_plans
 
 if TYPE_CHECKING:
     from ..connect.target import Target
+    from ..run.wire import Session
 
 
 def run_plans(
@@ -196,7 +197,7 @@ def _connected(  # noqa: PLR0917  (the run's options, passed on)
 
 
 @contextmanager
-def _closing(con: Any) -> Iterator[None]:
+def _closing(con: Session) -> Iterator[None]:
     from ..connect.connection import close
 
     try:

@@ -148,10 +148,3 @@ def database_target(database_url: str | None, data_dir: str | None) -> Target:
     from ..connect.where import open_target
 
     return open_target(database_url, data_dir, notify=notify)
-
-
-def close_quietly(con: Any) -> None:
-    # The server may already be gone; closing must not mask the real result.
-    from ..connect.connection import close
-
-    close(con)

@@ -179,6 +179,9 @@ class Step:
 
     kind: ClassVar[str]
     MESSAGES: ClassVar[tuple[tuple[str, str], ...]]
+    # what a step's `count` ({count}, expect.count) is: the rows its statement returned (a
+    # query), else the rows it affected (as the server's command tag says)
+    COUNTS_RETURNED: ClassVar[bool] = False
 
     number: int  # 1-based, in plan order
     name: str | None
@@ -241,6 +244,7 @@ class BulkInsertStep(Step):
 @dataclass(frozen=True)
 class QueryStep(Step):
     kind = "query"
+    COUNTS_RETURNED = True
     MESSAGES = (
         ("header", "first"),
         ("row", "for each row"),

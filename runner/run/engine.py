@@ -8,7 +8,6 @@ import signal
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from ..errors import (
     ExitCode,
@@ -40,7 +39,7 @@ from .messages import Output, before_fields, render, report_warnings, say, take_
 
 def run_plan(
     plan: Plan,
-    con: Any,
+    con: wire.Session,
     out: Output,
     *,
     pipeline: bool = True,
@@ -125,7 +124,7 @@ def _units(plan: Plan, pipeline: bool, last_alone: bool) -> list[tuple[AnyStep, 
 
 def _run_all(
     plan: Plan,
-    con: Any,
+    con: wire.Session,
     out: Output,
     ledger: Ledger,
     *,
@@ -182,7 +181,7 @@ def _timed(ledger: Ledger, group: Sequence[AnyStep], started: float) -> None:
 def _run_unit(
     plan: Plan,
     group: tuple[AnyStep, ...],
-    con: Any,
+    con: wire.Session,
     out: Output,
     ledger: Ledger,
     *,
@@ -271,7 +270,7 @@ RETRYABLE = {
 
 
 def _again(
-    con: Any, group: Sequence[AnyStep], failure: StepFailed, attempt: int, out: Output
+    con: wire.Session, group: Sequence[AnyStep], failure: StepFailed, attempt: int, out: Output
 ) -> bool:
     """Whether to run the failed step again (its `retry`), after saying so and waiting."""
     step = group[0]
@@ -303,7 +302,7 @@ def _again(
 
 
 def _prelude(
-    con: Any,
+    con: wire.Session,
     step: AnyStep,
     ledger: Ledger,
     state: Vars,
@@ -353,7 +352,7 @@ def _prelude(
         raise lost_failure(step, lost, Fate.NOT_RUN) from None
 
 
-def _commit_ours(con: Any, step: AnyStep, ledger: Ledger) -> None:
+def _commit_ours(con: wire.Session, step: AnyStep, ledger: Ledger) -> None:
     """COMMIT the transaction sqlplan opened for the step (with its record, if any)."""
     try:
         wire.simple(con, "COMMIT", commits=True)
@@ -384,7 +383,7 @@ def _commit_ours(con: Any, step: AnyStep, ledger: Ledger) -> None:
         raise _interrupted(step, ledger, again.signum, waited=False, silent=again.waited) from None
 
 
-def _record_after(con: Any, step: AnyStep, record: Record) -> None:
+def _record_after(con: wire.Session, step: AnyStep, record: Record) -> None:
     """The record in a transaction of its own, once every step committed (the last step
     could not share one: it ends a block it did not open, or it cannot run in a block)."""
     wire.track(con)
@@ -447,7 +446,7 @@ def _stop(step: AnyStep, ledger: Ledger, signum: int, what: str) -> RunInterrupt
     )
 
 
-def _settle(ledger: Ledger, group: Sequence[AnyStep], after: bytes, con: Any) -> None:
+def _settle(ledger: Ledger, group: Sequence[AnyStep], after: bytes, con: wire.Session) -> None:
     """A unit that succeeded: idle after it means committed (or rolled back, if it ended its
     block with ROLLBACK); inside a block means done but open."""
     if after != b"I":
@@ -505,7 +504,13 @@ def _reads_only(step: AnyStep) -> bool:
 
 
 def _run_group(
-    plan: Plan, group: Sequence[AnyStep], con: Any, out: Output, ledger: Ledger, *, state: Vars
+    plan: Plan,
+    group: Sequence[AnyStep],
+    con: wire.Session,
+    out: Output,
+    ledger: Ledger,
+    *,
+    state: Vars,
 ) -> None:
     """Steps that need nothing from each other's results, in one round trip (see turns.py)."""
     commit_each = wire.transaction_status(con) == b"I"
@@ -569,9 +574,5 @@ def _run_group(
                 failed.rolled_back = OURS_ROLLED_BACK
             raise failed
         if not isinstance(step, BatchStep):
-            state.rows[step.number] = (
-                len(step_outcomes[0].rows)
-                if isinstance(step, QueryStep)
-                else max(step_outcomes[0].row_count, 0)
-            )
+            state.rows[step.number] = step_outcomes[0].count(step.COUNTS_RETURNED)
         print_outcome(plan, step, step_outcomes, out)

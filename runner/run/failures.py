@@ -26,7 +26,7 @@ OPEN_ROLLED_BACK = "the open transaction was rolled back"
 OURS_ROLLED_BACK = "its transaction was rolled back: nothing it did was kept"
 
 
-def roll_back(con: Any) -> bool:
+def roll_back(con: wire.Session) -> bool:
     """Roll back a transaction block the failure left open; report whether there was one."""
     if wire.transaction_status(con) == b"I":
         return False

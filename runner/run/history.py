@@ -135,7 +135,7 @@ class Claim:
 
 
 def claim(
-    con: Any,
+    con: wire.Session,
     plan: Plan,
     path: str,
     version: str,
@@ -245,7 +245,7 @@ def _file_name(path: str) -> str:
     return path.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
 
 
-def _alive(con: Any, entry: Entry) -> str | None:
+def _alive(con: wire.Session, entry: Entry) -> str | None:
     """Why the run that made a claim may still be going, or None when it is provably gone:
     its backend no longer exists, or nobody holds the claim's lock."""
     pid, started = _backend(con, entry.id)
@@ -265,7 +265,7 @@ def _alive(con: Any, entry: Entry) -> str | None:
     return f"its backend (pid {pid}) is alive and holds the claim"
 
 
-def _backend(con: Any, claim_id: int) -> tuple[int | None, str | None]:
+def _backend(con: wire.Session, claim_id: int) -> tuple[int | None, str | None]:
     outcome = wire.extended(
         con, "SELECT pid, backend_start FROM sqlplan.history WHERE id = $1", [[claim_id]],
         text_rows=True,
@@ -274,7 +274,7 @@ def _backend(con: Any, claim_id: int) -> tuple[int | None, str | None]:
     return (None if pid is None else int(pid)), started
 
 
-def _names_backends(con: Any) -> bool:
+def _names_backends(con: wire.Session) -> bool:
     outcome = wire.extended(
         con,
         "SELECT count(*) FROM pg_attribute WHERE attrelid = 'sqlplan.history'::regclass "
@@ -285,7 +285,7 @@ def _names_backends(con: Any) -> bool:
     return bool(outcome.rows and int(outcome.rows[0][0]) > 0)
 
 
-def finished(con: Any, claim_id: int, *, pooler: bool = False) -> None:
+def finished(con: wire.Session, claim_id: int, *, pooler: bool = False) -> None:
     """Stamp a succeeded run's end and duration once its last commit is confirmed, and let go
     of its claim (best effort: the caller goes on if the connection is gone)."""
     wire.extended(con, _FINISHED, [[claim_id]])
@@ -293,25 +293,25 @@ def finished(con: Any, claim_id: int, *, pooler: bool = False) -> None:
         release(con, claim_id)
 
 
-def release(con: Any, claim_id: int) -> None:
+def release(con: wire.Session, claim_id: int) -> None:
     """The run's outcome is recorded: its claim's session lock is no longer needed."""
     wire.extended(con, f"SELECT pg_advisory_unlock($1, {_CLAIM_LOCK})", [[CLAIM_CLASS, claim_id]])
 
 
-def failed(con: Any, claim_id: int, error: str) -> None:
+def failed(con: wire.Session, claim_id: int, error: str) -> None:
     """Mark a claimed run failed, in a transaction of its own (best effort: the caller goes on
     if the connection is gone, and the row stays `running`)."""
     wire.extended(con, _FAILED, [[claim_id, error]])
 
 
-def _exists(con: Any) -> bool:
+def _exists(con: wire.Session) -> bool:
     outcome = wire.extended(
         con, "SELECT to_regclass('sqlplan.history') IS NOT NULL", [[]], text_rows=True
     )
     return bool(outcome.rows and outcome.rows[0][0] in ("t", "true", True))
 
 
-def _entries(con: Any, where: str, params: Sequence[object]) -> list[Entry]:
+def _entries(con: wire.Session, where: str, params: Sequence[object]) -> list[Entry]:
     outcome = wire.extended(
         con,
         f"SELECT {_COLUMNS} FROM sqlplan.history WHERE {where} ORDER BY id",
@@ -321,7 +321,7 @@ def _entries(con: Any, where: str, params: Sequence[object]) -> list[Entry]:
     return [Entry.from_row(row) for row in outcome.rows]
 
 
-def read(con: Any, names: Sequence[str]) -> dict[str, list[Entry]]:
+def read(con: wire.Session, names: Sequence[str]) -> dict[str, list[Entry]]:
     """The succeeded and running entries of the plans named, oldest first; nothing when the
     table does not exist yet (no plan ever ran once)."""
     if not _exists(con):

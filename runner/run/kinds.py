@@ -7,7 +7,6 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from ..errors import (
     ExpectationFailed,
@@ -49,7 +48,7 @@ class Vars:
         return bind_step(step, {**self.values, **self.captured}, plan.null_text)
 
 
-def run_step(plan: Plan, step: AnyStep, con: Any, out: Output, state: Vars) -> None:
+def run_step(plan: Plan, step: AnyStep, con: wire.Session, out: Output, state: Vars) -> None:
     if isinstance(step, (ExecuteStep, QueryStep)) and (step.captures or step.expect):
         run_checked(plan, step, con, out, state)  # checked before it commits
         return
@@ -62,7 +61,7 @@ def run_step(plan: Plan, step: AnyStep, con: Any, out: Output, state: Vars) -> N
 
 
 def _batch_alone(
-    plan: Plan, step: BatchStep, con: Any, out: Output, state: Vars, *, commits: bool
+    plan: Plan, step: BatchStep, con: wire.Session, out: Output, state: Vars, *, commits: bool
 ) -> None:
     say(out, step.before, {})
     wire.simple(con, step.sql.text, commits=commits, statements=len(step.statements))
@@ -70,7 +69,7 @@ def _batch_alone(
 
 
 def _execute_alone(
-    plan: Plan, step: ExecuteStep, con: Any, out: Output, state: Vars, *, commits: bool
+    plan: Plan, step: ExecuteStep, con: wire.Session, out: Output, state: Vars, *, commits: bool
 ) -> None:
     fields = before_fields(plan, step)
     say(out, step.before, fields)
@@ -80,13 +79,13 @@ def _execute_alone(
 
 
 def _bulk_insert_alone(
-    plan: Plan, step: BulkInsertStep, con: Any, out: Output, state: Vars, *, commits: bool
+    plan: Plan, step: BulkInsertStep, con: wire.Session, out: Output, state: Vars, *, commits: bool
 ) -> None:
     run_bulk_insert(plan, step, con, out, state)
 
 
 def _query_alone(
-    plan: Plan, step: QueryStep, con: Any, out: Output, state: Vars, *, commits: bool
+    plan: Plan, step: QueryStep, con: wire.Session, out: Output, state: Vars, *, commits: bool
 ) -> None:
     outcome = wire.extended(con, step.sql.text, [step.params], text_rows=True, commits=commits)
     state.rows[step.number] = len(outcome.rows)
@@ -116,7 +115,7 @@ SAVEPOINT = "sqlplan_expect"
 
 
 def run_checked(
-    plan: Plan, step: ExecuteStep | QueryStep, con: Any, out: Output, state: Vars
+    plan: Plan, step: ExecuteStep | QueryStep, con: wire.Session, out: Output, state: Vars
 ) -> None:
     """A step whose result is checked before it commits (its captures, its `expect`): outside
     a transaction block it runs in one of its own, BEGIN with the statement and COMMIT once the
@@ -142,7 +141,7 @@ def run_checked(
                     say_count(out, step.after, step.after_no_rows, 0, before_fields(plan, step))
                 return
             raise
-        count = len(outcome.rows) if isinstance(step, QueryStep) else max(outcome.row_count, 0)
+        count = outcome.count(step.COUNTS_RETURNED)
         state.rows[step.number] = count
         expectations.check(step, count, outcome.columns, outcome.rows, plan.null_text)
         taken = captures.take(step, outcome.columns, outcome.rows)
@@ -182,7 +181,7 @@ def run_checked(
         say_count(out, done.after, done.after_no_rows, outcome.row_count, before_fields(plan, done))
 
 
-def check_scope(con: Any, step: AnyStep) -> tuple[bool, bool]:
+def check_scope(con: wire.Session, step: AnyStep) -> tuple[bool, bool]:
     """Where a step whose result is checked before it commits (expect, captures) runs: in a
     transaction of its own outside any block (`ours`), or, a negative test inside one, under
     a savepoint that its expected error rolls back while the block goes on. One rule for
@@ -192,7 +191,7 @@ def check_scope(con: Any, step: AnyStep) -> tuple[bool, bool]:
     return ours, negative and not ours
 
 
-def undo(con: Any, *, ours: bool, savepoint: bool) -> None:
+def undo(con: wire.Session, *, ours: bool, savepoint: bool) -> None:
     """Roll back what a checked step did: its own transaction, or its savepoint."""
     if ours:
         wire.simple(con, "ROLLBACK")
@@ -200,28 +199,30 @@ def undo(con: Any, *, ours: bool, savepoint: bool) -> None:
         wire.simple(con, f"ROLLBACK TO SAVEPOINT {SAVEPOINT}; RELEASE SAVEPOINT {SAVEPOINT}")
 
 
-def pieces_of(step: AnyStep, con: Any) -> Iterator[tuple[wire.Piece, int]]:
+def pieces_of(step: AnyStep, con: wire.Session) -> Iterator[tuple[wire.Piece, int]]:
     """What a step sends inside a pipeline, each with its first character in the step's SQL."""
     return PIECES[step.kind](step, con)
 
 
-def _batch_pieces(step: BatchStep, con: Any) -> Iterator[tuple[wire.Piece, int]]:
+def _batch_pieces(step: BatchStep, con: wire.Session) -> Iterator[tuple[wire.Piece, int]]:
     for statement in step.statements:
         yield wire.Piece(statement.text), statement.offset
 
 
-def _execute_pieces(step: ExecuteStep, con: Any) -> Iterator[tuple[wire.Piece, int]]:
+def _execute_pieces(step: ExecuteStep, con: wire.Session) -> Iterator[tuple[wire.Piece, int]]:
     yield wire.Piece(step.sql.text, (step.params,)), 0
 
 
-def _bulk_insert_pieces(step: BulkInsertStep, con: Any) -> Iterator[tuple[wire.Piece, int]]:
+def _bulk_insert_pieces(
+    step: BulkInsertStep, con: wire.Session
+) -> Iterator[tuple[wire.Piece, int]]:
     if step.copy_sql is not None:
         yield wire.Piece(step.copy_sql, copy=wire.copy_text(con, step.rows)), 0
     else:
         yield wire.Piece(step.sql.text, step.rows), 0
 
 
-def _query_pieces(step: QueryStep, con: Any) -> Iterator[tuple[wire.Piece, int]]:
+def _query_pieces(step: QueryStep, con: wire.Session) -> Iterator[tuple[wire.Piece, int]]:
     yield wire.Piece(step.sql.text, (step.params,), rows=True), 0
 
 
@@ -248,7 +249,7 @@ def print_outcome(plan: Plan, step: AnyStep, outcomes: Sequence[wire.Outcome], o
 
 
 def run_bulk_insert(
-    plan: Plan, step: BulkInsertStep, con: Any, out: Output, state: Vars | None = None
+    plan: Plan, step: BulkInsertStep, con: wire.Session, out: Output, state: Vars | None = None
 ) -> None:
     say(out, step.before, before_fields(plan, step))
     expect = step.expect

@@ -16,7 +16,7 @@ from .messages import Output
 def run_one(
     result: Any,
     values: dict[str, object],
-    con: Any,
+    con: wire.Session,
     out: Output,
     version: str,
     *,

@@ -84,7 +84,7 @@ class Rehearsal:
 
 def rehearse(
     plan: Plan,
-    con: Any,
+    con: wire.Session,
     *,
     lock_timeout: str = "2s",
     statement_timeout: str = "60s",
@@ -112,7 +112,7 @@ def rehearse(
     return result
 
 
-def _rehearse(con: Any, plan: Plan, result: Rehearsal, known: dict[str, object]) -> None:
+def _rehearse(con: wire.Session, plan: Plan, result: Rehearsal, known: dict[str, object]) -> None:
     wire.simple(con, "BEGIN")
     try:
         for name, value in (
@@ -167,13 +167,13 @@ def _rehearse(con: Any, plan: Plan, result: Rehearsal, known: dict[str, object])
     _rollback(con)
 
 
-def _rollback(con: Any) -> None:
+def _rollback(con: wire.Session) -> None:
     if wire.transaction_status(con) != b"I":
         wire.simple(con, "ROLLBACK")
 
 
 def _one(
-    con: Any,
+    con: wire.Session,
     step: AnyStep,
     statement: Statement,
     held: _Held,
@@ -247,7 +247,9 @@ def _one(
     return observed
 
 
-def _execute(con: Any, step: AnyStep, statement: Statement, known: dict[str, object]) -> int | None:
+def _execute(
+    con: wire.Session, step: AnyStep, statement: Statement, known: dict[str, object]
+) -> int | None:
     """Run one statement as the plan would, inside the rehearsal's transaction; what it
     captures goes into `known`."""
     if isinstance(step, BatchStep):
@@ -255,7 +257,7 @@ def _execute(con: Any, step: AnyStep, statement: Statement, known: dict[str, obj
     checked = bool(step.captures or step.expect)
     if isinstance(step, (ExecuteStep, QueryStep)):
         outcome = wire.extended(con, step.sql.text, [step.params], text_rows=checked)
-        count = len(outcome.rows) if isinstance(step, QueryStep) else max(outcome.row_count, 0)
+        count = outcome.count(step.COUNTS_RETURNED)
         expectations.check(step, count, outcome.columns, outcome.rows)
         known.update(captures.take(step, outcome.columns, outcome.rows))
         return _count(outcome.row_count)
@@ -290,7 +292,7 @@ _NOT_CATALOG = (
 )
 
 
-def _held(con: Any, existing: dict[str, str], indexes: dict[str, str]) -> _Held:
+def _held(con: wire.Session, existing: dict[str, str], indexes: dict[str, str]) -> _Held:
     """The relation locks this backend holds outside the system catalogs."""
     outcome = wire.extended(
         con,
@@ -316,7 +318,7 @@ def _held(con: Any, existing: dict[str, str], indexes: dict[str, str]) -> _Held:
     return _Held(modes, index_of, existing)
 
 
-def _existing(con: Any) -> tuple[dict[str, str], dict[str, str]]:
+def _existing(con: wire.Session) -> tuple[dict[str, str], dict[str, str]]:
     """The relations before the plan ran: names by OID, and each index's table."""
     outcome = wire.extended(
         con,
@@ -330,7 +332,7 @@ def _existing(con: Any) -> tuple[dict[str, str], dict[str, str]]:
     return names, {name: table for _, name, table in outcome.rows if table}
 
 
-def _filenodes(con: Any) -> dict[str, int]:
+def _filenodes(con: wire.Session) -> dict[str, int]:
     outcome = wire.extended(
         con,
         "SELECT c.oid::regclass::text, c.relfilenode::text FROM pg_class c "
@@ -343,7 +345,7 @@ def _filenodes(con: Any) -> dict[str, int]:
     return {relation: int(node) for relation, node in outcome.rows}
 
 
-def _blockers(con: Any, statement: Statement) -> str:
+def _blockers(con: wire.Session, statement: Statement) -> str:
     """Who holds locks on the tables the statement names (read after its lock_timeout)."""
     parts = []
     for relation in _relations(statement.node):

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, Protocol
 
 from pg8000.core import (
     COMMAND_COMPLETE,
@@ -49,6 +49,20 @@ _COPY_DONE = b"c\x00\x00\x00\x04"
 _FLUSH = b"H\x00\x00\x00\x04"
 
 
+class Session(Protocol):
+    """The connection the run side drives: pg8000's native Connection, logged in by sqlplan
+    (connect/connection.py), as far as sqlplan reads and writes it. Every use on the run side
+    is held to this by mypy; a new one is written here first."""
+
+    _sock: Any  # the buffered stream of the socket: what is sent and read, message by message
+    _client_encoding: str  # how text is encoded on the wire
+    _transaction_status: bytes | None  # the last ReadyForQuery's: I, T or E
+    message_types: dict[bytes, Callable[[bytes, Any], None]]  # pg8000's message handlers
+    parameter_statuses: dict[str, str]  # ParameterStatus: server_version, ...
+    notices: Any  # the server's notices and warnings since they were last taken
+    sqlplan_progress: Any  # what the server has answered in the current interaction
+
+
 @dataclass
 class Outcome:
     columns: tuple[str, ...] = ()
@@ -56,6 +70,10 @@ class Outcome:
     row_count: int = -1  # rows affected or returned, summed; -1 when no command reported one
     completed: int = 0  # commands that completed in the last flight
     notices: list[dict[bytes, bytes]] = field(default_factory=list)  # pipeline(): its own notices
+
+    def count(self, returned: bool) -> int:
+        """A step's count: the rows returned (`returned`: a query), else the rows affected."""
+        return len(self.rows) if returned else max(self.row_count, 0)
 
 
 QUERY, EXECUTE, SYNC = "query", "execute", "sync"
@@ -207,26 +225,26 @@ class ConnectionLost(Exception):
         return self.progress.said[-1] if self.progress.said else None
 
 
-def track(con: Any, owner: int | None = None) -> Progress:
+def track(con: Session, owner: int | None = None) -> Progress:
     """Start recording what the server answers on `con`; requests belong to step `owner`."""
     progress = Progress(owner=owner)
     con.sqlplan_progress = progress
     return progress
 
 
-def current(con: Any) -> Progress:
+def current(con: Session) -> Progress:
     """What the server has answered in the current interaction."""
     return _progress(con)
 
 
-def _progress(con: Any) -> Progress:
+def _progress(con: Session) -> Progress:
     progress = getattr(con, "sqlplan_progress", None)
     if progress is None:
         progress = track(con)
     return progress
 
 
-def _receive(con: Any) -> tuple[bytes, bytes]:
+def _receive(con: Session) -> tuple[bytes, bytes]:
     """The next message (code, payload), attributed in the interaction's Progress."""
     progress = _progress(con)
     try:
@@ -238,7 +256,7 @@ def _receive(con: Any) -> tuple[bytes, bytes]:
     return code, data
 
 
-def _salvage(con: Any, progress: Progress) -> None:
+def _salvage(con: Session, progress: Progress) -> None:
     """After a failed write: what the server said before it hung up (a FATAL, say) is often
     still waiting in the receive buffer. Read it, for a second at most."""
     sock = getattr(con, "_usock", None)
@@ -252,7 +270,7 @@ def _salvage(con: Any, progress: Progress) -> None:
             progress.answer(code, _read(con._sock, length - 4))
 
 
-def _put(con: Any, data: bytes) -> None:
+def _put(con: Session, data: bytes) -> None:
     try:
         _write(con._sock, data)
     except (InterfaceError, OSError) as e:
@@ -261,7 +279,7 @@ def _put(con: Any, data: bytes) -> None:
         raise ConnectionLost(progress, e) from None
 
 
-def _push(con: Any) -> None:
+def _push(con: Session) -> None:
     """Flush what was written."""
     try:
         _flush(con._sock)
@@ -280,25 +298,25 @@ class ServerFailure(Exception):
         self.completed = completed
 
 
-def server_major(con: Any) -> int:
+def server_major(con: Session) -> int:
     """The server's major version (18 for "18.6", 15 for "15.18 (Debian ...)"); 0 if unknown."""
     version = str(con.parameter_statuses.get("server_version", ""))
     digits = version.split(".", 1)[0].split(" ", 1)[0]
     return int(digits) if digits.isdigit() else 0
 
 
-def csv_end_marker(con: Any) -> bool:
+def csv_end_marker(con: Session) -> bool:
     """Whether the server's COPY (FORMAT csv) ends the data at a line holding only \\. (before
     PostgreSQL 18); sqlplan's own CSV reader must do the same."""
     return 0 < server_major(con) < 18
 
 
-def transaction_status(con: Any) -> bytes:
+def transaction_status(con: Session) -> bytes:
     """b'I' idle, b'T' in a transaction block, b'E' in a failed one."""
     return bytes(con._transaction_status or b"I")
 
 
-def simple(con: Any, sql: str, *, commits: bool = False, statements: int = 0) -> Outcome:
+def simple(con: Session, sql: str, *, commits: bool = False, statements: int = 0) -> Outcome:
     """The simple query protocol: any number of statements, one round trip. `commits`: its
     answer says whether the current step's transaction committed (`statements` of them: all
     their CommandCompletes say so, the last coming after the commit)."""
@@ -308,7 +326,7 @@ def simple(con: Any, sql: str, *, commits: bool = False, statements: int = 0) ->
 
 
 def extended(
-    con: Any,
+    con: Session,
     sql: str,
     param_sets: Sequence[Sequence[object]],
     *,
@@ -384,7 +402,7 @@ class PipelineFailure(ServerFailure):
         self.outcomes = outcomes  # of the pieces before it, and the failed one's notices last
 
 
-def pipeline(con: Any, pieces: Sequence[Piece], *, commits: bool = False) -> list[Outcome]:
+def pipeline(con: Session, pieces: Sequence[Piece], *, commits: bool = False) -> list[Outcome]:
     """Every piece in one flight ended by one Sync: one round trip for all of them.
 
     Between two Syncs the statements share one transaction, unless the pieces themselves say
@@ -416,7 +434,7 @@ def pipeline(con: Any, pieces: Sequence[Piece], *, commits: bool = False) -> lis
     return _drain_pipeline(con, pieces)
 
 
-def _drain_pipeline(con: Any, pieces: Sequence[Piece]) -> list[Outcome]:
+def _drain_pipeline(con: Session, pieces: Sequence[Piece]) -> list[Outcome]:
     handlers: dict[bytes, Callable[[bytes, Any], None]] = con.message_types
     outcomes: list[Outcome] = []
     index, completed = 0, 0
@@ -467,7 +485,7 @@ _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\
 COPY_CHUNK_BYTES = 1 << 18  # CopyData messages of about 256 KiB: streamed, never the whole load
 
 
-def copy_text(con: Any, rows: Iterable[Sequence[object]]) -> Iterator[bytes]:
+def copy_text(con: Session, rows: Iterable[Sequence[object]]) -> Iterator[bytes]:
     """Rows as COPY text-format data in chunks of about COPY_CHUNK_BYTES, each value the text
     a bind parameter carries (values.sql_text)."""
     encoding = con._client_encoding
@@ -493,7 +511,7 @@ def copy_text(con: Any, rows: Iterable[Sequence[object]]) -> Iterator[bytes]:
 
 
 def copy_in(
-    con: Any,
+    con: Session,
     sql: str,
     chunks: Iterable[bytes],
     progress: Callable[[int], None] | None = None,
@@ -528,7 +546,7 @@ def copy_in(
     return _drain(con, sql, text_rows=False)
 
 
-def _copy_data(con: Any, data: bytes) -> int:
+def _copy_data(con: Session, data: bytes) -> int:
     """One CopyData message, written (not flushed); its payload's size."""
     _put(con, b"d" + struct.pack("!i", len(data) + 4))
     _put(con, data)
@@ -539,11 +557,11 @@ def _message(code: bytes, payload: bytes) -> bytes:
     return code + struct.pack("!i", len(payload) + 4) + payload
 
 
-def _cstr(con: Any, text: str) -> bytes:
+def _cstr(con: Session, text: str) -> bytes:
     return text.encode(con._client_encoding) + b"\x00"
 
 
-def _bind(con: Any, values: Sequence[object]) -> bytes:
+def _bind(con: Session, values: Sequence[object]) -> bytes:
     encoding = con._client_encoding
     payload = bytearray(b"\x00\x00\x00\x00")  # unnamed portal, unnamed statement, all params text
     payload += struct.pack("!h", len(values))
@@ -557,7 +575,7 @@ def _bind(con: Any, values: Sequence[object]) -> bytes:
     return _message(b"B", bytes(payload))
 
 
-def _send(con: Any, data: bytes) -> None:
+def _send(con: Session, data: bytes) -> None:
     _put(con, data)
     _push(con)
 
@@ -570,7 +588,7 @@ def _bool_text(value: str) -> str:
     return "true" if value == "t" else "false"
 
 
-def _drain(con: Any, sql: str, *, text_rows: bool) -> Outcome:
+def _drain(con: Session, sql: str, *, text_rows: bool) -> Outcome:
     """Read replies up to ReadyForQuery through pg8000's handlers, counting completions."""
     context = Context(sql)
     handlers: dict[bytes, Callable[[bytes, Any], None]] = con.message_types

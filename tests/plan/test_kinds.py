@@ -71,3 +71,29 @@ def test_a_kind_missing_from_a_table_fails() -> None:
     widened = {**STEP_KINDS, "copy": CopyStep}
     missing = [t for t, known in TABLES.items() if known() != set(widened)]
     assert missing == list(TABLES)
+
+
+SHARED = ("name", "allow", "lock_timeout", "statement_timeout", "retry", "expect", "capture")
+
+
+@pytest.mark.parametrize("key", SHARED)
+def test_a_property_kinds_share_is_defined_once_in_the_schema(key: str) -> None:
+    """Each kind lists the keys it takes (the schema closes every kind's mapping), but a key
+    they share points at one definition: the same `$ref` from every kind that has it."""
+    refs = {
+        kind.key: kind.schema["properties"][key].get("$ref")
+        for kind in schema.load().kinds
+        if key in kind.schema["properties"]
+    }
+    assert len(refs) >= 2, refs  # shared by two kinds at least
+    assert len(set(refs.values())) == 1, refs
+    assert next(iter(refs.values())), f"{key} is written out in a kind, not referred to"
+
+
+def test_the_model_defines_shared_properties_once() -> None:
+    """On Step, not on a kind: name, allow, settings (the timeouts), retry, expect, captures."""
+    base = {f.name for f in dataclasses.fields(Step)}
+    assert {"name", "allow", "settings", "retry", "expect", "captures"} <= base
+    for cls in STEP_KINDS.values():
+        own = {f.name for f in dataclasses.fields(cls)} - base
+        assert not own & {"name", "allow", "settings", "retry", "expect", "captures"}
