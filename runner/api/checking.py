@@ -49,7 +49,7 @@ def check(
     `pooler`, by default when DATABASE_URL names one). A file with errors still gets the
     warnings of its valid steps. UsageError when `paths` hold no plan."""
     from ..plan.cache import load_plan
-    from ..plan.validate import once_name_clashes
+    from ..plan.loading import once_name_clashes
     from ..review.warnings import warnings
 
     files = plan_files(paths)  # what a run would run, no more, no less

@@ -10,10 +10,12 @@ import errno
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .csv_reader import CsvReader, numbered_lines, text_blocks
-from .jsonl import json_line
 from .reading import NotRegularFile, SourceError, file_kind, open_regular, regular_file_problem
+
+if TYPE_CHECKING:
+    from .csv_reader import CsvReader
 
 __all__ = [
     "FORMATS",
@@ -93,6 +95,8 @@ class FileSource:
         """(file line, row values for $1..$n) for each row, read lazily. `width` is the number
         of values the statement takes; `progress` hears how many bytes have been read;
         `end_marker`: a CSV line holding only \\. ends the data (PostgreSQL 17 and older)."""
+        from .csv_reader import text_blocks
+
         with open_regular(self.path) as raw:
             if self.format == "csv":
                 rows = self._csv_rows(text_blocks(raw), width, end_marker)
@@ -122,6 +126,8 @@ class FileSource:
         return self.header and list(self.fields) == names
 
     def _reader(self, blocks: Iterator[str], end_marker: bool = False) -> CsvReader:
+        from .csv_reader import CsvReader
+
         return CsvReader(
             blocks,
             delimiter=self.delimiter,
@@ -132,6 +138,8 @@ class FileSource:
         )
 
     def _first_record(self) -> list[str]:
+        from .csv_reader import text_blocks
+
         with open_regular(self.path) as raw:
             first = next(self._reader(text_blocks(raw)).records(), None)
         return [] if first is None else ["" if v is None else str(v) for v in first[1]]
@@ -176,6 +184,8 @@ class FileSource:
 
     def check_header(self, width: int) -> None:
         """Read just the header line: the named fields exist, or it has `width` fields."""
+        from .csv_reader import text_blocks
+
         with open_regular(self.path) as raw:
             first = next(self._reader(text_blocks(raw)).records(), None)
         if first is None:
@@ -237,6 +247,9 @@ class FileSource:
                     ) from None
 
     def _jsonl_rows(self, blocks: Iterator[str]) -> Iterator[tuple[int, Row]]:
+        from .csv_reader import numbered_lines
+        from .jsonl import json_line
+
         for line_number, line in numbered_lines(blocks):
             if not line.strip(" \t\r\n"):
                 continue

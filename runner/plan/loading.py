@@ -5,13 +5,13 @@ environment; every problem of every plan at once."""
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .. import secrets
-from ..errors import Diagnostic, PlanInvalid
+from ..errors import Diagnostic, PlanInvalid, Position
 from . import cache
-from .validate import once_name_clashes
+from .model import Plan
 from .vars import bind, gather, secret_texts
 
 
@@ -70,3 +70,21 @@ def load_all(
     if problems:
         raise PlanInvalid(problems)
     return plans
+
+
+def once_name_clashes(plans: Iterable[Plan]) -> list[Diagnostic]:
+    """`once` plans of one name in one run: the history knows a plan by its name, so each
+    needs its own (run refuses them; check reports them)."""
+    first: dict[str, str] = {}
+    found = []
+    for plan in plans:
+        if plan.once and first.setdefault(plan.name, plan.path) != plan.path:
+            found.append(
+                Diagnostic(
+                    Position(plan.path, 1, 1),
+                    f"plan name {plan.name!r} is also the name of {first[plan.name]}: the "
+                    "history knows a `once` plan by its name, so each needs its own",
+                    "once-name",
+                )
+            )
+    return found

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import gc
 import hashlib
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -183,21 +182,3 @@ def _retries_outside_blocks(steps: list[AnyStep], add: Any) -> None:
                 opened_by = step.number
             elif closes_block(statement):
                 opened_by = None
-
-
-def once_name_clashes(plans: Iterable[Plan]) -> list[Diagnostic]:
-    """`once` plans of one name in one run: the history knows a plan by its name, so each
-    needs its own (run refuses them; check reports them)."""
-    first: dict[str, str] = {}
-    found = []
-    for plan in plans:
-        if plan.once and first.setdefault(plan.name, plan.path) != plan.path:
-            found.append(
-                Diagnostic(
-                    Position(plan.path, 1, 1),
-                    f"plan name {plan.name!r} is also the name of {first[plan.name]}: the "
-                    "history knows a `once` plan by its name, so each needs its own",
-                    "once-name",
-                )
-            )
-    return found

@@ -9,7 +9,6 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from ..errors import (
-    ExpectationFailed,
     Position,
 )
 from ..plan.files import SourceError
@@ -25,6 +24,7 @@ from ..plan.model import (
 from ..plan.sqlparse import block_open_after, closes_block
 from ..plan.vars import bind_step
 from . import captures, expectations, interrupts, wire
+from .checked import Checked
 from .failures import failed_row, roll_back, server_failure, step_failed
 from .messages import Output, before_fields, say, say_count, show_query
 from .sources import BulkRows, batched, with_last
@@ -111,9 +111,6 @@ def commits_itself(step: AnyStep, status: bytes) -> bool:
     return not inside or any(closes_block(s) for s in step.statements)
 
 
-SAVEPOINT = "sqlplan_expect"
-
-
 def run_checked(
     plan: Plan, step: ExecuteStep | QueryStep, con: wire.Session, out: Output, state: Vars
 ) -> None:
@@ -122,20 +119,18 @@ def run_checked(
     checks passed, so that a failed check keeps nothing of it. A negative test (`expect.error`)
     inside a block the plan opened runs under a savepoint, which its expected error rolls back
     while the block goes on."""
-    ours, savepoint = check_scope(con, step)
+    checked = Checked.scope(con, step)
     expect = step.expect
     negative = expect is not None and expect.error is not None
-    before = "BEGIN" if ours else (f"SAVEPOINT {SAVEPOINT}" if savepoint else None)
     if isinstance(step, ExecuteStep):
         say(out, step.before, before_fields(plan, step))
     try:
         try:
             outcome = wire.extended(
-                con, step.sql.text, [step.params], text_rows=True, before=before
+                con, step.sql.text, [step.params], text_rows=True, before=checked.opening
             )
         except wire.ServerFailure as failure:
-            if expect is not None and failure.fields.get("C") == expect.error:
-                undo(con, ours=ours, savepoint=savepoint)
+            if checked.expected(failure):
                 state.undone.add(step.number)
                 if isinstance(step, ExecuteStep):
                     say_count(out, step.after, step.after_no_rows, 0, before_fields(plan, step))
@@ -145,58 +140,21 @@ def run_checked(
         state.rows[step.number] = count
         expectations.check(step, count, outcome.columns, outcome.rows, plan.null_text)
         taken = captures.take(step, outcome.columns, outcome.rows)
-        if ours:
-            wire.simple(con, "COMMIT", commits=True)
+        checked.commit()
     except wire.ServerFailure as failure:
         rolled_back = roll_back(con)
-        failed = server_failure(step, failure, rolled_back and not ours)
+        failed = server_failure(step, failure, rolled_back and not checked.ours)
         if negative:
             failed.message += f" (the plan expected {expect.error})"  # type: ignore[union-attr]
         raise failed from None
     except (captures.CaptureFailed, expectations.Unmet) as check:
-        if savepoint:
-            undo(con, ours=False, savepoint=True)
-        else:
-            roll_back(con)
-        kept = (
-            "its transaction was rolled back: nothing it did was kept"
-            if ours or savepoint
-            else "the open transaction was rolled back"
-        )
-        if isinstance(check, expectations.Unmet):
-            raise ExpectationFailed(
-                check.message,
-                position=check.position,
-                sql=step.sql.text,
-                step=step.number,
-                rolled_back=kept,
-                difference=check.difference,
-            ) from None
-        raise step_failed(step, check.message, position=check.position, rolled_back=kept) from None
+        raise checked.refused(check) from None
     state.captured.update(taken)
     done = state.ready(plan, step)  # its own messages may use what it captured
     if isinstance(done, QueryStep):
         show_query(plan, done, outcome, out)
     elif isinstance(done, ExecuteStep):
         say_count(out, done.after, done.after_no_rows, outcome.row_count, before_fields(plan, done))
-
-
-def check_scope(con: wire.Session, step: AnyStep) -> tuple[bool, bool]:
-    """Where a step whose result is checked before it commits (expect, captures) runs: in a
-    transaction of its own outside any block (`ours`), or, a negative test inside one, under
-    a savepoint that its expected error rolls back while the block goes on. One rule for
-    every kind that takes them."""
-    ours = wire.transaction_status(con) == b"I"
-    negative = step.expect is not None and step.expect.error is not None
-    return ours, negative and not ours
-
-
-def undo(con: wire.Session, *, ours: bool, savepoint: bool) -> None:
-    """Roll back what a checked step did: its own transaction, or its savepoint."""
-    if ours:
-        wire.simple(con, "ROLLBACK")
-    elif savepoint:
-        wire.simple(con, f"ROLLBACK TO SAVEPOINT {SAVEPOINT}; RELEASE SAVEPOINT {SAVEPOINT}")
 
 
 def pieces_of(step: AnyStep, con: wire.Session) -> Iterator[tuple[wire.Piece, int]]:
@@ -253,13 +211,11 @@ def run_bulk_insert(
 ) -> None:
     say(out, step.before, before_fields(plan, step))
     expect = step.expect
-    # With an `expect`, the load is checked before it commits: in a transaction of its own, or
-    # (a negative test inside the plan's block) under a savepoint.
-    ours = savepoint = False
-    if expect is not None:
-        ours, savepoint = check_scope(con, step)
-        if ours or savepoint:
-            wire.simple(con, "BEGIN" if ours else f"SAVEPOINT {SAVEPOINT}")
+    # With an `expect`, the load is checked before it commits (checked.py): in a transaction
+    # of its own, or (a negative test inside the plan's block) under a savepoint.
+    checked = Checked.scope(con, step) if expect is not None else None
+    if checked is not None and checked.opening is not None:
+        wire.simple(con, checked.opening)
     rows = BulkRows(step, end_marker=wire.csv_end_marker(con))
     label = step.label + (f" from {step.source.display}" if step.source else "")
 
@@ -304,8 +260,7 @@ def run_bulk_insert(
                 report()
         report()
     except wire.ServerFailure as failure:
-        if expect is not None and failure.fields.get("C") == expect.error:
-            undo(con, ours=ours, savepoint=savepoint)
+        if checked is not None and checked.expected(failure):
             if state is not None:
                 state.undone.add(step.number)
             say_count(out, step.after, step.after_no_rows, 0, {"rows": str(rows.count)})
@@ -329,28 +284,17 @@ def run_bulk_insert(
             position=where,
             rolled_back="the transaction was rolled back: none of its rows were inserted",
         ) from None
-    if expect is not None:
+    if checked is not None:
         try:
             expectations.check(step, count)
         except expectations.Unmet as unmet:
-            if savepoint:
-                undo(con, ours=False, savepoint=True)
-            else:
-                roll_back(con)
-            raise ExpectationFailed(
-                unmet.message,
-                position=unmet.position,
-                sql=step.sql.text,
-                step=step.number,
-                rolled_back="the transaction was rolled back: none of its rows were inserted",
-                difference=unmet.difference,
-            ) from None
-        if ours:
-            try:
-                wire.simple(con, "COMMIT", commits=True)
-            except wire.ServerFailure as failure:
-                roll_back(con)
-                raise server_failure(step, failure, True) from None
+            kept = "the transaction was rolled back: none of its rows were inserted"
+            raise checked.refused(unmet, kept) from None
+        try:
+            checked.commit()
+        except wire.ServerFailure as failure:
+            roll_back(con)
+            raise server_failure(step, failure, True) from None
     if state is not None:
         state.rows[step.number] = count
     say_count(out, step.after, step.after_no_rows, count, {"rows": str(rows.count)})
