@@ -60,7 +60,7 @@ from .sqlparse import Statement
 from .templates import Field, Template, param_fields
 from .values import Number
 
-FORMAT = 8  # of an entry; bumped when the encoding changes
+FORMAT = 9  # of an entry; bumped when the encoding changes
 _PARSERS = ("yaml", "jsonschema", "pglast")
 _CLASSES: dict[str, type[Any]] = {
     c.__name__: c

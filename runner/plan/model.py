@@ -6,7 +6,7 @@ Nothing here imports the YAML, JSON Schema or SQL parsers: running a plan needs 
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
 from ..errors import Position
@@ -35,8 +35,10 @@ class Locator:
     path: str
     line: int
     column: int
+    shift: int = 0  # where offset 0 is in `value`: a piece of it (SourceText.part)
 
     def __call__(self, offset: int) -> Position:
+        offset += self.shift
         positions, last = self._alignment()
         if offset < len(positions):
             return self._at(positions[max(offset, 0)])
@@ -105,6 +107,11 @@ class SourceText:
     text: str
     position: Position
     locate: Locator = field(compare=False, repr=False)
+
+    def part(self, offset: int, text: str) -> SourceText:
+        """The piece of this text that starts at `offset`, still placed in the file."""
+        shifted = replace(self.locate, shift=self.locate.shift + offset)
+        return SourceText(text, self.locate(offset), shifted)
 
 
 @dataclass(frozen=True)
@@ -215,6 +222,11 @@ class BatchStep(Step):
     MESSAGES = (_BEFORE, _AFTER)
 
     after: Message | None
+
+    def alone(self, statement: Statement) -> BatchStep:
+        """This step as if it held one of its statements, placed where that one is written."""
+        sql = self.sql.part(statement.offset, statement.text)
+        return replace(self, sql=sql, statements=(replace(statement, offset=0),))
 
 
 @dataclass(frozen=True)

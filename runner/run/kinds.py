@@ -48,13 +48,14 @@ class Vars:
         return bind_step(step, {**self.values, **self.captured}, plan.null_text)
 
 
-def run_step(plan: Plan, step: AnyStep, con: wire.Session, out: Output, state: Vars) -> None:
+def run_step(plan: Plan, step: AnyStep, con: wire.Session, out: Output, state: Vars) -> int | None:
+    """Run a step in a round trip of its own; the rows its statement affected or returned
+    (None where the server gives no count)."""
     if isinstance(step, (ExecuteStep, QueryStep)) and (step.captures or step.expect):
-        run_checked(plan, step, con, out, state)  # checked before it commits
-        return
+        return run_checked(plan, step, con, out, state)  # checked before it commits
     commits = commits_itself(step, wire.transaction_status(con))
     try:
-        RUN_ALONE[step.kind](plan, step, con, out, state, commits=commits)
+        return RUN_ALONE[step.kind](plan, step, con, out, state, commits=commits)
     except wire.ServerFailure as failure:
         rolled_back = roll_back(con)
         raise server_failure(step, failure, rolled_back) from None
@@ -62,38 +63,41 @@ def run_step(plan: Plan, step: AnyStep, con: wire.Session, out: Output, state: V
 
 def _batch_alone(
     plan: Plan, step: BatchStep, con: wire.Session, out: Output, state: Vars, *, commits: bool
-) -> None:
+) -> int | None:
     say(out, step.before, {})
-    wire.simple(con, step.sql.text, commits=commits, statements=len(step.statements))
+    outcome = wire.simple(con, step.sql.text, commits=commits, statements=len(step.statements))
     say(out, step.after, {})
+    return outcome.row_count if outcome.row_count >= 0 else None
 
 
 def _execute_alone(
     plan: Plan, step: ExecuteStep, con: wire.Session, out: Output, state: Vars, *, commits: bool
-) -> None:
+) -> int | None:
     fields = before_fields(plan, step)
     say(out, step.before, fields)
     outcome = wire.extended(con, step.sql.text, [step.params], commits=commits)
     state.rows[step.number] = max(outcome.row_count, 0)
     say_count(out, step.after, step.after_no_rows, outcome.row_count, fields)
+    return outcome.row_count if outcome.row_count >= 0 else None
 
 
 def _bulk_insert_alone(
     plan: Plan, step: BulkInsertStep, con: wire.Session, out: Output, state: Vars, *, commits: bool
-) -> None:
-    run_bulk_insert(plan, step, con, out, state)
+) -> int | None:
+    return run_bulk_insert(plan, step, con, out, state)
 
 
 def _query_alone(
     plan: Plan, step: QueryStep, con: wire.Session, out: Output, state: Vars, *, commits: bool
-) -> None:
+) -> int | None:
     outcome = wire.extended(con, step.sql.text, [step.params], text_rows=True, commits=commits)
     state.rows[step.number] = len(outcome.rows)
     show_query(plan, step, outcome, out)
+    return len(outcome.rows)
 
 
 # How each kind of step runs in a round trip of its own (the step, after its messages).
-RUN_ALONE: dict[str, Callable[..., None]] = {
+RUN_ALONE: dict[str, Callable[..., int | None]] = {
     "batch": _batch_alone,
     "execute": _execute_alone,
     "bulk_insert": _bulk_insert_alone,
@@ -113,7 +117,7 @@ def commits_itself(step: AnyStep, status: bytes) -> bool:
 
 def run_checked(
     plan: Plan, step: ExecuteStep | QueryStep, con: wire.Session, out: Output, state: Vars
-) -> None:
+) -> int:
     """A step whose result is checked before it commits (its captures, its `expect`): outside
     a transaction block it runs in one of its own, BEGIN with the statement and COMMIT once the
     checks passed, so that a failed check keeps nothing of it. A negative test (`expect.error`)
@@ -134,7 +138,7 @@ def run_checked(
                 state.undone.add(step.number)
                 if isinstance(step, ExecuteStep):
                     say_count(out, step.after, step.after_no_rows, 0, before_fields(plan, step))
-                return
+                return 0
             raise
         count = outcome.count(step.COUNTS_RETURNED)
         state.rows[step.number] = count
@@ -155,6 +159,7 @@ def run_checked(
         show_query(plan, done, outcome, out)
     elif isinstance(done, ExecuteStep):
         say_count(out, done.after, done.after_no_rows, outcome.row_count, before_fields(plan, done))
+    return count
 
 
 def pieces_of(step: AnyStep, con: wire.Session) -> Iterator[tuple[wire.Piece, int]]:
@@ -208,7 +213,8 @@ def print_outcome(plan: Plan, step: AnyStep, outcomes: Sequence[wire.Outcome], o
 
 def run_bulk_insert(
     plan: Plan, step: BulkInsertStep, con: wire.Session, out: Output, state: Vars | None = None
-) -> None:
+) -> int:
+    """Load a bulk insert's rows, all or none; how many were inserted."""
     say(out, step.before, before_fields(plan, step))
     expect = step.expect
     # With an `expect`, the load is checked before it commits (checked.py): in a transaction
@@ -264,7 +270,7 @@ def run_bulk_insert(
             if state is not None:
                 state.undone.add(step.number)
             say_count(out, step.after, step.after_no_rows, 0, {"rows": str(rows.count)})
-            return
+            return 0
         roll_back(con)
         copy = step.copy_sql is not None
         raise server_failure(
@@ -298,3 +304,4 @@ def run_bulk_insert(
     if state is not None:
         state.rows[step.number] = count
     say_count(out, step.after, step.after_no_rows, count, {"rows": str(rows.count)})
+    return count

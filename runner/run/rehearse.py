@@ -17,14 +17,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ExitCode, SqlPlanError
-from ..plan.model import AnyStep, BatchStep, BulkInsertStep, ExecuteStep, Plan, QueryStep
+from ..errors import ExitCode, Position, SqlPlanError, StepFailed
+from ..plan.model import AnyStep, BatchStep, Plan
 from ..plan.sqlparse import Statement, nodes, non_transactional, transaction_kind
-from ..plan.vars import bind_step
-from . import captures, expectations, interrupts, wire
-from .sources import BulkRows, batched
-
-_SAVEPOINT = "sqlplan_expect"
+from . import interrupts, wire
+from .kinds import Vars, run_step
 
 # Statements PostgreSQL refuses inside a transaction block: they cannot be rehearsed.
 _PG_MODES = {
@@ -138,8 +135,9 @@ def _rehearse(con: wire.Session, plan: Plan, result: Rehearsal, known: dict[str,
         held = _held(con, existing, indexes)
         files = _filenodes(con)
         stopped = False
+        state = Vars(dict(known))
         for planned in plan.steps:
-            step = bind_step(planned, known, plan.null_text) if planned.uses else planned
+            step = state.ready(plan, planned)
             for statement in step.statements:
                 if not stopped and interrupts.requested() is not None:
                     result.interrupted, stopped = interrupts.requested(), True
@@ -147,7 +145,7 @@ def _rehearse(con: wire.Session, plan: Plan, result: Rehearsal, known: dict[str,
                     result.statements.append(Observed(step.number, statement.text, "not run"))
                     continue
                 result.at = step.number
-                observed = _one(con, step, statement, held, files, known=known)
+                observed = _one(con, plan, step, statement, held=held, files=files, state=state)
                 if interrupts.requested() is not None and observed.status != "ran":
                     # Ctrl-C: the server cancelled the statement at sqlplan's request
                     observed.status, observed.detail = (
@@ -174,12 +172,13 @@ def _rollback(con: wire.Session) -> None:
 
 def _one(
     con: wire.Session,
+    plan: Plan,
     step: AnyStep,
     statement: Statement,
+    *,
     held: _Held,
     files: dict[str, int],
-    *,
-    known: dict[str, object],
+    state: Vars,
 ) -> Observed:
     observed = Observed(step.number, statement.text, "ran")
     why_not = non_transactional(statement)
@@ -194,36 +193,30 @@ def _one(
         observed.detail = "transaction control: the whole rehearsal is one transaction, rolled back"
         return observed
     started = time.perf_counter()
-    expected_error = step.expect.error if step.expect is not None else None
-    if expected_error is not None:
-        # a negative test: its error must not end the rehearsal's transaction
-        wire.simple(con, f"SAVEPOINT {_SAVEPOINT}")
+    # The engine's own executor runs it, a statement at a time (a batch's one by one), inside
+    # the rehearsal's transaction: a negative test under a savepoint, a check before it counts.
+    one = step.alone(statement) if isinstance(step, BatchStep) else step
     try:
-        observed.rows = _execute(con, step, statement, known)
-    except (captures.CaptureFailed, expectations.Unmet) as failed:
+        observed.rows = run_step(plan, one, con, _UNPRINTED, state)
+    except StepFailed as failed:
         observed.seconds = time.perf_counter() - started
-        lines = getattr(failed, "difference", ())
-        observed.status = "failed"
-        observed.detail = "; ".join([failed.message, *(line.strip() for line in lines)])
-        if expected_error is not None:
-            wire.simple(con, f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")
-        return observed
-    except wire.ServerFailure as failure:
-        observed.seconds = time.perf_counter() - started
-        fields = failure.fields
-        if expected_error is not None and fields.get("C") == expected_error:
-            wire.simple(con, f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")
-            observed.detail = f"failed with {expected_error}, as the plan expects"
-            return observed
-        if fields.get("C") == "55P03":  # lock_not_available: lock_timeout fired
+        server = failed.server
+        if server is not None and server.sqlstate == "55P03":  # lock_timeout fired
             observed.status = "would wait"
-            wire.simple(con, "ROLLBACK")
-            observed.detail = _blockers(con, statement)
+            observed.detail = _blockers(con, statement)  # the failure rolled back: none ours
+        elif server is not None:
+            observed.status = "failed"
+            observed.detail = f"{server.message} [{server.sqlstate}]"
         else:
             observed.status = "failed"
-            observed.detail = f"{fields.get('M', 'error')} [{fields.get('C', '')}]"
+            lines = (line.strip() for line in failed.difference or ())
+            observed.detail = "; ".join([failed.message, *lines])
         return observed
     observed.seconds = time.perf_counter() - started
+    if step.number in state.undone and step.expect is not None:
+        observed.rows = None
+        observed.detail = f"failed with {step.expect.error}, as the plan expects"
+        return observed
     now = _held(con, held.existing, held.index_of)
     new = now.modes - held.modes
     strongest: dict[str, str] = {}
@@ -247,34 +240,20 @@ def _one(
     return observed
 
 
-def _execute(
-    con: wire.Session, step: AnyStep, statement: Statement, known: dict[str, object]
-) -> int | None:
-    """Run one statement as the plan would, inside the rehearsal's transaction; what it
-    captures goes into `known`."""
-    if isinstance(step, BatchStep):
-        return _count(wire.simple(con, statement.text).row_count)
-    checked = bool(step.captures or step.expect)
-    if isinstance(step, (ExecuteStep, QueryStep)):
-        outcome = wire.extended(con, step.sql.text, [step.params], text_rows=checked)
-        count = outcome.count(step.COUNTS_RETURNED)
-        expectations.check(step, count, outcome.columns, outcome.rows)
-        known.update(captures.take(step, outcome.columns, outcome.rows))
-        return _count(outcome.row_count)
-    assert isinstance(step, BulkInsertStep)
-    rows = BulkRows(step, end_marker=wire.csv_end_marker(con))
-    if step.copy_sql is not None:
-        total = max(wire.copy_in(con, step.copy_sql, wire.copy_text(con, rows)).row_count, 0)
-    else:
-        total = 0
-        for chunk in batched(rows, 1000):
-            total += max(wire.extended(con, step.sql.text, chunk).row_count, 0)
-    expectations.check(step, total)
-    return total
+class _Unprinted:
+    """A rehearsal prints its report, not the plan's messages."""
+
+    def line(self, text: str) -> None:
+        pass
+
+    def progress(self, label: str, done: int, total: int) -> None:
+        pass
+
+    def warning(self, position: Position, message: str, code: str) -> None:
+        pass
 
 
-def _count(row_count: int) -> int | None:
-    return row_count if row_count >= 0 else None
+_UNPRINTED = _Unprinted()
 
 
 @dataclass

@@ -16,9 +16,14 @@ from typing import Any
 import jsonschema
 import pytest
 from conftest import ROOT, Cli, Database, start_sqlplan, wait_for_statement
+from hypothesis import HealthCheck, assume, given, settings
+from ledger_plans import RESET, GeneratedPlan, plans
+from ledger_plans import SETUP as GENERATED_SETUP
 from test_locks import IN_TRANSACTION, SETUP
 
+import sqlplan
 from runner.connect.connection import connect
+from runner.errors import StepFailed
 from runner.plan.validate import plan_from_bytes
 from runner.review.rehearsal import compare
 from runner.run.rehearse import rehearse
@@ -497,3 +502,52 @@ def test_what_the_plan_creates_is_foreseen_as_it_goes(cli: Cli, database: Databa
     assert "analysis: ACCESS EXCLUSIVE on m; ACCESS EXCLUSIVE on m_1" in result.stdout
     assert "analysis: ACCESS EXCLUSIVE on n; ACCESS EXCLUSIVE on n_1; ACCESS EXCLUSIVE on n_d" in result.stdout  # fmt: skip
     assert "0 findings" in result.stdout
+
+
+_GENERATED = settings(
+    max_examples=8, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+)
+
+
+@_GENERATED
+@given(generated=plans(max_segments=4))
+def test_a_rehearsal_counts_what_a_run_counts_and_stops_where_it_fails(
+    database: Database, tmp_path_factory: pytest.TempPathFactory, generated: GeneratedPlan
+) -> None:
+    """Differential: the rehearsal runs each step through the engine's executor, so over
+    generated plans (every kind, multi-statement batches, blocks, failing statements) it
+    counts the rows of every execute and bulk insert as a real run of the plan does, fails at
+    the step the run fails at, and leaves nothing, where the run leaves its rows."""
+    assume("retry:" not in generated.text)  # a retry is the run's, not the rehearsal's
+    database.query(GENERATED_SETUP)
+    database.query(RESET)
+    path = tmp_path_factory.mktemp("generated") / "plan.yaml"
+    path.write_text(generated.text)
+    plan = load_plan_text(generated.text)
+    con = connect(database.target)
+    try:
+        rehearsal = rehearse(plan, con)
+    finally:
+        con.close()
+    assert database.query(
+        "SELECT count(*) FROM (SELECT step FROM t UNION ALL SELECT step FROM u) a"
+    ) == [[0]]
+
+    run = sqlplan.run_plans([path], database_url=database.url)
+    failed = [o.step for o in rehearsal.statements if o.status == "failed"]
+    # a statement the server refused (not a plan that leaves its block open: the run's finding)
+    run_failed = [
+        p.failure.step
+        for p in run.plans
+        if isinstance(p.failure, StepFailed) and p.failure.server is not None
+    ]
+    assert failed[:1] == run_failed, (generated.text, rehearsal.statements, run.plans)
+    ledger = run.plans[0].ledger
+    counted = {o.step: o.rows for o in rehearsal.statements if o.status == "ran"}
+    for step in plan.steps:
+        if step.kind in ("execute", "bulk_insert") and step.number in counted:
+            assert counted[step.number] == ledger.rows.get(step.number), (
+                step.label,
+                generated.text,
+            )
+            assert counted[step.number] == generated.rows[step.number]
