@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-import re
 import signal
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ..errors import (
@@ -16,25 +15,25 @@ from ..errors import (
 )
 from ..plan.model import (
     AnyStep,
-    BatchStep,
     Plan,
-    QueryStep,
 )
 from ..plan.settings import in_force
-from ..plan.sqlparse import block_open_after, closes_block, runs_in_a_block
+from ..plan.sqlparse import closes_block, runs_in_a_block
 from . import interrupts, turns, wire
 from .failures import (
     OPEN_ROLLED_BACK,
     OURS_ROLLED_BACK,
-    group_failure,
     lost_failure,
     roll_back,
     server_failure,
     step_failed,
 )
-from .kinds import Vars, pieces_of, print_outcome, run_step
+from .fates import fate_of, settle, settle_lost
+from .group import run_group
+from .kinds import Vars, run_step
 from .ledger import Fate, Ledger
-from .messages import Output, before_fields, render, report_warnings, say, take_notices
+from .messages import Output, render, report_warnings, take_notices
+from .settings import reset_local, set_local
 
 
 def run_plan(
@@ -98,19 +97,6 @@ def _record_mode(step: AnyStep, status: bytes) -> str:
     if status == b"I" and runs_in_a_block(step.statements):
         return "wrapped"
     return "after"
-
-
-def _set_local(settings: Sequence[tuple[str, str]]) -> tuple[str, tuple[object, ...]]:
-    """SET LOCAL of the settings, with the names and values as bind parameters."""
-    sql = "SELECT " + ", ".join(
-        f"set_config(${2 * i + 1}, ${2 * i + 2}, true)" for i in range(len(settings))
-    )
-    return sql, tuple(v for pair in settings for v in pair)
-
-
-def _reset_local(names: Iterable[str]) -> str:
-    """Undo earlier steps' SET LOCAL inside the plan's block, for a step without settings."""
-    return "; ".join(f"SET LOCAL {name} TO DEFAULT" for name in sorted(names))
 
 
 def _units(plan: Plan, pipeline: bool, last_alone: bool) -> list[tuple[AnyStep, ...]]:
@@ -214,7 +200,7 @@ def _run_unit(
                 record=record if mode in ("inside", "wrapped") else None,
             )
         except interrupts.Abandoned as again:
-            running = _settle_lost(ledger, group, status, wire.current(con))
+            running = settle_lost(ledger, group, status, wire.current(con))
             raise _interrupted(
                 running, ledger, again.signum, waited=False, silent=again.waited
             ) from None
@@ -228,15 +214,15 @@ def _run_unit(
             finally:
                 report_warnings(first, take_notices(con.notices), out)
         else:
-            _run_group(plan, group, con, out, ledger, state=state)
+            run_group(plan, group, con, out, ledger, state=state)
     except wire.ConnectionLost as lost:
-        running = _settle_lost(ledger, group, before, lost.progress)
+        running = settle_lost(ledger, group, before, lost.progress)
         ledger.running = running.number
         raise lost_failure(running, lost, ledger.fates[running.number]) from None
     except interrupts.Abandoned as again:
         # a second Ctrl-C, or no answer to the cancel: no more waiting for the server; the
         # closing connection rolls back what is not committed
-        running = _settle_lost(ledger, group, before, wire.current(con))
+        running = settle_lost(ledger, group, before, wire.current(con))
         raise _interrupted(
             running, ledger, again.signum, waited=False, silent=again.waited
         ) from None
@@ -256,7 +242,7 @@ def _run_unit(
     if ours:
         _commit_ours(con, first, ledger)
     after = wire.transaction_status(con)
-    _settle(ledger, group, after, con)
+    settle(ledger, group, after, con)
     ledger.set([s for s in group if s.number in state.undone], Fate.ROLLED_BACK)
     return after
 
@@ -321,8 +307,8 @@ def _prelude(
             # back to its default first: each step sees its own settings and nothing else.
             names = {name for name, _ in step.settings}
             stale = state.local - names if status == b"T" else set()
-            sql, params = _set_local(step.settings)
-            before = "BEGIN" if begin else (_reset_local(stale) if stale else None)
+            sql, params = set_local(step.settings)
+            before = "BEGIN" if begin else (reset_local(stale) if stale else None)
             wire.extended(con, sql, [params], before=before, commits=False)
             if status == b"T":
                 state.local.clear()
@@ -330,7 +316,7 @@ def _prelude(
         elif begin:
             wire.simple(con, "BEGIN")
         elif status == b"T" and state.local:
-            wire.simple(con, _reset_local(state.local))
+            wire.simple(con, reset_local(state.local))
             state.local.clear()
         if record is not None:
             wire.extended(con, record.sql, [record.params], commits=False)
@@ -370,13 +356,13 @@ def _commit_ours(con: wire.Session, step: AnyStep, ledger: Ledger) -> None:
         )
         raise failed from None
     except wire.ConnectionLost as lost:
-        fate = _fate(step, lost.progress.verdict(step.number))
+        fate = fate_of(step, lost.progress.verdict(step.number))
         ledger.set([step], fate)
         ledger.settle_open(fate)
         ledger.running = step.number
         raise lost_failure(step, lost, fate) from None
     except interrupts.Abandoned as again:
-        fate = _fate(step, wire.current(con).verdict(step.number))
+        fate = fate_of(step, wire.current(con).verdict(step.number))
         ledger.set([step], fate)
         ledger.settle_open(fate)
         ledger.running = step.number
@@ -444,135 +430,3 @@ def _stop(step: AnyStep, ledger: Ledger, signum: int, what: str) -> RunInterrupt
         sql=step.sql.text,
         step=step.number,
     )
-
-
-def _settle(ledger: Ledger, group: Sequence[AnyStep], after: bytes, con: wire.Session) -> None:
-    """A unit that succeeded: idle after it means committed (or rolled back, if it ended its
-    block with ROLLBACK); inside a block means done but open."""
-    if after != b"I":
-        ledger.set(group, Fate.OPEN)
-        return
-    tags = getattr(con, "sqlplan_progress", wire.Progress()).tags
-    ended = Fate.ROLLED_BACK if tags and tags[-1] == "ROLLBACK" else Fate.COMMITTED
-    ledger.settle_open(ended)
-    ledger.set(group, Fate.COMMITTED)
-
-
-def _settle_lost(
-    ledger: Ledger, group: Sequence[AnyStep], before: bytes, progress: wire.Progress
-) -> AnyStep:
-    """The connection broke during the unit: each of its steps' fate from what the server said
-    of its own requests (wire.Progress attributes every answer to the request that caused it).
-    Returns the step whose answer was awaited."""
-    inside = before != b"I"
-    running: AnyStep | None = None
-    for step in group:
-        fate = _fate(step, progress.verdict(step.number))
-        if inside and not any(closes_block(s) for s in step.statements):
-            # its work belongs to the open block, which dies with the connection
-            fate = Fate.ROLLED_BACK if fate is not Fate.NOT_RUN else fate
-        elif fate is Fate.COMMITTED and block_open_after(step.statements, inside):
-            fate = Fate.ROLLED_BACK  # it opened a block that dies with the connection
-        elif any(closes_block(s) for s in step.statements):
-            ledger.settle_open(fate)  # the block it ends shares its fate
-        ledger.set([step], fate)
-        if running is None and fate is not Fate.COMMITTED:
-            running = step
-    ledger.settle_open(Fate.ROLLED_BACK)  # a block still open dies with the connection
-    return running or group[-1]
-
-
-def _fate(step: AnyStep, verdict: wire.Verdict) -> Fate:
-    """A step's fate from what the server said of its own requests."""
-    if verdict in (wire.Verdict.NOT_SENT, wire.Verdict.SKIPPED):
-        return Fate.NOT_RUN
-    if verdict is wire.Verdict.COMMITTED:
-        return Fate.COMMITTED
-    if verdict is not wire.Verdict.UNANSWERED:
-        return Fate.ROLLED_BACK  # an error, a ROLLBACK, or no commit sent: nothing kept
-    if isinstance(step, QueryStep) and _reads_only(step):
-        return Fate.ROLLED_BACK  # a read: nothing to commit
-    return Fate.IN_DOUBT
-
-
-def _reads_only(step: AnyStep) -> bool:
-    """A plain SELECT: nothing it does can be committed (a data-modifying WITH can)."""
-    statement = step.statements[0]
-    if statement.kind != "SelectStmt" or statement.node.get("intoClause"):
-        return False
-    return not re.search(r"\b(insert|update|delete|merge)\b", statement.text, re.IGNORECASE)
-
-
-def _run_group(
-    plan: Plan,
-    group: Sequence[AnyStep],
-    con: wire.Session,
-    out: Output,
-    ledger: Ledger,
-    *,
-    state: Vars,
-) -> None:
-    """Steps that need nothing from each other's results, in one round trip (see turns.py)."""
-    commit_each = wire.transaction_status(con) == b"I"
-    pieces: list[wire.Piece] = []
-    owners: list[tuple[int, int]] = []  # per piece: its step's index in the group, SQL offset
-    separate = False
-    for index, step in enumerate(group):
-        # Alone, each step would commit at its own Sync; here the next step follows at once,
-        # so each but the last is its own transaction block. An explicit BEGIN makes its
-        # COMMIT one the server expects: no "there is no transaction in progress" warning.
-        # A step with settings is one too: SET LOCAL holds until its COMMIT.
-        separate = commit_each and (index < len(group) - 1 or bool(step.settings))
-        number = step.number
-        if separate:
-            pieces.append(wire.Piece("BEGIN", quiet=True, owner=number))
-            owners.append((index, 0))
-        if not commit_each:
-            for name in sorted(state.local - {n for n, _ in step.settings}):
-                # one statement per piece: the extended protocol
-                pieces.append(wire.Piece(_reset_local([name]), quiet=True, owner=number))
-                owners.append((index, 0))
-            state.local.clear()
-        if step.settings:
-            sql, params = _set_local(step.settings)
-            pieces.append(wire.Piece(sql, (params,), quiet=True, owner=number))
-            owners.append((index, 0))
-            if not commit_each:
-                state.local.update(name for name, _ in step.settings)
-        for piece, offset in pieces_of(step, con):
-            pieces.append(dataclasses.replace(piece, owner=number))
-            owners.append((index, offset))
-        if separate:
-            pieces.append(wire.Piece("COMMIT", quiet=True, owner=number, commits=True))
-            owners.append((index, 0))
-    failure: wire.PipelineFailure | None = None
-    try:
-        outcomes = wire.pipeline(con, pieces, commits=commit_each and not separate)
-    except wire.PipelineFailure as e:
-        failure, outcomes = e, e.outcomes
-    if failure is None:  # the server did it all: each step committed, or is inside the block
-        ledger.set(group, Fate.COMMITTED if commit_each else Fate.OPEN)
-    failed_step, offset = owners[failure.index] if failure is not None else (len(group), 0)
-    results: list[list[wire.Outcome]] = [[] for _ in group]
-    for (index, _), piece, outcome in zip(owners, pieces, outcomes, strict=False):
-        if not piece.quiet or index == failed_step:
-            results[index].append(outcome)
-    for index, step in enumerate(group[: failed_step + 1]):
-        step_outcomes = results[index]
-        report_warnings(step, (n for o in step_outcomes for n in o.notices), out)
-        if index == failed_step:
-            assert failure is not None
-            # each ended with its own COMMIT, or ran inside the block the failure rolls back
-            ledger.set(group[:index], Fate.COMMITTED if commit_each else Fate.ROLLED_BACK)
-            say(out, step.before, before_fields(plan, step))
-            rolled_back = roll_back(con)
-            # Reported as the step alone would be: in its implicit transaction (nothing to
-            # say), in one of sqlplan's own for its settings, or in the plan's open block.
-            implicit = commit_each and not step.settings
-            failed = group_failure(step, failure, offset, rolled_back and not implicit)
-            if commit_each and failed.rolled_back == OPEN_ROLLED_BACK:
-                failed.rolled_back = OURS_ROLLED_BACK
-            raise failed
-        if not isinstance(step, BatchStep):
-            state.rows[step.number] = step_outcomes[0].count(step.COUNTS_RETURNED)
-        print_outcome(plan, step, step_outcomes, out)
