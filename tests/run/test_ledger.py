@@ -186,6 +186,7 @@ def sweep(
     *,
     messages: bool,
     samples: int | None = None,
+    most_cuts: int | None = None,
     tally: Tally,
 ) -> None:
     """Run whole to learn how much the server says, then cut after each message (or at
@@ -200,7 +201,9 @@ def sweep(
     if messages:
         # one cut inside the log-in (nothing sent: exit 5), then every one after it
         first = max(1, whole.login_messages - 1)
-        cuts = [{"server_messages": k} for k in range(first, whole.server_messages)]
+        cuts = [
+            {"server_messages": k} for k in _bounded(range(first, whole.server_messages), most_cuts)
+        ]
     else:
         # the log-in's bytes: those a plan of one empty step costs, less its step's answer
         cli.write("probe.yaml", "sqlplan: 1\nname: probe\nsteps:\n  - batch: SELECT\n")
@@ -221,6 +224,22 @@ def sweep(
             raise AssertionError(f"cut {cut}: {e}") from None
 
 
+# At most this many cuts per plan in the tests: a generated plan with a long load answers
+# thousands of messages, and each cut is a run (bench/ledger.py cuts at every one).
+MOST_CUTS = 160
+
+
+def _bounded(places: range, most: int | None) -> list[int]:
+    """Every place when there are few (or no bound); else every one of the first and last
+    fifty (the log-in, the first steps, the last commits) and an even spread between."""
+    if most is None or len(places) <= most:
+        return list(places)
+    head, tail = list(places[:50]), list(places[-50:])
+    middle = places[50:-50]
+    stride = max(1, len(middle) // max(1, most - 100))
+    return head + list(middle[::stride]) + tail
+
+
 def test_every_cut_of_a_plain_connection_is_reported_truly(
     cli: Cli, database: Database, tables: Any
 ) -> None:
@@ -233,7 +252,10 @@ def test_every_cut_of_a_plain_connection_is_reported_truly(
     @_FAST
     @given(plan=plans(max_segments=4))
     def check(plan: GeneratedPlan) -> None:
-        sweep(cli, tables, plan, target.socket_path, url, messages=True, tally=tally)
+        sweep(
+            cli, tables, plan, target.socket_path, url, messages=True, most_cuts=MOST_CUTS,
+            tally=tally,
+        )  # fmt: skip
 
     check()
     print(f"\nplain: {tally}")
@@ -304,7 +326,16 @@ def test_every_cut_through_pgbouncer_is_reported_truly(
         @given(plan=plans(max_segments=3))
         def check(plan: GeneratedPlan) -> None:
             upstream = ("127.0.0.1", pooler.port)
-            sweep(cli, pooled_tables, plan, upstream, url, messages=True, tally=tally)
+            sweep(
+                cli,
+                pooled_tables,
+                plan,
+                upstream,
+                url,
+                messages=True,
+                most_cuts=MOST_CUTS,
+                tally=tally,
+            )
 
         check()
     finally:
