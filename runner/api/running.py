@@ -125,12 +125,13 @@ def run_loaded(
             run.fail(e)
             return run
         from ..connect.connection import cancel
-        from ..run.plans import run_one  # imported while connecting
+        from ..run.plans import read_many, run_one  # imported while connecting
 
         # Connected: a first Ctrl-C or SIGTERM cancels the running statement, and the plan
         # stops where the server's answer says what committed; a second one stops at once.
         interrupts.arm(lambda: cancel(target, con))
         with _closing(con):
+            known = read_many(con, [plan for plan, _ in loaded])
             for index, (_, values) in enumerate(loaded):
                 result = run.plans[index]
                 events.plan_started(result, index, len(loaded))
@@ -140,6 +141,7 @@ def run_loaded(
                     result, values, con, out, __version__, pipeline=pipeline,
                     allow_changed=allow_changed, take_over=take_over,
                     settings=dict(settings or {}), pooler=target.pooler,
+                    entries=known.get(result.plan.name),
                 )  # fmt: skip
                 failure = result.failure
                 if result.status in ("ok", "failed"):

@@ -29,7 +29,8 @@ from .failures import (
     step_failed,
 )
 from .fates import fate_of, settle, settle_lost
-from .group import run_group
+from .group import Around, LeadFailed, run_group
+from .history import Flight
 from .kinds import Vars, run_step
 from .ledger import Fate, Ledger
 from .messages import Output, render, report_warnings, take_notices
@@ -44,6 +45,7 @@ def run_plan(
     pipeline: bool = True,
     values: Mapping[str, object] | None = None,
     record: Record | None = None,
+    flight: Flight | None = None,
     settings: Mapping[str, str] | None = None,
 ) -> Ledger:
     """Run every step; return the ledger of what the server confirmed. The first failure raises
@@ -54,8 +56,10 @@ def run_plan(
     the output and the outcome are the same either way.
 
     With `record`, its statement runs in the same transaction as the last step where it can
-    (a `once` plan's history entry: see Record). `settings` (--lock-timeout, ...) win over
-    the plan's and yield to a step's own."""
+    (a `once` plan's history entry: see Record). With `flight`, a `once` plan's claim travels
+    in the round trip of the first steps, and its record and end in that of the last ones
+    (history.Flight); LeadFailed says that the claim was not made, and nothing ran.
+    `settings` (--lock-timeout, ...) win over the plan's and yield to a step's own."""
     plan = in_force(plan, settings or {})
     ledger = Ledger(plan)
     state = Vars(dict(values or {}), captured=ledger.captured, rows=ledger.rows)
@@ -68,6 +72,7 @@ def run_plan(
             pipeline=pipeline,
             state=state,
             record=record,
+            flight=flight,
         )
     except StepFailed as failure:
         failure.ledger = ledger
@@ -117,18 +122,42 @@ def _run_all(
     pipeline: bool,
     state: Vars,
     record: Record | None = None,
+    flight: Flight | None = None,
 ) -> None:
     if plan.on_connect:
         out.line(render(plan.on_connect, {}))
     opened_by: AnyStep | None = None  # the step that left a transaction block open
-    for group in _units(plan, pipeline, last_alone=record is not None):
+    lead = flight.lead() if flight is not None else []
+    # A record goes with the last step alone, unless a flight's can go in its transaction.
+    last_alone = record is not None or (
+        flight is not None and not runs_in_a_block(plan.steps[-1].statements)
+    )
+    for group in _units(plan, pipeline, last_alone=last_alone):
         group = tuple(state.ready(plan, step) for step in group)  # noqa: PLW2901
         _stop_if_asked(group[0], ledger)
-        last = record if record is not None and group[-1].number == plan.steps[-1].number else None
+        ends = group[-1].number == plan.steps[-1].number
+        last = record if record is not None and ends else None
+        around = None
+        if flight is not None:
+            carries = pipeline and all(turns.travels_with_others(s) for s in group)
+            if lead and not carries:
+                _claim_alone(con, lead, flight)
+                lead = []
+            if ends and carries:  # the record in the last step's transaction, the end after it
+                sql, params, look = flight.record()
+                around = Around(lead, (sql, params), flight.finish_pieces())
+                ledger.look[group[-1].number] = look
+            elif ends:
+                last = Record(*flight.record())  # as without a flight; the end after the run
+            elif lead:
+                around = Around(lead)
+            lead = []
         attempt = 1
         while True:
             try:
-                after = _run_unit(plan, group, con, out, ledger, state=state, record=last)
+                after = _run_unit(
+                    plan, group, con, out, ledger, state=state, record=last, around=around
+                )
                 break
             except StepFailed as failure:
                 if not _again(con, group, failure, attempt, out):
@@ -137,13 +166,16 @@ def _run_all(
                 ledger.attempts[group[0].number] = attempt
                 # its `before` line said what it was about to do: once is enough
                 group = (dataclasses.replace(group[0], before=None),)  # noqa: PLW2901
+            finally:
+                if flight is not None and around is not None and around.lead:
+                    flight.answered(around.answers)  # the claim's id, whatever came after
         if after == b"I":
             state.local.clear()
         opened_by = (opened_by or group[-1]) if after != b"I" else None
     ledger.running = None
     if state.record_after and opened_by is None:
-        assert record is not None
-        _record_after(con, plan.steps[-1], record)
+        assert last is not None  # the last unit's record, which could not go with it
+        _record_after(con, plan.steps[-1], last)
     if opened_by is None:
         _stop_if_asked(None, ledger)  # the last step ran despite a stop asked for during it
     if opened_by is not None:
@@ -155,6 +187,18 @@ def _run_all(
             f"{opened_by.label} opened a transaction that no later step committed; "
             "it was rolled back (end the plan with a COMMIT)",
         )
+
+
+def _claim_alone(con: wire.Session, lead: list[wire.Piece], flight: Flight) -> None:
+    """The claim in a round trip of its own: the first steps cannot carry it."""
+    wire.track(con)
+    try:
+        answers = wire.pipeline(con, lead)
+    except wire.PipelineFailure as failure:
+        flight.answered(failure.outcomes)
+        roll_back(con)
+        raise LeadFailed(failure) from None
+    flight.answered(answers)
 
 
 def _timed(ledger: Ledger, group: Sequence[AnyStep], started: float) -> None:
@@ -173,10 +217,12 @@ def _run_unit(
     *,
     state: Vars,
     record: Record | None,
+    around: Around | None = None,
 ) -> bytes:
     """One step, or steps that travel together, with what sqlplan adds around them: the
     settings in force (SET LOCAL), the record of a `once` plan with its last step, and a
-    transaction of sqlplan's own to hold them. Returns the transaction status after it."""
+    transaction of sqlplan's own to hold them; `around`: the claim, the record and the end
+    sent with the steps in their round trip. Returns the transaction status after it."""
     status = wire.transaction_status(con)
     first = group[0]
     wire.track(con, first.number)  # what the server answers from here on belongs to this unit
@@ -184,11 +230,13 @@ def _run_unit(
     state.record_after = mode == "after"
     ours = (
         len(group) == 1
+        and around is None
         and status == b"I"
         and runs_in_a_block(first.statements)
         and (bool(first.settings) or mode == "wrapped")
     )
-    if len(group) == 1:
+    alone = len(group) == 1 and around is None
+    if alone:
         try:
             _prelude(
                 con,
@@ -208,13 +256,13 @@ def _run_unit(
     started = time.perf_counter()
     ledger.running = first.number
     try:
-        if len(group) == 1:
+        if alone:
             try:
                 run_step(plan, first, con, out, state)
             finally:
                 report_warnings(first, take_notices(con.notices), out)
         else:
-            run_group(plan, group, con, out, ledger, state=state)
+            run_group(plan, group, con, out, ledger, state=state, around=around)
     except wire.ConnectionLost as lost:
         running = settle_lost(ledger, group, before, lost.progress)
         ledger.running = running.number

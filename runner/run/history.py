@@ -126,12 +126,81 @@ class Entry:
         }
 
 
+# sqlplan.history, or its schema, does not exist (yet)
+_MISSING = ("42P01", "3F000")
+# A plan's entries that decide whether it runs.
+_MINE = "plan = $1 AND outcome IN ('succeeded', 'running')"
+_INSERT = (
+    "INSERT INTO sqlplan.history (plan, path, fingerprint, outcome, sqlplan_version, pid, "
+    "backend_start) SELECT $1, $2, $3, 'running', $4, pid, backend_start "
+    "FROM pg_stat_activity WHERE pid = pg_backend_pid() RETURNING id"
+)
+
+
 @dataclass(frozen=True)
 class Claim:
     """The outcome of claiming a plan: run it (`id` is its history row), or skip it."""
 
     id: int | None
     skip: str | None = None  # why it is skipped: when it was applied
+
+
+def decide(
+    plan: Plan,
+    path: str,
+    entries: Sequence[Entry],
+    *,
+    allow_changed: bool,
+    take_over: bool,
+    pooler: bool = False,
+) -> Claim | None:
+    """What the plan's succeeded and running entries say: skip it (a Claim whose `skip` says
+    why), refuse it (HistoryRefused), or None: it may be claimed (a take-over of a running
+    entry still has to find that run gone)."""
+    applied = [e for e in entries if e.outcome == "succeeded"]
+    running = [e for e in entries if e.outcome == "running"]
+    where = Position(plan.path, 1, 1)
+    if applied:
+        last = applied[-1]
+        when = f"applied {last.finished or last.started} by {last.user}"
+        if last.fingerprint == plan.fingerprint:
+            return Claim(None, skip=when)
+        # another file (by its name: the same file may be run from another directory)
+        if _file_name(last.path) != _file_name(path) and not allow_changed:
+            raise HistoryRefused(
+                f"plan {plan.name!r} was {when} from {last.path}, and {path} has the same "
+                "name: the history knows a plan by its name, so this file would be taken "
+                "for that plan, changed. Give this plan a name of its own (--allow-changed "
+                "would skip it, never run it)",
+                position=where,
+            )
+        if not allow_changed:
+            raise HistoryRefused(
+                f"plan {plan.name!r} changed since it was {when}: its fingerprint was "
+                f"{last.fingerprint[:16]}, it is {plan.short_fingerprint} now. A plan that "
+                "ran once is not edited; write a new plan for the change (or, if the edit "
+                "changes nothing in the database, run with --allow-changed to skip it)",
+                position=where,
+            )
+        return Claim(None, skip=f"{when}, changed since (skipped: --allow-changed)")
+    if running and not take_over:
+        other = running[-1]
+        raise HistoryRefused(
+            f"plan {plan.name!r} was started at {other.started} by {other.user} and has not "
+            "finished: another run is applying it, or that run died before it could say. "
+            "If no other run is going on, run again with --take-over (sqlplan status "
+            "shows it)",
+            position=where,
+        )
+    if running and pooler:
+        raise HistoryRefused(
+            f"plan {plan.name!r} was started at {running[-1].started} and has not "
+            "finished, and through a transaction pooler sqlplan cannot tell whether "
+            "that run is gone (its session is not one server connection): take it "
+            "over through the database's direct host",
+            position=where,
+        )
+    return None
 
 
 def claim(
@@ -145,7 +214,9 @@ def claim(
     pooler: bool = False,
 ) -> Claim:
     """Decide, under the advisory lock, whether `plan` runs; if it does, record it running,
-    naming this backend, and (not through a pooler) hold the claim's session lock."""
+    naming this backend, and (not through a pooler) hold the claim's session lock. This is
+    the whole path, a round trip per statement: the table made or brought up to date, a
+    take-over. A claim that needs none of it travels with the plan's first steps (Flight)."""
     wire.simple(con, "BEGIN")
     try:
         wire.extended(con, "SELECT pg_advisory_xact_lock($1)", [[LOCK_KEY]])
@@ -157,62 +228,24 @@ def claim(
                 "ALTER TABLE sqlplan.history ADD COLUMN IF NOT EXISTS pid int, "
                 "ADD COLUMN IF NOT EXISTS backend_start timestamptz",
             )
-        entries = _entries(con, "plan = $1 AND outcome IN ('succeeded', 'running')", [plan.name])
-        applied = [e for e in entries if e.outcome == "succeeded"]
-        running = [e for e in entries if e.outcome == "running"]
-        where = Position(plan.path, 1, 1)
-        if applied:
-            last = applied[-1]
-            when = f"applied {last.finished or last.started} by {last.user}"
-            if last.fingerprint == plan.fingerprint:
-                wire.simple(con, "COMMIT")
-                return Claim(None, skip=when)
-            # another file (by its name: the same file may be run from another directory)
-            if _file_name(last.path) != _file_name(path) and not allow_changed:
-                raise HistoryRefused(
-                    f"plan {plan.name!r} was {when} from {last.path}, and {path} has the same "
-                    "name: the history knows a plan by its name, so this file would be taken "
-                    "for that plan, changed. Give this plan a name of its own (--allow-changed "
-                    "would skip it, never run it)",
-                    position=where,
-                )
-            if not allow_changed:
-                raise HistoryRefused(
-                    f"plan {plan.name!r} changed since it was {when}: its fingerprint was "
-                    f"{last.fingerprint[:16]}, it is {plan.short_fingerprint} now. A plan that "
-                    "ran once is not edited; write a new plan for the change (or, if the edit "
-                    "changes nothing in the database, run with --allow-changed to skip it)",
-                    position=where,
-                )
+        entries = _entries(con, _MINE, [plan.name])
+        decided = decide(
+            plan, path, entries, allow_changed=allow_changed, take_over=take_over, pooler=pooler
+        )
+        if decided is not None:
             wire.simple(con, "COMMIT")
-            return Claim(None, skip=f"{when}, changed since (skipped: --allow-changed)")
-        if running and not take_over:
-            other = running[-1]
-            raise HistoryRefused(
-                f"plan {plan.name!r} was started at {other.started} by {other.user} and has not "
-                "finished: another run is applying it, or that run died before it could say. "
-                "If no other run is going on, run again with --take-over (sqlplan status "
-                "shows it)",
-                position=where,
-            )
-        if running:
-            if pooler:
+            return decided
+        running = [e for e in entries if e.outcome == "running"]
+        for entry in running:  # a take-over: of a run that is gone, and of no other
+            alive = _alive(con, entry)
+            if alive is not None:
                 raise HistoryRefused(
-                    f"plan {plan.name!r} was started at {running[-1].started} and has not "
-                    "finished, and through a transaction pooler sqlplan cannot tell whether "
-                    "that run is gone (its session is not one server connection): take it "
-                    "over through the database's direct host",
-                    position=where,
+                    f"plan {plan.name!r} is being applied by another run, started at "
+                    f"{entry.started} by {entry.user}: {alive}. --take-over takes over only "
+                    "a run that is gone",
+                    position=Position(plan.path, 1, 1),
                 )
-            for entry in running:
-                alive = _alive(con, entry)
-                if alive is not None:
-                    raise HistoryRefused(
-                        f"plan {plan.name!r} is being applied by another run, started at "
-                        f"{entry.started} by {entry.user}: {alive}. --take-over takes over only "
-                        "a run that is gone",
-                        position=where,
-                    )
+        if running:
             wire.extended(
                 con,
                 "UPDATE sqlplan.history SET outcome = 'abandoned', finished_at = clock_timestamp()"
@@ -220,12 +253,7 @@ def claim(
                 [[e.id] for e in running],
             )
         outcome = wire.extended(
-            con,
-            "INSERT INTO sqlplan.history (plan, path, fingerprint, outcome, sqlplan_version, pid, "
-            "backend_start) SELECT $1, $2, $3, 'running', $4, pid, backend_start "
-            "FROM pg_stat_activity WHERE pid = pg_backend_pid() RETURNING id",
-            [[plan.name, path, plan.fingerprint, version]],
-            text_rows=True,
+            con, _INSERT, [[plan.name, path, plan.fingerprint, version]], text_rows=True
         )
         claimed = int(outcome.rows[0][0])
         if not pooler:
@@ -239,6 +267,115 @@ def claim(
         if wire.transaction_status(con) != b"I":
             wire.simple(con, "ROLLBACK")
         raise
+
+
+# The claim's row on the backend that made it, where its id is not known yet: in the flight
+# that claims it (one flight is one server connection, even through a transaction pooler).
+_THIS_CLAIM = "currval(pg_get_serial_sequence('sqlplan.history', 'id'))"
+_GUARD = 2  # the piece of Flight.lead that fails the flight unless the plan may be claimed
+
+
+@dataclass
+class Flight:
+    """A claim that travels in the round trip of the plan's first steps, ahead of them.
+
+    Under the advisory lock, the plan's entries are read, and a guard fails unless there are
+    none: the server then skips everything after it up to the Sync, the steps included, and
+    the implicit transaction it ran in ends there, rolled back. Otherwise BEGIN makes that
+    transaction a block, the claim is inserted (and its session lock taken), and COMMIT ends
+    it before the first step runs: the same claim, committed first, as claim() makes.
+
+    The guard also fails where sqlplan.history is missing or older (the statements after
+    it cannot be planned); the caller then takes the whole path (claim()). Where the plan
+    was applied or is running, what the entries say is decided (decide()) without another
+    round trip. The record goes into the last step's transaction as claim()'s does, and the
+    end is stamped after its commit (finish_pieces)."""
+
+    plan: Plan
+    path: str
+    version: str
+    pooler: bool
+    id: int | None = None  # the claim's, once the flight is answered
+    entries: list[Entry] | None = None  # the plan's, as the flight read them
+    finished: bool = False  # its end stamped in the flight of the last step
+
+    def lead(self) -> list[wire.Piece]:
+        name = (self.plan.name,)
+        insert = _INSERT
+        values: tuple[object, ...] = (
+            self.plan.name,
+            self.path,
+            self.plan.fingerprint,
+            self.version,
+        )
+        if not self.pooler:
+            # held until this connection ends: while it is held, the run is alive
+            insert = (
+                f"WITH claimed AS ({_INSERT}) "
+                "SELECT id, pg_advisory_lock($5, (id % 2147483647)::int) FROM claimed"
+            )
+            values += (CLAIM_CLASS,)
+        return [
+            wire.Piece("SELECT pg_advisory_xact_lock($1)", ((LOCK_KEY,),), quiet=True),
+            wire.Piece(
+                f"SELECT {_COLUMNS} FROM sqlplan.history WHERE {_MINE} ORDER BY id",
+                (name,),
+                rows=True,
+                quiet=True,
+            ),
+            wire.Piece(
+                f"SELECT 1 / (SELECT (count(*) = 0)::int FROM sqlplan.history WHERE {_MINE})",
+                (name,),
+                quiet=True,
+            ),
+            wire.Piece("BEGIN", quiet=True),
+            wire.Piece(insert, (values,), rows=True, quiet=True),
+            wire.Piece("COMMIT", quiet=True, commits=True),
+        ]
+
+    def answered(self, outcomes: Sequence[wire.Outcome]) -> None:
+        """Take what the flight's answers say of the history: the entries, the claim's id."""
+        if len(outcomes) > 1:
+            self.entries = [Entry.from_row(row) for row in outcomes[1].rows]
+        if len(outcomes) > 4 and outcomes[4].rows:
+            self.id = int(outcomes[4].rows[0][0])
+
+    @staticmethod
+    def refused_by_guard(index: int) -> bool:
+        """Whether a failure of the lead's piece `index` is its guard's (the entries were read)."""
+        return index == _GUARD
+
+    def record(self) -> tuple[str, tuple[object, ...], str]:
+        """The statement that records the plan succeeded, its parameters, and a query that
+        tells whether it was recorded (for a report in doubt)."""
+        if self.id is not None:
+            look = f"SELECT outcome FROM sqlplan.history WHERE id = {self.id}"
+            return SUCCEEDED, (self.id,), look
+        quoted = self.plan.name.replace("'", "''")
+        look = (
+            f"SELECT outcome FROM sqlplan.history WHERE plan = '{quoted}' ORDER BY id DESC LIMIT 1"
+        )
+        return SUCCEEDED.replace("$1", _THIS_CLAIM), (), look
+
+    def finish_pieces(self) -> list[wire.Piece]:
+        """After the last step's commit, in its flight: the end stamped, the lock let go."""
+        if self.id is not None:  # a flight of its own after the claim's: by its id
+            finished = wire.Piece(_FINISHED, ((self.id,),), quiet=True)
+            unlock = wire.Piece(
+                f"SELECT pg_advisory_unlock($1, {_CLAIM_LOCK})",
+                ((CLAIM_CLASS, self.id),),
+                quiet=True,
+            )
+        else:
+            finished = wire.Piece(_FINISHED.replace("$1", _THIS_CLAIM), quiet=True)
+            unlock = wire.Piece(
+                f"SELECT pg_advisory_unlock($1, ({_THIS_CLAIM} % 2147483647)::int)",
+                ((CLAIM_CLASS,),),
+                quiet=True,
+            )
+        pieces = [finished] if self.pooler else [finished, unlock]
+        self.finished = True
+        return pieces
 
 
 def _file_name(path: str) -> str:
@@ -322,14 +459,21 @@ def _entries(con: wire.Session, where: str, params: Sequence[object]) -> list[En
 
 
 def read(con: wire.Session, names: Sequence[str]) -> dict[str, list[Entry]]:
-    """The succeeded and running entries of the plans named, oldest first; nothing when the
-    table does not exist yet (no plan ever ran once)."""
-    if not _exists(con):
-        return {}
+    """The succeeded and running entries of the plans named, oldest first, in one round trip
+    however many plans; nothing when the table does not exist yet (no plan ever ran once)."""
     found: dict[str, list[Entry]] = {name: [] for name in names}
-    for entry in _entries(con, "outcome IN ('succeeded', 'running')", []):
-        if entry.plan in found:
-            found[entry.plan].append(entry)
+    if not names:
+        return found
+    try:
+        entries = _entries(
+            con, "plan = ANY($1::text[]) AND outcome IN ('succeeded', 'running')", [list(names)]
+        )
+    except wire.ServerFailure as failure:
+        if failure.fields.get("C") in _MISSING:
+            return {}
+        raise
+    for entry in entries:
+        found[entry.plan].append(entry)
     return found
 
 

@@ -5,11 +5,13 @@ goes on the plan's result, never raised."""
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from typing import Any
 
 from ..errors import HistoryRefused, SqlPlanError
 from . import history, wire
 from .engine import Record, run_plan
+from .group import LeadFailed
 from .messages import Output
 
 
@@ -25,46 +27,75 @@ def run_one(
     take_over: bool,
     settings: dict[str, str],
     pooler: bool = False,
+    entries: list[history.Entry] | None = None,
 ) -> None:
     """Run one plan on `con`, its messages to `out`: its `result` (report.PlanResult) says what
     happened. A `once` plan is claimed in sqlplan.history first (as sqlplan `version`) and
-    recorded with its last step; a failure is recorded and the claim released."""
+    recorded with its last step; a failure is recorded and the claim released. `entries`: the
+    plan's history, where it was read with other plans' (read_many): a plan it shows applied
+    is skipped without a word to the server."""
     plan = result.plan
-    record = None
-    claim = None
+    flight: history.Flight | None = None
+    claim_id: int | None = None
     try:
-        if plan.once:
-            claim = history.claim(
-                con, plan, plan.path, version, allow_changed=allow_changed,
-                take_over=take_over, pooler=pooler,
+        if plan.once and entries:
+            known = history.decide(
+                plan, plan.path, entries, allow_changed=allow_changed, take_over=take_over,
+                pooler=pooler,
             )  # fmt: skip
-            if claim.skip is not None:
-                result.status, result.skipped = "skipped", claim.skip
+            if known is not None:
+                result.status, result.skipped = "skipped", known.skip
                 return
-            assert claim.id is not None
-            record = Record(
-                history.SUCCEEDED,
-                (claim.id,),
-                look=f"SELECT outcome FROM sqlplan.history WHERE id = {claim.id}",
+        if plan.once:
+            flight = history.Flight(plan, plan.path, version, pooler)
+            try:
+                result.ledger = run_plan(
+                    plan, con, out, pipeline=pipeline, values=values, flight=flight,
+                    settings=settings,
+                )  # fmt: skip
+            except LeadFailed as lead:
+                # nothing of the plan ran: the history decides what happens
+                claim = _decided(lead, flight, allow_changed=allow_changed, take_over=take_over)
+                if claim is None:  # the whole path: the table made or updated, a take-over
+                    claim = history.claim(
+                        con, plan, plan.path, version, allow_changed=allow_changed,
+                        take_over=take_over, pooler=pooler,
+                    )  # fmt: skip
+                if claim.skip is not None:
+                    result.status, result.skipped = "skipped", claim.skip
+                    return
+                assert claim.id is not None
+                claim_id, flight = claim.id, None
+                record = Record(
+                    history.SUCCEEDED,
+                    (claim.id,),
+                    look=f"SELECT outcome FROM sqlplan.history WHERE id = {claim.id}",
+                )
+                result.ledger = run_plan(
+                    plan, con, out, pipeline=pipeline, values=values, record=record,
+                    settings=settings,
+                )  # fmt: skip
+        else:
+            result.ledger = run_plan(
+                plan, con, out, pipeline=pipeline, values=values, settings=settings
             )
-        result.ledger = run_plan(
-            plan, con, out, pipeline=pipeline, values=values, record=record, settings=settings
-        )
         result.status = "ok"
-        if claim is not None and claim.id is not None:
+        claim_id = flight.id if flight is not None else claim_id
+        if claim_id is not None and not (flight is not None and flight.finished):
             # the end as it was: after the last step's commit (the record went with it)
             with contextlib.suppress(wire.ServerFailure, wire.ConnectionLost):
-                history.finished(con, claim.id, pooler=pooler)
+                history.finished(con, claim_id, pooler=pooler)
     except HistoryRefused as refused:
         result.status, result.failure = "refused", refused
     except SqlPlanError as e:
         result.status, result.failure = "failed", e
         result.ledger = getattr(e, "ledger", None)
-        if claim is not None and claim.id is not None and not getattr(e, "connection_lost", False):
+        claim_id = flight.id if flight is not None else claim_id
+        if claim_id is not None and not getattr(e, "connection_lost", False):
             with contextlib.suppress(Exception):
-                history.failed(con, claim.id, e.message)
+                history.failed(con, claim_id, e.message)
                 if not pooler:
-                    history.release(con, claim.id)
+                    history.release(con, claim_id)
     except wire.ServerFailure as e:  # the history's own statements
         result.status = "failed"
         result.failure = SqlPlanError(
@@ -75,3 +106,36 @@ def run_one(
         result.status = "failed"
         result.failure = SqlPlanError(f"plan {plan.name}: the connection was lost ({e})")
         result.failure.connection_lost = True
+
+
+# What a claim's failure in the flight means: the guard's (the plan applied, running or
+# changed: its entries decide), or a history table missing or from an older sqlplan.
+_OLD_OR_MISSING = {"42P01", "42703", "3F000"}
+
+
+def _decided(
+    lead: LeadFailed, flight: history.Flight, *, allow_changed: bool, take_over: bool
+) -> history.Claim | None:
+    """The claim the flight's answers decide (a skip; HistoryRefused is raised), or None when
+    it takes the whole path; any other failure of the history's statements is raised."""
+    failure = lead.failure
+    if flight.refused_by_guard(failure.index) and flight.entries is not None:
+        return history.decide(
+            flight.plan, flight.path, flight.entries, allow_changed=allow_changed,
+            take_over=take_over, pooler=flight.pooler,
+        )  # fmt: skip
+    if failure.fields.get("C") in _OLD_OR_MISSING:
+        return None
+    raise failure
+
+
+def read_many(con: wire.Session, plans: Sequence[Any]) -> dict[str, list[history.Entry]]:
+    """The history of a run's `once` plans in one round trip, where there are several: those
+    applied are skipped without another. One plan's is read in the flight that applies it."""
+    names = [plan.name for plan in plans if plan.once]
+    if len(names) < 2:
+        return {}
+    # on a failure, each plan's own flight reads it again (and reports what went wrong)
+    with contextlib.suppress(wire.ServerFailure, wire.ConnectionLost):
+        return history.read(con, names)
+    return {}
