@@ -141,7 +141,7 @@ def from_text(var: Var, text: str) -> object:
         return stripped
     if kind == "json":
         try:
-            json.loads(text)
+            _no_lone_surrogate(json.loads(text, parse_constant=_not_json))
         except ValueError as e:
             raise VarValueError(f"the value is not JSON: {e}") from None
         return _no_nul(text)
@@ -156,6 +156,29 @@ def from_text(var: Var, text: str) -> object:
             raise VarValueError("the value is not a JSON array")
         return _no_nul(items)
     return _no_nul([item.strip() for item in stripped.split(",")] if stripped else [])
+
+
+def _not_json(constant: str) -> Any:
+    """NaN, Infinity and -Infinity: Python's json reads them, JSON (and PostgreSQL) does not."""
+    raise ValueError(f"{constant} is not a JSON value")
+
+
+def _no_lone_surrogate(value: Any) -> None:
+    """A \\ud800 escape with no partner: Python's json reads it, PostgreSQL does not; nor does
+    jsonb read \\u0000 (json does, but a value must suit both)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack += item.keys()
+            stack += item.values()
+        elif isinstance(item, list):
+            stack += item
+        elif isinstance(item, str):
+            if any("\ud800" <= c <= "\udfff" for c in item):
+                raise ValueError("a \\u escape is half of a surrogate pair")
+            if "\0" in item:
+                raise ValueError("\\u0000 cannot be stored in jsonb")
 
 
 def _no_nul(value: Any) -> Any:

@@ -87,7 +87,11 @@ TEXTS: dict[str, st.SearchStrategy[str]] = {
     "timestamptz": st.datetimes(timezones=_offsets()).map(lambda d: d.isoformat())
     | st.datetimes().map(lambda d: d.isoformat(sep=" ", timespec="minutes"))
     | _JUNK,
-    "json": _json().map(json.dumps) | _JUNK,
+    "json": _json().map(json.dumps)
+    | st.sampled_from(
+        ["NaN", "-Infinity", '{"a": [Infinity]}', '"\\ud800"', '"\\u0000"', "1E400", " [] "]
+    )
+    | _JUNK,
     "list": st.lists(_TEXT.filter(lambda t: "," not in t), max_size=4).map(",".join)
     | st.lists(st.integers() | _TEXT, max_size=4).map(json.dumps),
 }
