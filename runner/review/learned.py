@@ -138,7 +138,8 @@ class LearnedCatalog:
                 other.table == table
                 and other.parent is None
                 and other.definition == index.definition
-                and (index.kind == "idx" or other.kind != "idx")  # a constraint's needs one
+                # a constraint's index takes only an index of the same kind of constraint
+                and index.kind in ("idx", other.kind)
             ):
                 other.parent = parent_index
                 return

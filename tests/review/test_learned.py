@@ -60,6 +60,43 @@ def test_the_lock_truth_schema_is_learned_as_the_server_has_it(con: Any) -> None
     assert _facts(learned.catalog(), own) == _facts(snapshot(con.run), own)
 
 
+def test_an_attached_table_keeps_an_index_only_of_the_kind_its_parent_needs(con: Any) -> None:
+    """ATTACH PARTITION reuses a partition's equal index for the parent's, but a constraint's
+    index only for a constraint of the same kind: every pairing, against the server."""
+    kinds = {"PRIMARY KEY": "PRIMARY KEY (a, b)", "UNIQUE": "UNIQUE (a, b)", "index": None}
+    for parent_kind, parent_sql in kinds.items():
+        for child_kind, child_sql in kinds.items():
+            sql = "\n".join(
+                [
+                    "CREATE TABLE p (a int NOT NULL, b int NOT NULL"
+                    + (f", {parent_sql}" if parent_sql else "")
+                    + ") PARTITION BY RANGE (a);",
+                    *([] if parent_sql else ["CREATE UNIQUE INDEX ON p (a, b);"]),
+                    "CREATE TABLE t (a int NOT NULL, b int NOT NULL"
+                    + (f", {child_sql}" if child_sql else "")
+                    + ");",
+                    *([] if child_sql else ["CREATE UNIQUE INDEX ON t (a, b);"]),
+                    "ALTER TABLE p ATTACH PARTITION t FOR VALUES FROM (0) TO (10);",
+                ]
+            )
+            con.run("DROP SCHEMA IF EXISTS g CASCADE")
+            con.run("CREATE SCHEMA g")
+            con.run("SET search_path = g")
+            try:
+                for statement in sql.split(";\n"):
+                    con.run(statement.rstrip(";"))
+                learned = _learn(sql)
+                own = _own(learned)
+                assert {"p", "t"} <= own
+                assert _facts(learned.catalog(), own) == _facts(snapshot(con.run), own), (
+                    parent_kind,
+                    child_kind,
+                )
+            finally:
+                con.run("RESET search_path")
+                con.run("DROP SCHEMA IF EXISTS g CASCADE")
+
+
 def test_a_plan_knows_what_its_own_tables_lock() -> None:
     """No "may" on a table the plan created: the partitions and indexes are named."""
     learned = _learn(
