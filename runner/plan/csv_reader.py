@@ -120,6 +120,11 @@ class CsvReader:
         self._out = re.compile(f"[{q}\\r\\n]")
         self._in = re.compile(f"[{q}{re.escape(escape)}]")
         self._last = ""  # the last record's text, for error columns
+        self._record_line, self._record_column = 1, 1  # where it starts
+        # Whole lines at a time (see _lines) need the quote to be its own escape, so that the
+        # parity of a line's quotes tells whether a record goes on past it.
+        self._by_lines = escape == quote
+        self._slow_until = 0  # buffer offset before which records are read one at a time
 
     def column_of_field(self, index: int) -> int:
         """The column where field `index` (0-based) of the last record starts (or where the
@@ -145,6 +150,14 @@ class CsvReader:
 
     def records(self) -> Iterator[tuple[int, tuple[str | None, ...]]]:
         while True:
+            if self._by_lines and self.pos >= self._slow_until:
+                batch = self._lines()
+                if batch:
+                    self._record_column = 1
+                    for line, content, values in batch:
+                        self._last, self._record_line = content, line
+                        yield line, values
+                    continue
             found = self._logical_line()
             if found is None:
                 return
@@ -178,7 +191,69 @@ class CsvReader:
                 self.eof = True
             else:
                 self.buffer = self.buffer[self.pos :] + block
+                self._slow_until = max(0, self._slow_until - self.pos)
                 self.pos = 0
+
+    def _lines(self) -> list[tuple[int, str, tuple[str | None, ...]]] | None:
+        """The records in the buffer's whole lines, read a line at a time: what _scan and
+        _fields would read, and the fast way for files in the common shape. A line without a
+        quote is its fields split at the delimiter; a record goes on past a line while its
+        quotes are odd in number (the quote being its own escape, each one opens or closes a
+        quoted section, or is half of a doubled one). Lines that need the one-at-a-time reader
+        (an unexpected line break, which may be an error or data, the end marker, a file that
+        has not shown its line break yet) are left to it, and so is an unfinished record at
+        the buffer's end, which needs more text. The state advances past what is returned."""
+        buffer, start, eol = self.buffer, self.pos, self.eol
+        end = buffer.rfind("\n") + 1
+        if end <= start:
+            return None
+        if eol is None or eol == "\r" or self.column != 1:
+            self._slow_until = end
+            return None
+        chunk = buffer[start:end]
+        if (
+            (eol == "\n" and "\r" in chunk)
+            or (
+                eol == "\r\n"
+                and not (chunk.count("\r") == chunk.count("\n") == chunk.count("\r\n"))
+            )
+            or (self.end_marker and "\\." in chunk)
+        ):
+            self._slow_until = end
+            return None
+        lines = chunk.split(eol)
+        lines.pop()  # what follows the last line break
+        quote, delimiter, null, fields = self.quote, self.delimiter, self.null, self._fields
+        step = len(eol)
+        out: list[tuple[int, str, tuple[str | None, ...]]] = []
+        line, used, i, count = self.line, 0, 0, len(lines)
+        while i < count:
+            text = lines[i]
+            if quote not in text:
+                values: list[str | None] = text.split(delimiter)  # type: ignore[assignment]
+                if null in values:
+                    values = [None if v == null else v for v in values]
+                out.append((line, text, tuple(values)))
+                line += 1
+                used += len(text) + step
+                i += 1
+                continue
+            j, quotes = i, text.count(quote)
+            while quotes % 2 and j + 1 < count:
+                j += 1
+                quotes += lines[j].count(quote)
+            if quotes % 2:  # the record goes on past the buffer's whole lines
+                if not out:
+                    self._slow_until = end
+                break
+            if j > i:
+                text = eol.join(lines[i : j + 1])
+            out.append((line, text, fields(text)))
+            line += j - i + 1
+            used += len(text) + step
+            i = j + 1
+        self.pos, self.line = start + used, line
+        return out
 
     def _scan(self) -> tuple[int, int] | str | None:
         buffer, eof, start = self.buffer, self.eof, self.pos
