@@ -355,15 +355,24 @@ def copy_text(con: Session, rows: Iterable[Sequence[object]]) -> Iterator[bytes]
     buffer: list[str] = []
     size = 0
     for row in rows:
-        line = (
-            "\t".join(
+        try:  # a row of text needing no escapes is its values joined (a file's, mostly)
+            line = "\t".join(row)  # type: ignore[arg-type]
+        except TypeError:  # a NULL, or a value of another type
+            line = None
+        if (
+            line is None
+            or line.count("\t") != len(row) - 1
+            or "\\" in line
+            or "\n" in line
+            or "\r" in line
+        ):
+            line = "\t".join(
                 "\\N"
                 if v is None
                 else (v if type(v) is str else sql_text(v)).translate(_COPY_ESCAPES)  # type: ignore[union-attr]
                 for v in row
             )
-            + "\n"
-        )
+        line += "\n"
         buffer.append(line)
         size += len(line)
         if size >= COPY_CHUNK_BYTES:
