@@ -60,7 +60,7 @@ from .sqlparse import Statement
 from .templates import Field, Template, param_fields
 from .values import Number
 
-FORMAT = 9  # of an entry; bumped when the encoding changes
+FORMAT = 10  # of an entry; bumped when the encoding changes
 _PARSERS = ("yaml", "jsonschema", "pglast")
 _CLASSES: dict[str, type[Any]] = {
     c.__name__: c
@@ -174,7 +174,11 @@ _decoded: dict[bytes, tuple[dict[str, Any], Plan]] = {}
 
 @cache
 def _code_stamp() -> str:
-    """Changes whenever sqlplan's files, its schema or the parsers validation uses change."""
+    """Changes whenever sqlplan's files, its schema or the parsers validation uses change: a
+    digest of their content, found again from their stamps (device, inode, size and times)
+    while those are unchanged. A fresh install of the same code (a CI job restoring the cache
+    directory) has new stamps and the same content: its first run reads the files once, and
+    the entries written elsewhere hit."""
     package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     names = sorted(
         os.path.join(root, name)
@@ -182,16 +186,59 @@ def _code_stamp() -> str:
         for name in files
         if name.endswith((".py", ".json")) and "__pycache__" not in root
     )
-    stamps = [_stamp(name) for name in names]
+    origins = []
     for name in _PARSERS:
         spec = find_spec(name)
-        stamps.append(_stamp(spec.origin) if spec and spec.origin else [name, None, None])
-    return _digest(json.dumps(stamps))
+        origins.append((name, spec.origin if spec else None))
+    stamps = [_stamp(name) for name in names]
+    stamps += [_stamp(origin) if origin else [name, None, None] for name, origin in origins]
+    quick = _digest(json.dumps(stamps))
+    directory = cache_dir()
+    memo = None if directory is None else directory / "code" / f"{quick[:40]}.txt"
+    if memo is not None:
+        known = read_private(memo)
+        if known is not None and len(known) == 64 and known.isalnum():
+            return known.decode("ascii")
+    content = hashlib.sha256()
+    for name in names:
+        content.update(os.path.relpath(name, package).encode("utf-8", "surrogateescape") + b"\0")
+        with open(name, "rb") as handle:
+            content.update(hashlib.sha256(handle.read()).digest())
+    for name, origin in origins:
+        content.update(f"{name}\0{_version(name, origin)}\0".encode())
+        if origin:
+            with open(origin, "rb") as handle:
+                content.update(hashlib.sha256(handle.read()).digest())
+    stamp = content.hexdigest()
+    if memo is not None:
+        write_private(memo, stamp.encode("ascii"))
+    return stamp
+
+
+def _version(module: str, origin: str | None) -> str:
+    """The installed distribution's metadata directories (named with its version) beside the
+    module's package, without importlib.metadata (tens of milliseconds to import)."""
+    if not origin:
+        return ""
+    package = os.path.dirname(origin)
+    prefix = {"yaml": "pyyaml"}.get(module, module) + "-"
+    try:
+        names = os.listdir(os.path.dirname(package))
+    except OSError:
+        return ""
+    return ",".join(
+        sorted(
+            n
+            for n in names
+            if n.lower().startswith(prefix) and n.endswith((".dist-info", ".egg-info"))
+        )
+    )
 
 
 def _sources(plan: Plan) -> list[list[object]]:
-    """What validation read of each rows_from file: its stamp and a digest of its first
-    MiB (where a CSV header is), so that a change within one clock tick is seen too."""
+    """What validation read of each rows_from file: a file of up to 1 MiB by its content
+    (a fresh checkout of the same file hits); a larger one by its stamp and a digest of its
+    first MiB (where a CSV header is), so that a change within one clock tick is seen too."""
     stamps = []
     for step in plan.steps:
         if (
@@ -201,8 +248,12 @@ def _sources(plan: Plan) -> list[list[object]]:
         ):
             path = str(step.source.path)
             with open(path, "rb") as handle:
-                head = hashlib.sha256(handle.read(_HEAD_BYTES)).hexdigest()
-            stamps.append([*_stamp(path), head])
+                head = handle.read(_HEAD_BYTES + 1)
+            if len(head) <= _HEAD_BYTES:  # all of it: its content is the key, as in a checkout
+                stamps.append([path, len(head), hashlib.sha256(head).hexdigest()])
+            else:
+                digest = hashlib.sha256(head[:_HEAD_BYTES]).hexdigest()
+                stamps.append([*_stamp(path), digest])
     return stamps
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -78,6 +79,42 @@ def test_a_cache_hit_needs_none_of_the_parsers(cache: Path) -> None:
     # which only an invalid plan's errors need
     assert loaded() == "['pglast', 'yaml']\n"
     assert loaded() == "[]\n"
+
+
+def test_a_cache_carried_to_a_fresh_checkout_and_install_hits(cache: Path, tmp_path: Path) -> None:
+    """What a CI job sees: the cache directory restored, the checkout and sqlplan's files
+    written anew at the same paths (new inodes and times, the same bytes). Entries hit; an
+    edit to sqlplan's code or to the rows_from file misses."""
+    checkout = tmp_path / "checkout"
+    probe = (
+        "import sys\n"
+        "from runner.plan.cache import load_plan\n"
+        "load_plan(sys.argv[1])\n"
+        "print('validated' if 'pglast' in sys.modules else 'cached')\n"
+    )
+
+    def fresh_checkout() -> None:
+        shutil.rmtree(checkout, ignore_errors=True)
+        shutil.copytree(ROOT / "runner", checkout / "runner", ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+        (checkout / "books.csv").write_text("title,year\nDune,1965\n")
+        (checkout / "load.yaml").write_text(LOAD)
+
+    def run() -> str:
+        env = {**os.environ, "SQLPLAN_CACHE_DIR": str(cache), "PYTHONPATH": str(checkout)}
+        done = subprocess.run([sys.executable, "-c", probe, "load.yaml"], cwd=checkout, env=env, capture_output=True, text=True, check=True)  # fmt: skip
+        return done.stdout.strip()
+
+    fresh_checkout()
+    assert run() == "validated"
+    assert run() == "cached"
+    fresh_checkout()
+    assert run() == "cached"
+    with (checkout / "runner" / "plan" / "model.py").open("a") as handle:
+        handle.write("# changed\n")
+    assert run() == "validated"
+    assert run() == "cached"
+    (checkout / "books.csv").write_text("title,year\nDune,1966\n")
+    assert run() == "validated"
 
 
 def test_an_edited_plan_is_validated_again(cache: Path, tmp_path: Path) -> None:
