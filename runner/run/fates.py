@@ -19,8 +19,8 @@ def settle(ledger: Ledger, group: Sequence[AnyStep], after: bytes, con: wire.Ses
     if after != b"I":
         ledger.set(group, Fate.OPEN)
         return
-    tags = getattr(con, "sqlplan_progress", Progress()).tags
-    ended = Fate.ROLLED_BACK if tags and tags[-1] == "ROLLBACK" else Fate.COMMITTED
+    last = getattr(con, "sqlplan_progress", Progress()).last_tag
+    ended = Fate.ROLLED_BACK if last == "ROLLBACK" else Fate.COMMITTED
     ledger.settle_open(ended)
     ledger.set(group, Fate.COMMITTED)
 

@@ -20,6 +20,7 @@ from pg8000.core import (
 from .. import secrets
 
 QUERY, EXECUTE, SYNC = "query", "execute", "sync"
+COMPACT_AFTER = 4096  # requests held before the answered ones are first compacted
 
 
 @dataclass
@@ -76,15 +77,43 @@ class Progress:
     errors: list[dict[str, str]] = field(default_factory=list)  # ErrorResponses, FATAL included
     said: list[dict[str, str]] = field(default_factory=list)  # errors and WARNINGs, in order
 
+    kept: int = 0  # how many requests the last compaction kept
+
     def request(self, kind: str, *, commits: bool = False, statements: int = 0) -> Request:
         """A request about to be written: from now on the server may have it."""
         request = Request(kind, self.owner, commits, statements)
         self.requests.append(request)
+        if len(self.requests) >= 2 * self.kept + COMPACT_AFTER:
+            self._compact()
         return request
 
+    def _compact(self) -> None:
+        """Forget the answered Executes that a verdict cannot tell from their successor: in a
+        run of one step's Executes that succeeded and commit nothing, all but the last. A
+        bulk insert sent row by row makes one request a row, so memory stays flat however many
+        rows a file holds. Amortized: it runs when the requests have doubled since the last."""
+        requests, waiting = self.requests, self.waiting
+        kept: list[Request] = []
+        for index, request in enumerate(requests[:waiting]):
+            if (
+                index + 1 < waiting
+                and _plain(request)
+                and _plain(requests[index + 1])
+                and requests[index + 1].owner == request.owner
+            ):
+                continue
+            kept.append(request)
+        self.requests = kept + requests[waiting:]
+        self.waiting = len(kept)
+        self.kept = len(self.requests)
+
     @property
-    def tags(self) -> list[str]:
-        return [tag for r in self.requests for tag in r.tags]
+    def last_tag(self) -> str | None:
+        """The last CommandComplete tag of the interaction."""
+        for request in reversed(self.requests):
+            if request.tags:
+                return request.tags[-1]
+        return None
 
     def answer(self, code: bytes, data: bytes) -> None:
         """Attribute one message from the server to the request that caused it."""
@@ -141,6 +170,17 @@ class Progress:
             return Verdict.UNANSWERED
         tags = [tag for r in mine for tag in r.tags]
         return Verdict.ROLLED_BACK if tags and tags[-1] == "ROLLBACK" else Verdict.COMMITTED
+
+
+def _plain(request: Request) -> bool:
+    """An Execute the server answered with success, that commits nothing."""
+    return (
+        request.kind == EXECUTE
+        and request.answered
+        and request.error is None
+        and not request.skipped
+        and not request.commits
+    )
 
 
 def fields_of(data: bytes) -> dict[str, str]:
