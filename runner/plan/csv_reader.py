@@ -223,20 +223,19 @@ class CsvReader:
             return None
         lines = chunk.split(eol)
         lines.pop()  # what follows the last line break
-        quote, delimiter, null, fields = self.quote, self.delimiter, self.null, self._fields
-        step = len(eol)
+        quote, delimiter, null, paired = self.quote, self.delimiter, self.null, self._paired
+        first, count = self.line, len(lines)
         out: list[tuple[int, str, tuple[str | None, ...]]] = []
-        line, used, i, count = self.line, 0, 0, len(lines)
-        while i < count:
-            text = lines[i]
+        append = out.append
+        done, after = count, 0  # the lines read; the line a record across lines ends before
+        for i, text in enumerate(lines):
+            if i < after:
+                continue
             if quote not in text:
                 values: list[str | None] = text.split(delimiter)  # type: ignore[assignment]
                 if null in values:
                     values = [None if v == null else v for v in values]
-                out.append((line, text, tuple(values)))
-                line += 1
-                used += len(text) + step
-                i += 1
+                append((first + i, text, tuple(values)))
                 continue
             j, quotes = i, text.count(quote)
             while quotes % 2 and j + 1 < count:
@@ -245,14 +244,15 @@ class CsvReader:
             if quotes % 2:  # the record goes on past the buffer's whole lines
                 if not out:
                     self._slow_until = end
+                done = i
                 break
+            record = text
             if j > i:
-                text = eol.join(lines[i : j + 1])
-            out.append((line, text, fields(text)))
-            line += j - i + 1
-            used += len(text) + step
-            i = j + 1
-        self.pos, self.line = start + used, line
+                record = eol.join(lines[i : j + 1])
+                after = j + 1
+            append((first + i, record, paired(record)))
+        used = len(chunk) if done == count else sum(map(len, lines[:done])) + len(eol) * done
+        self.pos, self.line = start + used, first + done
         return out
 
     def _scan(self) -> tuple[int, int] | str | None:
@@ -357,6 +357,37 @@ class CsvReader:
         if (self.eol in ("\n", "\r\n") and c2 != "\n") or (self.eol == "\r" and c2 != "\r"):
             raise self._error("end-of-copy marker does not match previous newline style", self.pos)
         return "end"
+
+    def _paired(self, content: str) -> tuple[str | None, ...]:
+        """The fields of a record whose quotes pair up, the quote being its own escape: what
+        _fields reads, split at the quotes. The pieces between them alternate between outside
+        and inside quotes; inside, everything is data; outside, a delimiter ends a field, and
+        an empty piece between two quoted ones is a doubled quote (one quote of data)."""
+        quote, delimiter, null = self.quote, self.delimiter, self.null
+        pieces = content.split(quote)
+        last = len(pieces) - 1
+        values: list[str | None] = []
+        parts: list[str] = []
+        quoted = False
+        for index, piece in enumerate(pieces):
+            if index % 2:  # inside quotes
+                parts.append(piece)
+                quoted = True
+            elif delimiter in piece:
+                split = piece.split(delimiter)
+                parts.append(split[0])
+                value = "".join(parts)
+                values.append(None if not quoted and value == null else value)
+                for plain in split[1:-1]:
+                    values.append(None if plain == null else plain)
+                parts, quoted = [split[-1]], False
+            elif piece:
+                parts.append(piece)
+            elif 0 < index < last:
+                parts.append(quote)
+        value = "".join(parts)
+        values.append(None if not quoted and value == null else value)
+        return tuple(values)
 
     def _fields(self, content: str) -> tuple[str | None, ...]:
         if self.quote not in content:

@@ -7,6 +7,7 @@ The CSV reader is csv_reader.py, the JSON Lines reader jsonl.py; reading.py open
 from __future__ import annotations
 
 import errno
+import operator
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -222,6 +223,9 @@ class FileSource:
             expected = len(names)
         elif self.fields:
             select = [_position(f, 1) - 1 for f in self.fields]
+        pick: Callable[[tuple[str | None, ...]], Row] | None = None
+        if select is not None:
+            pick = _picker(select)
         for line, values in records:
             if expected is None:
                 expected = len(values)
@@ -236,15 +240,16 @@ class FileSource:
                     line,
                     reader.column_of_field(min(len(values), expected)),
                 )
-            if select is None:
+            if pick is None:
                 yield line, values
-            else:
-                try:
-                    yield line, tuple(values[i] for i in select)
-                except IndexError:
-                    raise SourceError(
-                        f"the record has {len(values)} fields, fewer than the mapping needs", line
-                    ) from None
+                continue
+            try:
+                picked = pick(values)
+            except IndexError:
+                raise SourceError(
+                    f"the record has {len(values)} fields, fewer than the mapping needs", line
+                ) from None
+            yield line, picked
 
     def _jsonl_rows(self, blocks: Iterator[str]) -> Iterator[tuple[int, Row]]:
         from .csv_reader import numbered_lines
@@ -282,6 +287,14 @@ class FileSource:
 def _listed(names: Sequence[str]) -> str:
     shown = ", ".join(n if len(n) <= 40 else n[:39] + "…" for n in names[:20])
     return shown + (", …" if len(names) > 20 else "")
+
+
+def _picker(select: list[int]) -> Callable[[tuple[str | None, ...]], Row]:
+    """The fields at `select` of a record, as a tuple (IndexError when it has too few)."""
+    if len(select) == 1:
+        only = select[0]
+        return lambda values: (values[only],)
+    return operator.itemgetter(*select)
 
 
 def _field_index(field: str | int, names: Sequence[str], line: int) -> int:
