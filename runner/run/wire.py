@@ -350,36 +350,66 @@ COPY_CHUNK_BYTES = 1 << 18  # CopyData messages of about 256 KiB: streamed, neve
 
 def copy_text(con: Session, rows: Iterable[Sequence[object]]) -> Iterator[bytes]:
     """Rows as COPY text-format data in chunks of about COPY_CHUNK_BYTES, each value the text
-    a bind parameter carries (values.sql_text)."""
+    a bind parameter carries (values.sql_text).
+
+    A row of text (and NULLs) is its values joined, unescaped, and the chunk is checked once
+    for what would have needed an escape: more backslashes, tabs or line breaks than the
+    NULLs, the separators and the rows account for, or a carriage return. Then (rarely) the
+    chunk is written again with every value escaped."""
     encoding = con._client_encoding
     buffer: list[str] = []
-    size = 0
+    held: list[Sequence[object]] = []
+    size = slashes = tabs = 0
     for row in rows:
-        try:  # a row of text needing no escapes is its values joined (a file's, mostly)
+        try:
             line = "\t".join(row)  # type: ignore[arg-type]
         except TypeError:  # a NULL, or a value of another type
-            line = None
-        if (
-            line is None
-            or line.count("\t") != len(row) - 1
-            or "\\" in line
-            or "\n" in line
-            or "\r" in line
-        ):
-            line = "\t".join(
-                "\\N"
-                if v is None
-                else (v if type(v) is str else sql_text(v)).translate(_COPY_ESCAPES)  # type: ignore[union-attr]
-                for v in row
-            )
-        line += "\n"
+            try:
+                line = "\t".join(["\\N" if v is None else v for v in row])  # type: ignore[misc]
+                slashes += row.count(None)
+            except TypeError:
+                line = _copy_line(row)
+                slashes += line.count("\\")
+        tabs += len(row) - 1
         buffer.append(line)
-        size += len(line)
+        held.append(row)
+        size += len(line) + 1
         if size >= COPY_CHUNK_BYTES:
-            yield "".join(buffer).encode(encoding)
-            buffer, size = [], 0
+            yield _copy_chunk(buffer, held, slashes, tabs).encode(encoding)
+            buffer, held, size, slashes, tabs = [], [], 0, 0, 0
     if buffer:
-        yield "".join(buffer).encode(encoding)
+        yield _copy_chunk(buffer, held, slashes, tabs).encode(encoding)
+
+
+def _copy_chunk(lines: list[str], rows: list[Sequence[object]], slashes: int, tabs: int) -> str:
+    """The lines as one chunk, the rows whose values need escapes written again escaped (each
+    line looked at only for what the chunk as a whole has too many of)."""
+    text = "\n".join(lines) + "\n"
+    slash = text.count("\\") != slashes
+    tab = text.count("\t") != tabs
+    newline = text.count("\n") != len(lines)
+    carriage = "\r" in text
+    if not (slash or tab or newline or carriage):
+        return text
+    lines = [
+        _copy_line(row)
+        if (newline and "\n" in line)
+        or (carriage and "\r" in line)
+        or (tab and line.count("\t") != len(row) - 1)
+        or (slash and line.count("\\") != row.count(None))
+        else line
+        for line, row in zip(lines, rows, strict=True)
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _copy_line(row: Sequence[object]) -> str:
+    return "\t".join(
+        [
+            "\\N" if v is None else (v if type(v) is str else sql_text(v)).translate(_COPY_ESCAPES)  # type: ignore[union-attr]
+            for v in row
+        ]
+    )
 
 
 def copy_in(
