@@ -203,12 +203,68 @@ def median_of(runs: int, measure: Callable[[], tuple[float, int]]) -> tuple[floa
     return statistics.median(r[0] for r in results), max(r[1] for r in results)
 
 
+def csv_paths(
+    megabytes: int, runs: int, work: Path, server: Target, *, psql: str, base_env: dict[str, str]
+) -> None:
+    """A CSV of `megabytes` (a quarter of its titles quoted, with a delimiter and a doubled
+    quote inside, one in fifty across two lines), loaded over the socket: by psql's \\copy,
+    by sqlplan sent whole (the server parses it), parsed by sqlplan and sent as COPY (fields
+    in another order), and parsed and sent row by row (a statement COPY cannot do). Runs are
+    interleaved; seconds are medians."""
+    csv = work / "big.csv"
+    rows = 0
+    with csv.open("w") as f:
+        f.write("title,author,publication_year,in_stock\n")
+        while f.tell() < megabytes * 1_000_000:
+            title = f'"Book, {rows} ""the"" one"' if rows % 4 == 0 else f"Book {rows}"
+            if rows % 50 == 1:
+                title = f'"Book\n{rows}"'
+            year = "" if rows % 7 == 0 else str(1900 + rows % 120)
+            f.write(f"{title},Author {rows % 977},{year},{'true' if rows % 3 else 'false'}\n")
+            rows += 1
+    insert = "INSERT INTO books (title, author, publication_year, in_stock) VALUES"
+    plans = {
+        "sqlplan, sent whole": f"{insert} ($1, $2, $3, $4)",
+        "sqlplan, parsed, as COPY": f"{insert} ($2, $1, $3, $4)",
+        "sqlplan, parsed, row by row": f"{insert} ($1, $2, $3::int + 0, $4)",
+    }
+    fields = {"sqlplan, parsed, as COPY": "\n      fields: [author, title, publication_year, in_stock]"}  # fmt: skip
+    for number, (name, statement) in enumerate(plans.items()):
+        (work / f"csv{number}.yaml").write_text(
+            f"sqlplan: 1\nname: csv {number}\nsteps:\n  - bulk_insert: {statement}\n"
+            f"    rows_from:\n      file: big.csv{fields.get(name, '')}\n"
+        )
+    url = server.url()
+    env = {**base_env, "DATABASE_URL": url}
+    copy = f"\\copy books ({COLUMNS}) FROM '{csv}' WITH (FORMAT csv, HEADER)"
+    commands = {"psql \\copy": [psql, "-X", "-q", "-d", url, "-c", copy]}
+    for number, name in enumerate(plans):
+        commands[name] = [sys.executable, "-m", "runner", "run", f"csv{number}.yaml"]
+        timed(server, commands[name], work, env)  # validated once: the cache holds it
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    peaks: dict[str, int] = dict.fromkeys(commands, 0)
+    for _ in range(runs):
+        for name, command in commands.items():
+            seconds, rss = timed(server, command, work, env)
+            times[name].append(seconds)
+            peaks[name] = max(peaks[name], rss)
+    size = csv.stat().st_size / 1e6
+    print(f"\n== A {size:.0f} MB CSV ({rows:,} rows), over the socket: seconds, median of {runs}")
+    floor = statistics.median(times["psql \\copy"])
+    print(f"  {'method':<30} {'seconds':>8} {'MB/s':>7} {'x psql':>7} {'peak RSS':>10}")
+    for name, values in times.items():
+        median = statistics.median(values)
+        print(f"  {name:<30} {median:8.2f} {size / median:7.1f} {median / floor:7.2f} {peaks[name] / 1024:7.1f} MiB")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", default="1000,10000,100000")
     parser.add_argument("--rtt", default="0,20", help="round-trip times to inject, in ms")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--million", action="store_true", help="also load 1M rows, for peak RSS")
+    parser.add_argument("--csv-mb", type=int, default=0,
+                        help="also load a CSV of this many MB through each path sqlplan has")  # fmt: skip
     args = parser.parse_args()
     sizes = [int(n) for n in args.rows.split(",")]
     rtts = [float(r) for r in args.rtt.split(",")]
@@ -244,6 +300,8 @@ def main() -> None:
         print(
             f"PostgreSQL 18 (embedded), loopback proxy; median of {args.runs} runs; RSS is each process's peak"
         )
+        if args.csv_mb:
+            csv_paths(args.csv_mb, args.runs, work, server, psql=psql, base_env=base_env)
         for rtt in rtts:
             proxy = LatencyProxy(server.socket_path, rtt)
             target = Target(host="127.0.0.1", port=proxy.port, user="postgres", password=None,
