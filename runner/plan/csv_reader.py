@@ -119,24 +119,39 @@ class CsvReader:
         q = re.escape(quote)
         self._out = re.compile(f"[{q}\\r\\n]")
         self._in = re.compile(f"[{q}{re.escape(escape)}]")
-        self._last = ""  # the last record's text, for error columns
-        self._record_line, self._record_column = 1, 1  # where it starts
+        self._last = ""  # the last record read one at a time, for error columns
+        self._record_column = 1  # where it starts
+        self._batch_lines: list[str] = []  # the last batch's lines (see _lines)
+        self._batch_first: int | None = None  # the line number of its first, if it was one
         # Whole lines at a time (see _lines) need the quote to be its own escape, so that the
         # parity of a line's quotes tells whether a record goes on past it.
         self._by_lines = escape == quote
         self._slow_until = 0  # buffer offset before which records are read one at a time
 
-    def column_of_field(self, index: int) -> int:
-        """The column where field `index` (0-based) of the last record starts (or where the
-        record ends, past its last field)."""
-        content, position = self._last, 0
+    def column_of_field(self, index: int, line: int) -> int:
+        """The column where field `index` (0-based) of the record starting at `line`, the last
+        one returned, starts (or where the record ends, past its last field)."""
+        content, start = self._last, self._record_column
+        if self._batch_first is not None:  # a batch of whole lines: the record's own text
+            content, start = self._batch_record(line), 1
+        position = 0
         for _ in range(index):
             _, end = self._field(content, position)
             if end >= len(content):
                 position = len(content)
                 break
             position = end + 1
-        return _advance(self._record_line, self._record_column, content[:position])[1]
+        return _advance(line, start, content[:position])[1]
+
+    def _batch_record(self, line: int) -> str:
+        """The text of the record of the last batch that starts at `line` (see _lines)."""
+        lines, quote, eol = self._batch_lines, self.quote, self.eol or "\n"
+        i = j = line - (self._batch_first or 0)
+        quotes = lines[i].count(quote)
+        while quotes % 2 and j + 1 < len(lines):
+            j += 1
+            quotes += lines[j].count(quote)
+        return eol.join(lines[i : j + 1])
 
     def skip_line(self) -> bool:
         """Read past one logical line without parsing its fields; False at the end of data."""
@@ -149,15 +164,19 @@ class CsvReader:
         return True
 
     def records(self) -> Iterator[tuple[int, tuple[str | None, ...]]]:
+        for batch in self.batches():
+            yield from batch
+
+    def batches(self) -> Iterator[list[tuple[int, tuple[str | None, ...]]]]:
+        """The records in lists: a buffer's whole lines at a time where _lines can read them,
+        else one at a time."""
         while True:
             if self._by_lines and self.pos >= self._slow_until:
                 batch = self._lines()
                 if batch:
-                    self._record_column = 1
-                    for line, content, values in batch:
-                        self._last, self._record_line = content, line
-                        yield line, values
+                    yield batch
                     continue
+            self._batch_first = None
             found = self._logical_line()
             if found is None:
                 return
@@ -165,9 +184,8 @@ class CsvReader:
             start = self.pos
             content = self.buffer[start:end]
             self._last = content
-            self._record_line, self._record_column = self.line, self.column
-            values = self._fields(content)
-            yield self.line, values
+            self._record_column = self.column
+            yield [(self.line, self._fields(content))]
             consumed = self.buffer[start:after]
             if "\n" in consumed or "\r" in consumed:
                 self.line, self.column = _advance(self.line, self.column, consumed)
@@ -194,7 +212,7 @@ class CsvReader:
                 self._slow_until = max(0, self._slow_until - self.pos)
                 self.pos = 0
 
-    def _lines(self) -> list[tuple[int, str, tuple[str | None, ...]]] | None:
+    def _lines(self) -> list[tuple[int, tuple[str | None, ...]]] | None:
         """The records in the buffer's whole lines, read a line at a time: what _scan and
         _fields would read, and the fast way for files in the common shape. A line without a
         quote is its fields split at the delimiter; a record goes on past a line while its
@@ -225,7 +243,7 @@ class CsvReader:
         lines.pop()  # what follows the last line break
         quote, delimiter, null, paired = self.quote, self.delimiter, self.null, self._paired
         first, count = self.line, len(lines)
-        out: list[tuple[int, str, tuple[str | None, ...]]] = []
+        out: list[tuple[int, tuple[str | None, ...]]] = []
         append = out.append
         done, after = count, 0  # the lines read; the line a record across lines ends before
         for i, text in enumerate(lines):
@@ -235,7 +253,7 @@ class CsvReader:
                 values: list[str | None] = text.split(delimiter)  # type: ignore[assignment]
                 if null in values:
                     values = [None if v == null else v for v in values]
-                append((first + i, text, tuple(values)))
+                append((first + i, tuple(values)))
                 continue
             j, quotes = i, text.count(quote)
             while quotes % 2 and j + 1 < count:
@@ -246,13 +264,13 @@ class CsvReader:
                     self._slow_until = end
                 done = i
                 break
-            record = text
             if j > i:
-                record = eol.join(lines[i : j + 1])
+                text = eol.join(lines[i : j + 1])  # noqa: PLW2901
                 after = j + 1
-            append((first + i, record, paired(record)))
+            append((first + i, paired(text)))
         used = len(chunk) if done == count else sum(map(len, lines[:done])) + len(eol) * done
         self.pos, self.line = start + used, first + done
+        self._batch_lines, self._batch_first = lines, first
         return out
 
     def _scan(self) -> tuple[int, int] | str | None:

@@ -7,6 +7,7 @@ The CSV reader is csv_reader.py, the JSON Lines reader jsonl.py; reading.py open
 from __future__ import annotations
 
 import errno
+import itertools
 import operator
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -96,20 +97,33 @@ class FileSource:
         """(file line, row values for $1..$n) for each row, read lazily. `width` is the number
         of values the statement takes; `progress` hears how many bytes have been read;
         `end_marker`: a CSV line holding only \\. ends the data (PostgreSQL 17 and older)."""
+        for batch in self.row_batches(progress, width, end_marker=end_marker):
+            yield from batch
+
+    def row_batches(
+        self,
+        progress: Callable[[int], None] | None = None,
+        width: int | None = None,
+        *,
+        end_marker: bool = False,
+    ) -> Iterator[list[tuple[int, Row]]]:
+        """What rows() gives, in lists of the rows read together."""
         from .csv_reader import text_blocks
 
         with open_regular(self.path) as raw:
             if self.format == "csv":
-                rows = self._csv_rows(text_blocks(raw), width, end_marker)
+                batches = self._csv_batches(text_blocks(raw), width, end_marker)
             else:
-                rows = self._jsonl_rows(text_blocks(raw))
+                batches = ([row] for row in self._jsonl_rows(text_blocks(raw)))
             if progress is None:
-                yield from rows
+                yield from batches
                 return
-            for count, item in enumerate(rows, 1):
-                if count % 4096 == 0:
+            told = 0
+            for count, batch in enumerate(batches):
+                yield batch
+                if count - told >= 4096 or len(batch) > 1:
                     progress(raw.tell())
-                yield item
+                    told = count
             progress(raw.tell())
 
     def size(self) -> int:
@@ -201,11 +215,12 @@ class FileSource:
                 first[0],
             )
 
-    def _csv_rows(
+    def _csv_batches(
         self, blocks: Iterator[str], width: int | None, end_marker: bool
-    ) -> Iterator[tuple[int, Row]]:
+    ) -> Iterator[list[tuple[int, Row]]]:
         reader = self._reader(blocks, end_marker)
-        records = reader.records()
+        batches = reader.batches()
+        first_batch: list[tuple[int, tuple[str | None, ...]]] = []
         select: list[int] | None = None
         expected = width if not self.fields else None
         if self.header and not any(isinstance(f, str) for f in self.fields):
@@ -215,8 +230,11 @@ class FileSource:
             if self.fields:
                 select = [_position(f, 1) - 1 for f in self.fields]
         elif self.header:
-            first = next(records, None)
-            if first is None:
+            for batch in batches:
+                if batch:
+                    first, first_batch = batch[0], batch[1:]
+                    break
+            else:
                 return
             names = ["" if v is None else str(v) for v in first[1]]
             select = [_field_index(f, names, first[0]) for f in self.fields]
@@ -226,10 +244,16 @@ class FileSource:
         pick: Callable[[tuple[str | None, ...]], Row] | None = None
         if select is not None:
             pick = _picker(select)
-        for line, values in records:
+        for batch in itertools.chain([first_batch], batches):
+            if not batch:
+                continue
             if expected is None:
-                expected = len(values)
-            if len(values) != expected:
+                expected = len(batch[0][1])
+            if {len(values) for _, values in batch} != {expected}:
+                index = next(i for i, (_, v) in enumerate(batch) if len(v) != expected)
+                if index:
+                    yield self._picked(batch[:index], pick)
+                line, values = batch[index]
                 raise SourceError(
                     f"the record has {len(values)} field{'s' * (len(values) != 1)}, but "
                     + (
@@ -238,18 +262,26 @@ class FileSource:
                         else f"the {'header' if self.header else 'first record'} has {expected}"
                     ),
                     line,
-                    reader.column_of_field(min(len(values), expected)),
+                    reader.column_of_field(min(len(values), expected), line),
                 )
-            if pick is None:
-                yield line, values
-                continue
-            try:
-                picked = pick(values)
-            except IndexError:
-                raise SourceError(
-                    f"the record has {len(values)} fields, fewer than the mapping needs", line
-                ) from None
-            yield line, picked
+            yield self._picked(batch, pick)
+
+    @staticmethod
+    def _picked(
+        batch: list[tuple[int, tuple[str | None, ...]]],
+        pick: Callable[[tuple[str | None, ...]], Row] | None,
+    ) -> list[tuple[int, Row]]:
+        """The batch's records as rows: the mapping's fields, or all of them. Every record has
+        as many fields as the first, so either all have those the mapping needs or none."""
+        if pick is None:
+            return batch  # type: ignore[return-value]
+        try:
+            return [(line, pick(values)) for line, values in batch]
+        except IndexError:
+            raise SourceError(
+                f"the record has {len(batch[0][1])} fields, fewer than the mapping needs",
+                batch[0][0],
+            ) from None
 
     def _jsonl_rows(self, blocks: Iterator[str]) -> Iterator[tuple[int, Row]]:
         from .csv_reader import numbered_lines

@@ -27,13 +27,20 @@ class BulkRows:
                 self.count += 1
                 yield row
             return
-        for line, row in step.source.rows(self.read_bytes, step.width, end_marker=self.end_marker):
-            if len(row) != step.width:
+        width = step.width
+        batches = step.source.row_batches(self.read_bytes, width, end_marker=self.end_marker)
+        for batch in batches:
+            rows = [row for _, row in batch]
+            if {len(row) for row in rows} != {width}:
+                index = next(i for i, row in enumerate(rows) if len(row) != width)
+                self.count += index
+                yield from rows[:index]
+                line, row = batch[index]
                 raise SourceError(
-                    f"the row has {len(row)} values, but the statement takes {step.width}", line
+                    f"the row has {len(row)} values, but the statement takes {width}", line
                 )
-            self.count += 1
-            yield row
+            self.count += len(rows)
+            yield from rows
 
     def read_bytes(self, offset: int) -> None:
         self.bytes_read = offset

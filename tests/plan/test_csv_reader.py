@@ -47,7 +47,7 @@ def _read(
             return records, None
         for line, values in reader.records():
             # where each field starts, as the errors about a record's width report it
-            columns = [reader.column_of_field(i) for i in range(len(values) + 1)]
+            columns = [reader.column_of_field(i, line) for i in range(len(values) + 1)]
             records.append((line, values, columns))
     except SourceError as e:
         return records, (str(e), e.line, e.column)
