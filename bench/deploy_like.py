@@ -12,7 +12,11 @@ machine where nothing survives between jobs, with it off. psql and sqlplan use
 sslmode=require&channel_binding=require; dbmate's driver knows no channel_binding, so it uses
 sslmode=require (SCRAM-SHA-256 without channel binding). Figures only; nothing is asserted.
 
-    python bench/deploy_like.py [--rounds 15] [--rtt 20] [--dbmate PATH]
+    python bench/deploy_like.py [--rounds 15] [--rtt 20] [--dbmate PATH] [--baseline DIR]
+
+--baseline DIR adds another checkout of sqlplan (`git worktree add DIR <commit>`), installed
+the same way and run against a database of its own in the same rounds: before and after a
+change, measured side by side.
 
 Needs Debian's postgresql and openssl (as .ci/run installs).
 """
@@ -28,6 +32,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "bench")]
@@ -74,6 +79,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--rtt", default="20")
     parser.add_argument("--dbmate", help="the dbmate binary (default: PATH, node_modules/.bin)")
+    parser.add_argument("--baseline", type=Path, help="another checkout of sqlplan to compare")
     args = parser.parse_args()
     bin_dir = debian_bin()
     if bin_dir is None or shutil.which("openssl") is None:
@@ -89,16 +95,27 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="sqlplan-deploy-bench-"))
     work.chmod(0o755)
     sqlplan = str(installed(work))
+    baseline = None
+    if args.baseline:
+        (work / "baseline").mkdir()
+        baseline = str(installed(work / "baseline", args.baseline.resolve()))
     certs = make_certificates(work, owner)
     cluster = start_cluster(bin_dir, tls=certs)
     try:
         admin = connect(cluster.admin_target())
         admin.run("CREATE DATABASE deploy OWNER scram")
+        admin.run("CREATE DATABASE deploy_baseline OWNER scram")
         admin.close()
         direct = connect(with_database(cluster.admin_target(), "deploy"))
+        other = connect(with_database(cluster.admin_target(), "deploy_baseline"))
 
-        def run_sql(sql: str) -> None:
-            direct.run(sql)
+        def run_sql(sql: str, con: Any = direct) -> None:
+            con.run(sql)
+
+        def forget(table: str, condition: str, con: Any = direct) -> None:
+            """Delete a tool's record of the migration, once the tool has made its table."""
+            if con.run("SELECT to_regclass(:t)", t=table)[0][0] is not None:
+                run_sql(f"DELETE FROM {table} WHERE {condition}", con)
 
         (work / "migrate.yaml").write_text(PLAN)
         (work / "migrate.sql").write_text(f"BEGIN;\n{MIGRATION}COMMIT;\n")
@@ -113,6 +130,7 @@ def main() -> None:
             f"PostgreSQL {bin_dir.parent.name} (Debian), TLS + SCRAM, {args.rounds} interleaved "
             f"rounds, whole processes; sqlplan installed as from a wheel; dbmate: {dbmate or 'not installed'}"
         )
+        restored = work / "cache-restored"
         for rtt in (float(r) for r in args.rtt.split(",")):
             proxy = LatencyProxy(("127.0.0.1", cluster.port), rtt)
             url = f"postgresql://scram:{ENCODED}@localhost:{proxy.port}/deploy?sslmode=require&channel_binding=require"
@@ -123,11 +141,15 @@ def main() -> None:
 
             def forget_sqlplan() -> None:
                 drop_table()
-                run_sql("DELETE FROM sqlplan.history WHERE plan = 'create_items'")
+                forget("sqlplan.history", "plan = 'create_items'")
+
+            def forget_baseline() -> None:
+                run_sql("DROP TABLE IF EXISTS deploy_items", other)
+                forget("sqlplan.history", "plan = 'create_items'", other)
 
             def forget_dbmate() -> None:
                 drop_table()
-                run_sql("DELETE FROM schema_migrations")
+                forget("schema_migrations", "true")
 
             tools = [
                 Tool("sqlplan", [sqlplan, "run", "migrate.yaml"], env, forget_sqlplan),
@@ -141,6 +163,40 @@ def main() -> None:
                     "psql -f", [psql, "-X", "-q", "-d", url, "-f", "migrate.sql"], env, drop_table
                 ),
             ]
+            # A CI job that restores the cache a previous job saved, onto a fresh checkout and
+            # install: the plans' entries hit, sqlplan's own files are digested once (the memo
+            # that finds their digest from their stamps is of the old install, so it is dropped).
+
+            def restore_cache() -> None:
+                forget_sqlplan()
+                shutil.rmtree(restored, ignore_errors=True)
+                if (work / "cache").is_dir():
+                    shutil.copytree(work / "cache", restored)
+                    shutil.rmtree(restored / "code", ignore_errors=True)
+
+            tools.insert(
+                2,
+                Tool(
+                    "sqlplan, restored",
+                    [sqlplan, "run", "migrate.yaml"],
+                    {**env, "SQLPLAN_CACHE_DIR": str(restored)},
+                    restore_cache,
+                ),
+            )
+            if baseline:
+                base_url = url.replace("/deploy?", "/deploy_baseline?")
+                tools.append(
+                    Tool(
+                        "baseline",
+                        [baseline, "run", "migrate.yaml"],
+                        {
+                            **base_env,
+                            "DATABASE_URL": base_url,
+                            "SQLPLAN_CACHE_DIR": str(work / "cache-baseline"),
+                        },
+                        forget_baseline,
+                    )
+                )
             if dbmate:
                 dbmate_url = url.replace("&channel_binding=require", "")
                 tools.append(
@@ -186,7 +242,7 @@ def main() -> None:
                 line = f"  {tool.name:<20} {a * 1000:9.1f} {a / psql_apply:7.2f} {trips_apply[tool.name]:6d}"
                 if again[tool.name]:
                     b = statistics.median(again[tool.name])
-                    own = a if tool.name != "sqlplan, cache off" else ours_apply
+                    own = ours_apply if tool.name.startswith("sqlplan, ") else a
                     line += f" {b * 1000:11.1f} {b / own:12.2f} {trips_again[tool.name]:6d}"
                 print(line)
             print(
@@ -194,6 +250,7 @@ def main() -> None:
                 "include the login, as all do)"
             )
         direct.close()
+        other.close()
     finally:
         remove_cluster(cluster)
         shutil.rmtree(work, ignore_errors=True)

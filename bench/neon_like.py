@@ -43,7 +43,7 @@ from servers import (  # noqa: E402
 from runner.connect.connection import connect  # noqa: E402
 
 
-def installed(work: Path) -> Path:
+def installed(work: Path, root: Path = ROOT) -> Path:
     """sqlplan as `pip install sqlplan` lays it out, whatever this checkout's install is (an
     editable one adds an import hook that costs about 10 ms at every start): the package, byte-
     compiled, in a virtual environment of its own, and the console script pip writes. Its
@@ -51,7 +51,7 @@ def installed(work: Path) -> Path:
     venv = work / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     site = next(venv.glob("lib/python*/site-packages"))
-    shutil.copytree(ROOT / "runner", site / "runner", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(root / "runner", site / "runner", ignore=shutil.ignore_patterns("__pycache__"))
     compileall.compile_dir(site / "runner", quiet=1)
     ours = [p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir()]
     (site / "dependencies.pth").write_text("\n".join(ours) + "\n")
