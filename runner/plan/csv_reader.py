@@ -25,6 +25,7 @@ from typing import IO
 from .reading import SourceError
 
 _BOM = "\ufeff"
+Record = tuple[str | None, ...]
 
 
 _BLOCK = 1 << 20  # characters decoded at a time
@@ -163,17 +164,17 @@ class CsvReader:
         self.pos = found[1]
         return True
 
-    def records(self) -> Iterator[tuple[int, tuple[str | None, ...]]]:
-        for batch in self.batches():
-            yield from batch
+    def records(self) -> Iterator[tuple[int, Record]]:
+        for lines, records in self.batches():
+            yield from zip(lines, records, strict=True)
 
-    def batches(self) -> Iterator[list[tuple[int, tuple[str | None, ...]]]]:
-        """The records in lists: a buffer's whole lines at a time where _lines can read them,
-        else one at a time."""
+    def batches(self) -> Iterator[tuple[list[int], list[Record]]]:
+        """The records in lists, beside the lines they start on: a buffer's whole lines at a
+        time where _lines can read them, else one at a time."""
         while True:
             if self._by_lines and self.pos >= self._slow_until:
                 batch = self._lines()
-                if batch:
+                if batch is not None:
                     yield batch
                     continue
             self._batch_first = None
@@ -185,7 +186,7 @@ class CsvReader:
             content = self.buffer[start:end]
             self._last = content
             self._record_column = self.column
-            yield [(self.line, self._fields(content))]
+            yield [self.line], [self._fields(content)]
             consumed = self.buffer[start:after]
             if "\n" in consumed or "\r" in consumed:
                 self.line, self.column = _advance(self.line, self.column, consumed)
@@ -212,7 +213,7 @@ class CsvReader:
                 self._slow_until = max(0, self._slow_until - self.pos)
                 self.pos = 0
 
-    def _lines(self) -> list[tuple[int, tuple[str | None, ...]]] | None:
+    def _lines(self) -> tuple[list[int], list[Record]] | None:
         """The records in the buffer's whole lines, read a line at a time: what _scan and
         _fields would read, and the fast way for files in the common shape. A line without a
         quote is its fields split at the delimiter; a record goes on past a line while its
@@ -243,8 +244,9 @@ class CsvReader:
         lines.pop()  # what follows the last line break
         quote, delimiter, null, paired = self.quote, self.delimiter, self.null, self._paired
         first, count = self.line, len(lines)
-        out: list[tuple[int, tuple[str | None, ...]]] = []
-        append = out.append
+        starts: list[int] = []
+        out: list[Record] = []
+        start_at, append = starts.append, out.append
         done, after = count, 0  # the lines read; the line a record across lines ends before
         for i, text in enumerate(lines):
             if i < after:
@@ -253,7 +255,8 @@ class CsvReader:
                 values: list[str | None] = text.split(delimiter)  # type: ignore[assignment]
                 if null in values:
                     values = [None if v == null else v for v in values]
-                append((first + i, tuple(values)))
+                start_at(first + i)
+                append(tuple(values))
                 continue
             j, quotes = i, text.count(quote)
             while quotes % 2 and j + 1 < count:
@@ -267,11 +270,12 @@ class CsvReader:
             if j > i:
                 text = eol.join(lines[i : j + 1])  # noqa: PLW2901
                 after = j + 1
-            append((first + i, paired(text)))
+            start_at(first + i)
+            append(paired(text))
         used = len(chunk) if done == count else sum(map(len, lines[:done])) + len(eol) * done
         self.pos, self.line = start + used, first + done
         self._batch_lines, self._batch_first = lines, first
-        return out
+        return (starts, out) if out else None
 
     def _scan(self) -> tuple[int, int] | str | None:
         buffer, eof, start = self.buffer, self.eof, self.pos

@@ -34,6 +34,7 @@ __all__ = [
 ]
 
 Row = tuple[object, ...]
+Record = tuple[str | None, ...]  # a CSV record's fields (None: NULL)
 
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
@@ -97,8 +98,8 @@ class FileSource:
         """(file line, row values for $1..$n) for each row, read lazily. `width` is the number
         of values the statement takes; `progress` hears how many bytes have been read;
         `end_marker`: a CSV line holding only \\. ends the data (PostgreSQL 17 and older)."""
-        for batch in self.row_batches(progress, width, end_marker=end_marker):
-            yield from batch
+        for lines, rows in self.row_batches(progress, width, end_marker=end_marker):
+            yield from zip(lines, rows, strict=True)
 
     def row_batches(
         self,
@@ -106,22 +107,22 @@ class FileSource:
         width: int | None = None,
         *,
         end_marker: bool = False,
-    ) -> Iterator[list[tuple[int, Row]]]:
-        """What rows() gives, in lists of the rows read together."""
+    ) -> Iterator[tuple[list[int], list[Row]]]:
+        """What rows() gives, in lists of the rows read together beside their lines."""
         from .csv_reader import text_blocks
 
         with open_regular(self.path) as raw:
             if self.format == "csv":
                 batches = self._csv_batches(text_blocks(raw), width, end_marker)
             else:
-                batches = ([row] for row in self._jsonl_rows(text_blocks(raw)))
+                batches = (([line], [row]) for line, row in self._jsonl_rows(text_blocks(raw)))
             if progress is None:
                 yield from batches
                 return
             told = 0
             for count, batch in enumerate(batches):
                 yield batch
-                if count - told >= 4096 or len(batch) > 1:
+                if count - told >= 4096 or len(batch[1]) > 1:
                     progress(raw.tell())
                     told = count
             progress(raw.tell())
@@ -217,10 +218,10 @@ class FileSource:
 
     def _csv_batches(
         self, blocks: Iterator[str], width: int | None, end_marker: bool
-    ) -> Iterator[list[tuple[int, Row]]]:
+    ) -> Iterator[tuple[list[int], list[Row]]]:
         reader = self._reader(blocks, end_marker)
         batches = reader.batches()
-        first_batch: list[tuple[int, tuple[str | None, ...]]] = []
+        first_batch: tuple[list[int], list[Record]] = ([], [])
         select: list[int] | None = None
         expected = width if not self.fields else None
         if self.header and not any(isinstance(f, str) for f in self.fields):
@@ -230,9 +231,10 @@ class FileSource:
             if self.fields:
                 select = [_position(f, 1) - 1 for f in self.fields]
         elif self.header:
-            for batch in batches:
-                if batch:
-                    first, first_batch = batch[0], batch[1:]
+            for lines, records in batches:
+                if records:
+                    first = (lines[0], records[0])
+                    first_batch = (lines[1:], records[1:])
                     break
             else:
                 return
@@ -241,19 +243,19 @@ class FileSource:
             expected = len(names)
         elif self.fields:
             select = [_position(f, 1) - 1 for f in self.fields]
-        pick: Callable[[tuple[str | None, ...]], Row] | None = None
+        pick: Callable[[Record], Row] | None = None
         if select is not None:
             pick = _picker(select)
-        for batch in itertools.chain([first_batch], batches):
-            if not batch:
+        for lines, records in itertools.chain([first_batch], batches):
+            if not records:
                 continue
             if expected is None:
-                expected = len(batch[0][1])
-            if {len(values) for _, values in batch} != {expected}:
-                index = next(i for i, (_, v) in enumerate(batch) if len(v) != expected)
+                expected = len(records[0])
+            if set(map(len, records)) != {expected}:
+                index = next(i for i, v in enumerate(records) if len(v) != expected)
                 if index:
-                    yield self._picked(batch[:index], pick)
-                line, values = batch[index]
+                    yield lines[:index], _picked(lines, records[:index], pick)
+                line, values = lines[index], records[index]
                 raise SourceError(
                     f"the record has {len(values)} field{'s' * (len(values) != 1)}, but "
                     + (
@@ -264,24 +266,7 @@ class FileSource:
                     line,
                     reader.column_of_field(min(len(values), expected), line),
                 )
-            yield self._picked(batch, pick)
-
-    @staticmethod
-    def _picked(
-        batch: list[tuple[int, tuple[str | None, ...]]],
-        pick: Callable[[tuple[str | None, ...]], Row] | None,
-    ) -> list[tuple[int, Row]]:
-        """The batch's records as rows: the mapping's fields, or all of them. Every record has
-        as many fields as the first, so either all have those the mapping needs or none."""
-        if pick is None:
-            return batch  # type: ignore[return-value]
-        try:
-            return [(line, pick(values)) for line, values in batch]
-        except IndexError:
-            raise SourceError(
-                f"the record has {len(batch[0][1])} fields, fewer than the mapping needs",
-                batch[0][0],
-            ) from None
+            yield lines, _picked(lines, records, pick)
 
     def _jsonl_rows(self, blocks: Iterator[str]) -> Iterator[tuple[int, Row]]:
         from .csv_reader import numbered_lines
@@ -321,7 +306,22 @@ def _listed(names: Sequence[str]) -> str:
     return shown + (", …" if len(names) > 20 else "")
 
 
-def _picker(select: list[int]) -> Callable[[tuple[str | None, ...]], Row]:
+def _picked(
+    lines: list[int], records: list[Record], pick: Callable[[Record], Row] | None
+) -> list[Row]:
+    """The records as rows: the mapping's fields, or all of them. Every record has as many
+    fields as the first, so either all have those the mapping needs or none."""
+    if pick is None:
+        return records  # type: ignore[return-value]
+    try:
+        return list(map(pick, records))
+    except IndexError:
+        raise SourceError(
+            f"the record has {len(records[0])} fields, fewer than the mapping needs", lines[0]
+        ) from None
+
+
+def _picker(select: list[int]) -> Callable[[Record], Row]:
     """The fields at `select` of a record, as a tuple (IndexError when it has too few)."""
     if len(select) == 1:
         only = select[0]

@@ -29,15 +29,14 @@ class BulkRows:
             return
         width = step.width
         batches = step.source.row_batches(self.read_bytes, width, end_marker=self.end_marker)
-        for batch in batches:
-            rows = [row for _, row in batch]
-            if {len(row) for row in rows} != {width}:
+        for lines, rows in batches:
+            if set(map(len, rows)) != {width}:
                 index = next(i for i, row in enumerate(rows) if len(row) != width)
                 self.count += index
                 yield from rows[:index]
-                line, row = batch[index]
                 raise SourceError(
-                    f"the row has {len(row)} values, but the statement takes {width}", line
+                    f"the row has {len(rows[index])} values, but the statement takes {width}",
+                    lines[index],
                 )
             self.count += len(rows)
             yield from rows
