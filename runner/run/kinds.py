@@ -180,7 +180,7 @@ def _bulk_insert_pieces(
     step: BulkInsertStep, con: wire.Session
 ) -> Iterator[tuple[wire.Piece, int]]:
     if step.copy_sql is not None:
-        yield wire.Piece(step.copy_sql, copy=wire.copy_text(con, step.rows)), 0
+        yield wire.Piece(step.copy_sql, copy=wire.copy_text(con, [step.rows])), 0
     else:
         yield wire.Piece(step.sql.text, step.rows), 0
 
@@ -245,7 +245,7 @@ def run_bulk_insert(
             )
             count = rows.count = outcome.row_count
         elif step.copy_sql is not None:
-            text = wire.copy_text(con, rows)
+            text = wire.copy_text(con, rows.batches())
             count = wire.copy_in(con, step.copy_sql, text, report, commits=alone).row_count
         else:
             count = 0

@@ -21,25 +21,33 @@ class BulkRows:
         self.bytes_read = 0
 
     def __iter__(self) -> Iterator[tuple[object, ...]]:
+        for batch in self.batches():
+            yield from batch
+
+    def batches(self) -> Iterator[list[tuple[object, ...]]]:
+        """The rows in lists, as they are read; counted as each list is handed on."""
         step = self.step
         if step.source is None:
-            for row in step.rows:
-                self.count += 1
-                yield row
+            for start in range(0, len(step.rows), 4096):
+                batch = list(step.rows[start : start + 4096])
+                self.count += len(batch)
+                yield batch
             return
         width = step.width
         batches = step.source.row_batches(self.read_bytes, width, end_marker=self.end_marker)
         for lines, rows in batches:
+            if not rows:
+                continue
             if set(map(len, rows)) != {width}:
                 index = next(i for i, row in enumerate(rows) if len(row) != width)
                 self.count += index
-                yield from rows[:index]
+                yield rows[:index]
                 raise SourceError(
                     f"the row has {len(rows[index])} values, but the statement takes {width}",
                     lines[index],
                 )
             self.count += len(rows)
-            yield from rows
+            yield rows
 
     def read_bytes(self, offset: int) -> None:
         self.bytes_read = offset

@@ -348,37 +348,53 @@ _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\
 COPY_CHUNK_BYTES = 1 << 18  # CopyData messages of about 256 KiB: streamed, never the whole load
 
 
-def copy_text(con: Session, rows: Iterable[Sequence[object]]) -> Iterator[bytes]:
-    """Rows as COPY text-format data in chunks of about COPY_CHUNK_BYTES, each value the text
-    a bind parameter carries (values.sql_text).
+def copy_text(con: Session, batches: Iterable[Sequence[Sequence[object]]]) -> Iterator[bytes]:
+    """Rows, given in batches, as COPY text-format data in chunks of about COPY_CHUNK_BYTES,
+    each value the text a bind parameter carries (values.sql_text).
 
-    A row of text (and NULLs) is its values joined, unescaped, and the chunk is checked once
-    for what would have needed an escape: more backslashes, tabs or line breaks than the
-    NULLs, the separators and the rows account for, or a carriage return. Then (rarely) the
-    chunk is written again with every value escaped."""
+    A row of text (and NULLs) is its values joined, unescaped, a batch at a time, and each chunk
+    is checked once for what would have needed an escape: more backslashes, tabs or line
+    breaks than the NULLs, the separators and the rows account for, or a carriage return. Then
+    the rows with what the chunk has too many of are written again, escaped."""
     encoding = con._client_encoding
     buffer: list[str] = []
     held: list[Sequence[object]] = []
     size = slashes = tabs = 0
+    join = "\t".join
+    for rows in batches:
+        try:
+            lines = list(map(join, rows))  # type: ignore[arg-type]
+        except TypeError:  # a NULL, or a value of another type
+            lines, added = _joined(rows)
+            slashes += added
+        buffer += lines
+        held += rows
+        tabs += sum(map(len, rows)) - len(rows)
+        size += sum(map(len, lines)) + len(lines)
+        if size >= COPY_CHUNK_BYTES:
+            yield _copy_chunk(buffer, held, slashes, tabs).encode(encoding)
+            buffer, held, size, slashes, tabs = [], [], 0, 0, 0
+    if buffer:
+        yield _copy_chunk(buffer, held, slashes, tabs).encode(encoding)
+
+
+def _joined(rows: Sequence[Sequence[object]]) -> tuple[list[str], int]:
+    """Each row's values joined, a NULL as \\N and a value of another type escaped already;
+    and the backslashes that put there."""
+    lines: list[str] = []
+    slashes = 0
     for row in rows:
         try:
             line = "\t".join(row)  # type: ignore[arg-type]
-        except TypeError:  # a NULL, or a value of another type
+        except TypeError:
             try:
                 line = "\t".join(["\\N" if v is None else v for v in row])  # type: ignore[misc]
                 slashes += row.count(None)
             except TypeError:
                 line = _copy_line(row)
                 slashes += line.count("\\")
-        tabs += len(row) - 1
-        buffer.append(line)
-        held.append(row)
-        size += len(line) + 1
-        if size >= COPY_CHUNK_BYTES:
-            yield _copy_chunk(buffer, held, slashes, tabs).encode(encoding)
-            buffer, held, size, slashes, tabs = [], [], 0, 0, 0
-    if buffer:
-        yield _copy_chunk(buffer, held, slashes, tabs).encode(encoding)
+        lines.append(line)
+    return lines, slashes
 
 
 def _copy_chunk(lines: list[str], rows: list[Sequence[object]], slashes: int, tabs: int) -> str:

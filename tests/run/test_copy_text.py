@@ -1,10 +1,11 @@
 """Rows sent as COPY text arrive as they were: generated rows of text (heavy in backslashes,
 tabs, line breaks and `\\N`), NULLs, numbers, booleans and secrets, in chunks small enough that
 a load spans many, read back from a real server beside what each value is sent as through a
-bind parameter (values.sql_text)."""
+bind parameter (values.sql_text). The rows come in batches cut anywhere, as a file's do."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -39,16 +40,22 @@ rows = st.lists(
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
-@given(rows=rows, chunk=st.sampled_from([16, 64, 256, 1 << 18]))
+@given(
+    rows=rows,
+    chunk=st.sampled_from([16, 64, 256, 1 << 18]),
+    cuts=st.lists(st.integers(0, 80), max_size=6),
+)
 def test_rows_sent_as_copy_text_arrive_as_they_were(
-    con: Any, rows: list[tuple[object, ...]], chunk: int
+    con: Any, rows: list[tuple[object, ...]], chunk: int, cuts: list[int]
 ) -> None:
     con.run("CREATE TABLE IF NOT EXISTS t (n serial PRIMARY KEY, a text, b text, c text)")
     con.run("TRUNCATE t RESTART IDENTITY")
     before = wire.COPY_CHUNK_BYTES
     wire.COPY_CHUNK_BYTES = chunk
     try:
-        chunks = list(wire.copy_text(con, rows))
+        edges = sorted({0, len(rows), *(c for c in cuts if c < len(rows))})
+        batches = [rows[a:b] for a, b in itertools.pairwise(edges)]
+        chunks = list(wire.copy_text(con, batches))
         outcome = wire.copy_in(con, "COPY t (a, b, c) FROM STDIN", chunks)
     finally:
         wire.COPY_CHUNK_BYTES = before
