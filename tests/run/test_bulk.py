@@ -368,3 +368,36 @@ def test_a_file_error_names_its_line_and_column(
     assert (code, out) == (1, "")
     assert err.splitlines()[0] == f'{where}: error: step 2 "Load" failed: {message}'
     assert database.query("SELECT count(*) FROM books") == [[0]]
+
+
+@pytest.mark.parametrize(
+    ("statement", "fields"),
+    [
+        # parsed by sqlplan and sent as COPY (the fields in another order than the file's)
+        ("INSERT INTO books (title, year) VALUES ($2, $1)", "      fields: [year, title]\n"),
+        (PATHS["rows"], ""),  # parsed and sent row by row
+    ],
+    ids=["copy", "rows"],
+)
+@pytest.mark.parametrize("bad", [2, 70_001, 139_999])
+def test_a_record_of_the_wrong_width_anywhere_names_its_line_and_column(
+    cli: Cli, database: Database, statement: str, fields: str, bad: int
+) -> None:
+    """Past the first block of a file larger than one read, quoted records on both sides of
+    the bad one (read a batch at a time): its own line and column, and nothing inserted."""
+    lines = ["title,year"]
+    for i in range(2, 140_001):
+        lines.append(f'"t,{i}",{i}' if i % 3 else f"t{i},{i}")
+    lines[bad - 1] = f"t{bad},{bad},extra"
+    (cli.cwd / "wide.csv").write_text("\n".join(lines) + "\n")
+    code, out, err = _run(
+        cli, database, _step(statement, f"    rows_from:\n      file: wide.csv\n{fields}")
+    )
+    assert (code, out) == (1, "")
+    column = len(f"t{bad},{bad},") + 1  # where the field past the second starts
+    expected = "the header has 2" if fields else "the statement takes 2"
+    assert err.splitlines()[0] == (
+        f'wide.csv:{bad}:{column}: error: step 2 "Load" failed: the record has 3 fields, but '
+        f"{expected}"
+    )
+    assert database.query("SELECT count(*) FROM books") == [[0]]
