@@ -5,9 +5,34 @@ use, so that the command starts without it."""
 
 from __future__ import annotations
 
+import sys
+import types
 from typing import Any
 
 __version__ = "0.1.0"
+
+
+def _scramp_when_used() -> None:
+    """pg8000 imports scramp (and asn1crypto with it: about 15 ms, 30 on a slow machine) for a
+    log-in that sqlplan does with its own code (connect/handshake.py). Until something uses
+    scramp, a stand-in holds its place; the first attribute asked of it loads the real module,
+    which from then on is the one imported."""
+    if "scramp" in sys.modules:
+        return
+    stand_in = types.ModuleType("scramp")
+
+    def load(name: str) -> Any:
+        if sys.modules.get("scramp") is stand_in:
+            del sys.modules["scramp"]
+        import importlib
+
+        return getattr(importlib.import_module("scramp"), name)
+
+    stand_in.__getattr__ = load  # type: ignore[method-assign]
+    sys.modules["scramp"] = stand_in
+
+
+_scramp_when_used()
 
 _API = (
     "CheckResult",
