@@ -51,6 +51,9 @@ class Diagnostic:
     message: str
     code: str
     severity: str = "error"
+    # What the finding is about, independent of where it sits (the statement's text), from
+    # which SARIF's fingerprint is made so that it survives lines moving; not compared.
+    context: str = field(default="", compare=False)
 
     def sort_key(self) -> tuple[str, int, int, str]:
         return (self.position.path, self.position.line, self.position.column, self.message)

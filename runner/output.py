@@ -44,7 +44,7 @@ def error_text(error: SqlPlanError) -> str:
     return f"sqlplan: error: {error.message}"
 
 
-CHECK_FORMATS = ("text", "json", "github")
+CHECK_FORMATS = ("text", "json", "github")  # and review/sarif.py's "sarif"
 SHOW_FORMATS = ("text", "markdown")  # rendered by show.py
 
 

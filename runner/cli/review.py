@@ -8,6 +8,7 @@ import click
 
 from ..errors import ExitCode, SqlPlanError
 from ..output import CHECK_FORMATS, SHOW_FORMATS
+from ..review.rehearsal import REHEARSAL_FORMATS
 from .app import main
 from .common import (
     connect_retries_option,
@@ -32,10 +33,10 @@ from .common import (
 @click.option(
     "--format",
     "report_format",
-    type=click.Choice(CHECK_FORMATS),
+    type=click.Choice((*CHECK_FORMATS, "sarif")),
     default="text",
     show_default=True,
-    help="text: file:line:col: severity: message [code]; json: one document; github: workflow commands that annotate a pull request.",
+    help="text: file:line:col: severity: message [code]; json: one document; github: workflow commands that annotate a pull request; sarif: SARIF 2.1.0 for code scanning.",
 )
 @click.option("--strict", is_flag=True, help="Warnings fail the check too.")
 @click.option(
@@ -78,7 +79,12 @@ def check(
 
     files = plan_files(paths or ("plans",))  # what `run` would run, no more, no less
     found = api.check(files, strict=strict, pooler=pooler, pg_version=pg_version)
-    click.echo(check_report(report_format, found.files, found.diagnostics), nl=False)
+    if report_format == "sarif":
+        from ..review import sarif
+
+        click.echo(sarif.render(sarif.check_document(found.diagnostics)), nl=False)
+    else:
+        click.echo(check_report(report_format, found.files, found.diagnostics), nl=False)
     errors, warnings = found.errors, found.warnings
     noun = "plan" if len(files) == 1 else "plans"
     summary = f"{len(files)} {noun} checked: {errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}"
@@ -140,10 +146,10 @@ def show(
 @click.option(
     "--format",
     "report_format",
-    type=click.Choice(("text", "markdown", "json")),
+    type=click.Choice((*REHEARSAL_FORMATS, "sarif")),
     default="text",
     show_default=True,
-    help="markdown is ready for a pull-request comment; json follows schemas/rehearsal.schema.json.",
+    help="markdown is ready for a pull-request comment; json follows schemas/rehearsal.schema.json; sarif is SARIF 2.1.0 for code scanning.",
 )
 @click.option(
     "--lock-timeout",
@@ -230,7 +236,12 @@ def rehearse(
             err=True,
         )
         exit_with(signal_code(e.signum))
-    click.echo(render(result, report_format, pg_version), nl=False)
+    if report_format == "sarif":
+        from ..review import sarif
+
+        click.echo(sarif.render(sarif.rehearsal_document(result, pg_version)), nl=False)
+    else:
+        click.echo(render(result, report_format, pg_version), nl=False)
     if result.interrupted is not None:
         sys.stdout.flush()
         click.echo(

@@ -18,7 +18,7 @@ from .warnings import first_line, transactions
 if TYPE_CHECKING:  # the data only: rendering a report needs no driver
     from ..run.rehearse import Observed, Rehearsal
 
-REHEARSAL_FORMATS = ("text", "markdown", "json")
+REHEARSAL_FORMATS = ("text", "markdown", "json")  # and sarif.py's "sarif"
 
 
 @dataclass(frozen=True)

@@ -91,6 +91,7 @@ def warnings(plan: Plan, version: int | None = None, *, pooler: bool = False) ->
                 f"{step.label}: {message} (if intended, add '{code}' to the step's allow list)",
                 code,
                 severity="warning",
+                context=statement.text,
             )
         )
 

@@ -61,6 +61,7 @@ class Observed:
     rows: int | None = None
     seconds: float = 0.0
     detail: str = ""  # why it failed, what it waits for, why it was not rehearsed
+    offset: int = 0  # where the statement starts in its step's SQL
 
 
 @dataclass
@@ -142,7 +143,9 @@ def _rehearse(con: wire.Session, plan: Plan, result: Rehearsal, known: dict[str,
                 if not stopped and interrupts.requested() is not None:
                     result.interrupted, stopped = interrupts.requested(), True
                 if stopped:
-                    result.statements.append(Observed(step.number, statement.text, "not run"))
+                    result.statements.append(
+                        Observed(step.number, statement.text, "not run", offset=statement.offset)
+                    )
                     continue
                 result.at = step.number
                 observed = _one(con, plan, step, statement, held=held, files=files, state=state)
@@ -180,7 +183,7 @@ def _one(
     files: dict[str, int],
     state: Vars,
 ) -> Observed:
-    observed = Observed(step.number, statement.text, "ran")
+    observed = Observed(step.number, statement.text, "ran", offset=statement.offset)
     why_not = non_transactional(statement)
     if why_not is not None:
         observed.status, observed.detail = (
