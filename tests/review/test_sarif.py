@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from jsonschema import Draft4Validator
 
 from runner.review import warnings as review
-from runner.review.rules import RULES, plain
+from runner.review.rules import RULES
 
 PLANS = ROOT / "tests" / "plans"
 
@@ -84,8 +84,10 @@ def test_every_rule_is_described_and_points_at_a_heading_of_the_docs(cli: Cli) -
     rules = document["runs"][0]["tool"]["driver"]["rules"]
     assert {r["id"] for r in rules} >= set(review.WARNING_CODES)
     for rule in rules:
-        assert rule["name"] and re.fullmatch(r"[A-Z][A-Za-z0-9]*", rule["name"])
-        assert rule["shortDescription"]["text"] and rule["help"]["text"]
+        assert rule["name"]
+        assert re.fullmatch(r"[A-Z][A-Za-z0-9]*", rule["name"])
+        assert rule["shortDescription"]["text"]
+        assert rule["help"]["text"]
         page, anchor = rule["helpUri"].rsplit("/", 1)[1].split("#")
         headings = re.findall(r"^#+ (.+)$", (ROOT / "docs" / page).read_text(), re.M)
         assert anchor in {_slug(h) for h in headings}, rule["helpUri"]
@@ -122,9 +124,9 @@ def test_every_code_the_source_reports_is_in_the_catalogue() -> None:
             if name in reporters:
                 arguments += node.args[1:]
             for argument in arguments:
-                if isinstance(argument, ast.Constant) and isinstance(argument.value, str):
-                    if re.fullmatch(r"[a-z][a-z0-9]*(-[a-z0-9]+)*", argument.value):
-                        found[argument.value] = str(path.relative_to(ROOT))
+                value = argument.value if isinstance(argument, ast.Constant) else None
+                if isinstance(value, str) and re.fullmatch(r"[a-z][a-z0-9]*(-[a-z0-9]+)*", value):
+                    found[value] = str(path.relative_to(ROOT))
     found.pop("warning", None)  # a severity, not a code
     assert len(found) > 40
     assert {code: where for code, where in found.items() if code not in RULES} == {}
@@ -154,7 +156,9 @@ def _fingerprints(cli: Cli, text: str) -> dict[tuple[str, str], list[str]]:
     return found
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     comments=st.integers(0, 5),
     steps_above=st.integers(0, 3),
@@ -174,8 +178,21 @@ def test_fingerprints_survive_lines_and_steps_moving(
     ).replace("batch: DELETE FROM orders", f"batch: {indent}DELETE FROM orders")
     assert _fingerprints(cli, moved) == before
     changed = _fingerprints(cli, FINDINGS.replace("(customer_id)", "(customer_id, id)"))
-    assert changed[("delete-without-where", "DELETE without WHERE deletes every row (if intended, add 'delete-without-where' to the step's allow list)")] == before[("delete-without-where", "DELETE without WHERE deletes every row (if intended, add 'delete-without-where' to the step's allow list)")]
-    index = [k for k in before if k[0] == "create-index"][0]
+    assert (
+        changed[
+            (
+                "delete-without-where",
+                "DELETE without WHERE deletes every row (if intended, add 'delete-without-where' to the step's allow list)",
+            )
+        ]
+        == before[
+            (
+                "delete-without-where",
+                "DELETE without WHERE deletes every row (if intended, add 'delete-without-where' to the step's allow list)",
+            )
+        ]
+    )
+    index = next(k for k in before if k[0] == "create-index")
     assert not set(before[index]) & {f for v in changed.values() for f in v}
 
 
