@@ -176,6 +176,10 @@ def _commands() -> list[tuple[str, list[str]]]:
             for shown in body.splitlines():
                 for part in shown.removeprefix("$ ").split("&&"):
                     words = shlex.split(part, comments=True)
+                    for at, word in enumerate(words):
+                        if word in (">", ">>", "|", "2>"):  # what the shell does with the output
+                            words = words[:at]
+                            break
                     while words and re.fullmatch(r"[A-Z_]+=.*", words[0]):
                         words.pop(0)  # REGION=us sqlplan ...
                     if words[:1] == ["sqlplan"]:

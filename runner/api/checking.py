@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..errors import Diagnostic, ExitCode, PlanInvalid, Position, internal_error
 from .loading import plan_files
+
+if TYPE_CHECKING:
+    from ..plan.model import Plan
 
 
 @dataclass
@@ -17,6 +21,8 @@ class CheckResult:
     files: list[str]
     diagnostics: list[Diagnostic]
     strict: bool = False
+    # each file's plan as validated (of an invalid file, its valid steps), for the reports
+    plans: dict[str, Plan] = field(default_factory=dict)
 
     @property
     def errors(self) -> int:
@@ -59,16 +65,19 @@ def check(
         pooler = configured_pooler()
     found: list[Diagnostic] = []
     valid = []
+    plans: dict[str, Plan] = {}
     for file in files:
         try:
             plan = load_plan(file)
             valid.append(plan)
+            plans[file] = plan
             found.extend(warnings(plan, pg_version, pooler=pooler))
         except PlanInvalid as e:
             found.extend(e.diagnostics)
             if e.partial is not None:  # the steps that are valid still get their warnings
+                plans[file] = e.partial
                 found.extend(warnings(e.partial, pg_version, pooler=pooler))
         except Exception as e:  # a bug: this file says so, the others keep their reports
             found.append(Diagnostic(Position(file, 1, 1), internal_error(e), "internal"))
     found.extend(once_name_clashes(valid))  # as a run would refuse them, given these plans
-    return CheckResult(files, found, strict)
+    return CheckResult(files, found, strict, plans)

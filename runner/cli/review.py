@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 
-from ..errors import ExitCode, SqlPlanError
+from ..errors import ExitCode, SqlPlanError, UsageError
 from ..output import CHECK_FORMATS, SHOW_FORMATS
 from ..review.rehearsal import REHEARSAL_FORMATS
 from .app import main
@@ -33,10 +34,17 @@ from .common import (
 @click.option(
     "--format",
     "report_format",
-    type=click.Choice((*CHECK_FORMATS, "sarif")),
+    type=click.Choice((*CHECK_FORMATS, "sarif", "markdown")),
     default="text",
     show_default=True,
-    help="text: file:line:col: severity: message [code]; json: one document; github: workflow commands that annotate a pull request; sarif: SARIF 2.1.0 for code scanning.",
+    help="text: file:line:col: severity: message [code]; json: one document; github: workflow commands that annotate a pull request; sarif: SARIF 2.1.0 for code scanning; markdown: the pull-request comment (`sqlplan comment` posts it).",
+)
+@click.option(
+    "--rehearsal",
+    "rehearsals",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="With --format markdown: a `rehearse --format json` report whose times join its plan's steps (repeatable).",
 )
 @click.option("--strict", is_flag=True, help="Warnings fail the check too.")
 @click.option(
@@ -57,8 +65,10 @@ from .common import (
     ],
 )
 def check(
+    *,
     paths: tuple[str, ...],
     report_format: str,
+    rehearsals: tuple[str, ...],
     strict: bool,
     pooler: bool | None,
     pg_version: int | None,
@@ -83,6 +93,14 @@ def check(
         from ..review import sarif
 
         click.echo(sarif.render(sarif.check_document(found.diagnostics)), nl=False)
+    elif report_format == "markdown":
+        from ..review import comment
+
+        reports = [_rehearsal_report(path) for path in rehearsals]
+        body = comment.render(
+            found.files, found.diagnostics, found.plans, reports, version=pg_version
+        )
+        click.echo(body, nl=False)
     else:
         click.echo(check_report(report_format, found.files, found.diagnostics), nl=False)
     errors, warnings = found.errors, found.warnings
@@ -90,6 +108,23 @@ def check(
     summary = f"{len(files)} {noun} checked: {errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}"
     click.echo(summary, err=True)
     exit_with(found.exit_code)
+
+
+def _rehearsal_report(path: str) -> dict[str, object]:
+    """A `rehearse --format json` report, or a usage error that says why it is not one."""
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            document = json.load(f)
+        if not isinstance(document, dict) or document.get("version") != 1:
+            raise ValueError("not a `rehearse --format json` report")
+        for key in ("plan", "fingerprint", "ok", "holds", "statements"):
+            if key not in document:
+                raise ValueError(f"not a `rehearse --format json` report: no {key!r}")
+    except (OSError, ValueError) as e:
+        fail(UsageError(f"--rehearsal {path}: {e}"))
+    return document
 
 
 @main.command()
@@ -252,3 +287,43 @@ def rehearse(
         exit_with(signal_code(result.interrupted))
     findings = sum(len(row.differences) for row in compare(result, pg_version))
     exit_with(ExitCode.OK if result.ok and not (strict and findings) else ExitCode.STEP_FAILED)
+
+
+@main.command()
+@click.argument("body_file", metavar="BODY", type=click.File("r", encoding="utf-8"))
+@click.option("--repo", help="owner/name [default: $GITHUB_REPOSITORY].")
+@click.option(
+    "--pr",
+    "number",
+    type=click.IntRange(min=1),
+    help="The pull request's number [default: from the event payload at $GITHUB_EVENT_PATH].",
+)
+@teach(
+    [
+        "sqlplan comment comment.md",
+        "sqlplan comment - --repo acme/shop --pr 42 < comment.md",
+    ],
+    [
+        (0, "the comment was added, updated, or already said this"),
+        (2, "usage error"),
+        (4, "configuration error: no token, repository or pull request"),
+        (5, "GitHub could not be reached, or refused"),
+    ],
+)
+def comment(body_file: Any, repo: str | None, number: int | None) -> None:
+    """Post BODY (a file, or - for stdin) as the pull request's sqlplan comment: the comment
+    that carries the hidden marker of `check --format markdown` is edited, or added once, so a
+    pull request keeps one comment however many times its workflow runs. The token is
+    $GITHUB_TOKEN (or $GH_TOKEN); the API is $GITHUB_API_URL [default: https://api.github.com].
+    A body longer than GitHub's 65,536 characters is cut, and says so."""
+    import os
+
+    from ..review import github
+
+    body = body_file.read()
+    try:
+        posted = github.post(body, github.target(os.environ, repo, number))
+    except SqlPlanError as e:
+        fail(e)
+    cut = " (cut to GitHub's limit)" if posted.cut else ""
+    notify(f"comment {posted.action}{cut}: {posted.url}")

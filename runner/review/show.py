@@ -74,16 +74,7 @@ def render(plan: Plan, format: str, version: int | None = None) -> str:
             notes[step.number].append(f"captures {capture.var} = {taken}")
             captured_by[capture.var] = step.number
         notes[step.number] += _checks_and_settings(step)
-    # What each statement locks, in plan order: a "may" on a relation the plan created
-    # itself is named exactly.
-    learned = LearnedCatalog()
-    lock_lines: dict[int, tuple[str, ...]] = {}
-    for step in plan.steps:
-        lines: list[str] = []
-        for statement in step.statements:
-            lines += describe(learned.resolve(locks(statement, version)))
-            learn(learned, statement)
-        lock_lines[step.number] = tuple(dict.fromkeys(lines))  # each once per step
+    lock_lines = step_locks(plan, version)
     views = [
         _view(
             plan,
@@ -97,6 +88,20 @@ def render(plan: Plan, format: str, version: int | None = None) -> str:
         for t in transactions(plan)
     ]
     return _markdown(plan, views) if format == "markdown" else _text(plan, views)
+
+
+def step_locks(plan: Plan, version: int) -> dict[int, tuple[str, ...]]:
+    """What each step's statements lock, in plan order, one line per relation and mode: a
+    "may" on a relation the plan created itself is named exactly."""
+    learned = LearnedCatalog()
+    lock_lines: dict[int, tuple[str, ...]] = {}
+    for step in plan.steps:
+        lines: list[str] = []
+        for statement in step.statements:
+            lines += describe(learned.resolve(locks(statement, version)))
+            learn(learned, statement)
+        lock_lines[step.number] = tuple(dict.fromkeys(lines))  # each once per step
+    return lock_lines
 
 
 def _checks_and_settings(step: AnyStep) -> list[str]:
