@@ -23,6 +23,9 @@ class CheckResult:
     strict: bool = False
     # each file's plan as validated (of an invalid file, its valid steps), for the reports
     plans: dict[str, Plan] = field(default_factory=dict)
+    # with changed_since: the plans changed, and the earlier ones they stand on
+    changed: list[str] | None = None
+    needed: list[str] = field(default_factory=list)
 
     @property
     def errors(self) -> int:
@@ -49,16 +52,25 @@ def check(
     strict: bool = False,
     pooler: bool | None = None,
     pg_version: int | None = None,
+    changed_since: str | None = None,
 ) -> CheckResult:
     """Check plans without connecting, as `sqlplan check` does: everything a run validates,
     and the review's warnings (data loss, locks and rewrites, what a pooler breaks when
     `pooler`, by default when DATABASE_URL names one). A file with errors still gets the
-    warnings of its valid steps. UsageError when `paths` hold no plan."""
+    warnings of its valid steps. With `changed_since` (a git ref), only the plans changed since
+    the branch left it, and the earlier plans of the run that define what they use.
+    UsageError when `paths` hold no plan."""
     from ..plan.cache import load_plan
     from ..plan.loading import once_name_clashes
     from ..review.warnings import warnings
 
-    files = plan_files(paths)  # what a run would run, no more, no less
+    files = every = plan_files(paths)  # what a run would run, no more, no less
+    selection = None
+    if changed_since is not None:
+        from .changed import select
+
+        selection = select(files, changed_since)
+        files = selection.files
     if pooler is None:
         from ..connect.where import configured_pooler
 
@@ -79,5 +91,25 @@ def check(
                 found.extend(warnings(e.partial, pg_version, pooler=pooler))
         except Exception as e:  # a bug: this file says so, the others keep their reports
             found.append(Diagnostic(Position(file, 1, 1), internal_error(e), "internal"))
-    found.extend(once_name_clashes(valid))  # as a run would refuse them, given these plans
-    return CheckResult(files, found, strict, plans)
+    if selection is not None:  # a changed plan may take the name of one that did not change
+        mine = {plan.path: plan for plan in valid}
+        every_plan = (mine.get(f) or _valid_or_none(f) for f in every)
+        valid = [plan for plan in every_plan if plan is not None]
+    clashes = once_name_clashes(valid)  # as a run would refuse them, given these plans
+    found.extend(
+        d
+        for d in clashes
+        if d.position.path in files or any(f"the name of {f}:" in d.message for f in files)
+    )
+    if selection is None:
+        return CheckResult(files, found, strict, plans)
+    return CheckResult(files, found, strict, plans, selection.changed, selection.needed)
+
+
+def _valid_or_none(file: str) -> Plan | None:
+    from ..plan.cache import load_plan
+
+    try:
+        return load_plan(file)
+    except PlanInvalid:
+        return None

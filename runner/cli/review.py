@@ -46,6 +46,11 @@ from .common import (
     type=click.Path(exists=True, dir_okay=False),
     help="With --format markdown: a `rehearse --format json` report whose times join its plan's steps (repeatable).",
 )
+@click.option(
+    "--changed-since",
+    metavar="REF",
+    help="Only the plans changed since the branch left REF (git; a plan whose file or rows_from data changed, committed or not), and the earlier plans of the run that define what they use.",
+)
 @click.option("--strict", is_flag=True, help="Warnings fail the check too.")
 @click.option(
     "--pooler/--no-pooler",
@@ -57,6 +62,7 @@ from .common import (
     [
         "sqlplan check",
         "sqlplan check plans/ migrations/add_index.yaml --strict --format github",
+        "sqlplan check migrations/ --changed-since origin/main --format sarif",
     ],
     [
         (0, "no problems"),
@@ -69,6 +75,7 @@ def check(
     paths: tuple[str, ...],
     report_format: str,
     rehearsals: tuple[str, ...],
+    changed_since: str | None,
     strict: bool,
     pooler: bool | None,
     pg_version: int | None,
@@ -88,7 +95,16 @@ def check(
     from ..output import check_report
 
     files = plan_files(paths or ("plans",))  # what `run` would run, no more, no less
-    found = api.check(files, strict=strict, pooler=pooler, pg_version=pg_version)
+    try:
+        found = api.check(
+            files, strict=strict, pooler=pooler, pg_version=pg_version,
+            changed_since=changed_since,
+        )  # fmt: skip
+    except SqlPlanError as e:
+        fail(e)
+    if found.changed is not None:
+        more = f", and {len(found.needed)} earlier they stand on" if found.needed else ""
+        notify(f"{len(found.changed)} of {len(files)} plans changed since {changed_since}{more}")
     if report_format == "sarif":
         from ..review import sarif
 
@@ -104,8 +120,9 @@ def check(
     else:
         click.echo(check_report(report_format, found.files, found.diagnostics), nl=False)
     errors, warnings = found.errors, found.warnings
-    noun = "plan" if len(files) == 1 else "plans"
-    summary = f"{len(files)} {noun} checked: {errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}"
+    checked = found.files
+    noun = "plan" if len(checked) == 1 else "plans"
+    summary = f"{len(checked)} {noun} checked: {errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}"
     click.echo(summary, err=True)
     exit_with(found.exit_code)
 

@@ -1,0 +1,149 @@
+"""`check --changed-since REF` in a real git repository made by the test: the plans a branch
+changed (files, rows_from data, committed or not) and the earlier plans they stand on."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from runner.cli import main
+
+
+def git(cwd: Path, *args: str) -> str:
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
+        "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com",
+    }  # fmt: skip
+    done = subprocess.run(
+        ["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def check(cwd: Path, *args: str) -> tuple[int, dict[str, Any], str]:
+    previous = Path.cwd()
+    os.chdir(cwd)
+    try:
+        result = CliRunner().invoke(main, ["check", "--format", "json", *args], env={})
+    finally:
+        os.chdir(previous)
+    return result.exit_code, json.loads(result.stdout or "{}"), result.stderr
+
+
+def plan(name: str, sql: str, extra: str = "") -> str:
+    return f"sqlplan: 1\nname: {name}\nsteps:\n  - batch: {sql}\n{extra}"
+
+
+def repository(tmp_path: Path) -> Path:
+    git(tmp_path, "init", "-q", "-b", "main")
+    migrations = tmp_path / "migrations"
+    migrations.mkdir()
+    (migrations / "001_orders.yaml").write_text(
+        plan("orders", "CREATE TABLE orders (id int, note text)")
+    )
+    (migrations / "002_customers.yaml").write_text(
+        plan("customers", "CREATE TABLE customers (id int)")
+    )
+    (migrations / "orders.csv").write_text("id,note\n1,a\n")
+    (migrations / "003_load.yaml").write_text(
+        "sqlplan: 1\nname: load\nsteps:\n  - bulk_insert: INSERT INTO orders (id, note) VALUES ($1, $2)\n"
+        "    rows_from: {file: orders.csv}\n"
+    )
+    (migrations / "004_index.yaml").write_text(
+        plan("index", "CREATE INDEX CONCURRENTLY customers_id ON customers (id)")
+    )
+    git(tmp_path, "add", ".")
+    git(tmp_path, "commit", "-q", "-m", "base")
+    return migrations
+
+
+def test_the_branch_own_plans_and_what_they_stand_on(tmp_path: Path) -> None:
+    migrations = repository(tmp_path)
+    git(tmp_path, "checkout", "-q", "-b", "feature")
+    (migrations / "005_note.yaml").write_text(
+        plan("note", "ALTER TABLE orders ALTER COLUMN note SET NOT NULL")
+    )
+    (migrations / "orders.csv").write_text("id,note\n1,a\n2,b\n")
+    git(tmp_path, "add", ".")
+    git(tmp_path, "commit", "-q", "-m", "feature")
+    (migrations / "006_untracked.yaml").write_text(plan("later", "SELECT 1"))
+    code, report, stderr = check(tmp_path, "migrations", "--changed-since", "main")
+    assert code == 0, stderr
+    names = [Path(f).name for f in report["files"]]
+    assert names == ["001_orders.yaml", "003_load.yaml", "005_note.yaml", "006_untracked.yaml"]
+    assert "3 of 6 plans changed since main, and 1 earlier they stand on" in stderr
+    codes = {d["code"] for d in report["diagnostics"]}
+    assert codes == {"set-not-null", "lock-timeout"}
+    # main moves on after the branch left it: its new plans are not the branch's
+    git(tmp_path, "checkout", "-q", "main")
+    (migrations / "004_index.yaml").write_text(
+        plan("index", "CREATE INDEX customers_id ON customers (id)")
+    )
+    git(tmp_path, "commit", "-q", "-am", "main moves")
+    git(tmp_path, "checkout", "-q", "feature")
+    code, report, stderr = check(tmp_path, "migrations", "--changed-since", "main")
+    assert [Path(f).name for f in report["files"]] == names
+
+
+def test_nothing_changed_and_a_bad_ref(tmp_path: Path) -> None:
+    repository(tmp_path)
+    code, report, stderr = check(tmp_path, "migrations", "--changed-since", "HEAD")
+    assert code == 0
+    assert report["files"] == []
+    assert "0 of 4 plans changed since HEAD" in stderr
+    code, _, stderr = check(tmp_path, "migrations", "--changed-since", "no-such-ref")
+    assert code == 2
+    assert "--changed-since: git merge-base no-such-ref" in stderr
+
+
+def test_a_new_plan_that_takes_an_old_plan_name_is_caught(tmp_path: Path) -> None:
+    migrations = repository(tmp_path)
+    (migrations / "001_orders.yaml").write_text(
+        plan("orders", "CREATE TABLE orders (id int, note text)").replace(
+            "name: orders", "name: orders\nonce: true"
+        )
+    )
+    git(tmp_path, "commit", "-q", "-am", "once")
+    (migrations / "007_again.yaml").write_text(
+        plan("orders", "SELECT 1").replace("name: orders", "name: orders\nonce: true")
+    )
+    code, report, _ = check(tmp_path, "migrations", "--changed-since", "HEAD")
+    assert code == 1
+    assert [d["code"] for d in report["diagnostics"]] == ["once-name"]
+
+
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    uses=st.lists(st.sets(st.integers(0, 5), max_size=2), min_size=6, max_size=6),
+    touched=st.sets(st.integers(0, 5), min_size=1),
+)
+def test_the_selection_follows_a_model(
+    tmp_path_factory: object, uses: list[set[int]], touched: set[int]
+) -> None:
+    """Plan i creates table t{i} and reads the tables it uses; the branch changes some plans:
+    the selection is those, and each earlier plan that creates a table a changed one uses."""
+    root = tmp_path_factory.mktemp("repo")  # type: ignore[attr-defined]
+    git(root, "init", "-q", "-b", "main")
+    for i in range(6):
+        reads = "".join(f" SELECT * FROM t{j};" for j in sorted(uses[i]) if j < i)
+        (root / f"{i}.yaml").write_text(plan(f"p{i}", f"'CREATE TABLE t{i} (id int);{reads}'"))
+    git(root, "add", ".")
+    git(root, "commit", "-q", "-m", "base")
+    for i in touched:
+        (root / f"{i}.yaml").write_text((root / f"{i}.yaml").read_text() + "# changed\n")
+    code, report, stderr = check(root, ".", "--changed-since", "main")
+    assert code == 0, stderr
+    needed = {j for i in touched for j in uses[i] if j < i} - touched
+    expected = sorted(touched | needed)
+    assert [Path(f).name for f in report["files"]] == [f"{i}.yaml" for i in expected]
