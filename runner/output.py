@@ -48,13 +48,20 @@ CHECK_FORMATS = ("text", "json", "github")  # and review/sarif.py's "sarif"
 SHOW_FORMATS = ("text", "markdown")  # rendered by show.py
 
 
-def check_report(format: str, files: list[str], diagnostics: list[Diagnostic]) -> str:
-    """`sqlplan check`'s standard output in one of CHECK_FORMATS ('' when text finds nothing)."""
+def check_report(
+    format: str,
+    files: list[str],
+    diagnostics: list[Diagnostic],
+    changed_since: dict[str, object] | None = None,
+) -> str:
+    """`sqlplan check`'s standard output in one of CHECK_FORMATS ('' when text finds nothing);
+    `changed_since` is what --changed-since chose (its ref, the plans changed and needed)."""
     ordered = sorted(diagnostics, key=Diagnostic.sort_key)
     if format == "json":
         document = {
             "version": 1,
             "files": files,
+            **({"changed_since": changed_since} if changed_since is not None else {}),
             "errors": sum(d.severity == "error" for d in ordered),
             "warnings": sum(d.severity == "warning" for d in ordered),
             "diagnostics": [d.to_dict() for d in ordered],

@@ -118,7 +118,10 @@ def check(
         )
         click.echo(body, nl=False)
     else:
-        click.echo(check_report(report_format, found.files, found.diagnostics), nl=False)
+        chosen: dict[str, object] | None = None
+        if found.changed is not None:
+            chosen = {"ref": changed_since, "changed": found.changed, "needed": found.needed}
+        click.echo(check_report(report_format, found.files, found.diagnostics, chosen), nl=False)
     errors, warnings = found.errors, found.warnings
     checked = found.files
     noun = "plan" if len(checked) == 1 else "plans"

@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from click.testing import CliRunner
+from conftest import ROOT
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from jsonschema import Draft202012Validator
 
 from runner.cli import main
 
@@ -81,6 +83,12 @@ def test_the_branch_own_plans_and_what_they_stand_on(tmp_path: Path) -> None:
     names = [Path(f).name for f in report["files"]]
     assert names == ["001_orders.yaml", "003_load.yaml", "005_note.yaml", "006_untracked.yaml"]
     assert "3 of 6 plans changed since main, and 1 earlier they stand on" in stderr
+    schema = json.loads((ROOT / "schemas" / "check-report.schema.json").read_text())
+    assert list(Draft202012Validator(schema).iter_errors(report)) == []
+    chosen = report["changed_since"]
+    assert [Path(f).name for f in chosen["needed"]] == ["001_orders.yaml"]
+    assert chosen["ref"] == "main"
+    assert len(chosen["changed"]) == 3
     codes = {d["code"] for d in report["diagnostics"]}
     assert codes == {"set-not-null", "lock-timeout"}
     # main moves on after the branch left it: its new plans are not the branch's
