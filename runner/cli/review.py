@@ -318,6 +318,11 @@ def rehearse(
     type=click.IntRange(min=1),
     help="The pull request's number [default: from the event payload at $GITHUB_EVENT_PATH].",
 )
+@click.option(
+    "--update-only",
+    is_flag=True,
+    help="Edit the comment if there is one, but add none (for a run that has nothing to say).",
+)
 @teach(
     [
         "sqlplan comment comment.md",
@@ -330,7 +335,7 @@ def rehearse(
         (5, "GitHub could not be reached, or refused"),
     ],
 )
-def comment(body_file: Any, repo: str | None, number: int | None) -> None:
+def comment(body_file: Any, repo: str | None, number: int | None, update_only: bool) -> None:
     """Post BODY (a file, or - for stdin) as the pull request's sqlplan comment: the comment
     that carries the hidden marker of `check --format markdown` is edited, or added once, so a
     pull request keeps one comment however many times its workflow runs. The token is
@@ -342,8 +347,8 @@ def comment(body_file: Any, repo: str | None, number: int | None) -> None:
 
     body = body_file.read()
     try:
-        posted = github.post(body, github.target(os.environ, repo, number))
+        posted = github.post(body, github.target(os.environ, repo, number), update_only=update_only)
     except SqlPlanError as e:
         fail(e)
     cut = " (cut to GitHub's limit)" if posted.cut else ""
-    notify(f"comment {posted.action}{cut}: {posted.url}")
+    notify(f"comment {posted.action}{cut}" + (f": {posted.url}" if posted.url else ""))

@@ -30,7 +30,7 @@ class Target:
 
 @dataclass(frozen=True)
 class Posted:
-    action: str  # "created", "updated" or "unchanged"
+    action: str  # "created", "updated", "unchanged" or "not added" (update_only)
     url: str
     cut: bool  # the body was cut to GitHub's limit
 
@@ -69,13 +69,16 @@ def _event_number(path: str | None) -> int:
     )
 
 
-def post(body: str, where: Target, marker: str = MARKER) -> Posted:
-    """Edit the comment that carries `marker`, or add one; nothing when it already says this."""
+def post(body: str, where: Target, marker: str = MARKER, *, update_only: bool = False) -> Posted:
+    """Edit the comment that carries `marker`, or add one (unless `update_only`); nothing when
+    it already says this."""
     if marker not in body:
         body = f"{marker}\n{body}"
     body, cut = _fit(body)
     base = f"{where.api}/repos/{where.repository}"
     existing = _find(f"{base}/issues/{where.number}/comments?per_page=100", where, marker)
+    if existing is None and update_only:
+        return Posted("not added", "", cut)
     if existing is None:
         made = _request("POST", f"{base}/issues/{where.number}/comments", where, {"body": body})
         return Posted("created", str(made.get("html_url", "")), cut)
