@@ -20,6 +20,7 @@ from runner.api import (
     rehearse,
     run_loaded,
     run_plans,
+    table_stats,
 )
 from runner.errors import Diagnostic, ExitCode, PlanInvalid, Position, SqlPlanError, StepFailed
 
@@ -44,4 +45,5 @@ __all__ = [
     "rehearse",
     "run_loaded",
     "run_plans",
+    "table_stats",
 ]

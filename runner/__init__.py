@@ -48,6 +48,7 @@ _API = (
     "rehearse",
     "run_loaded",
     "run_plans",
+    "table_stats",
 )
 
 

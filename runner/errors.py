@@ -54,6 +54,7 @@ class Diagnostic:
     # What the finding is about, independent of where it sits (the statement's text), from
     # which SARIF's fingerprint is made so that it survives lines moving; not compared.
     context: str = field(default="", compare=False)
+    relation: str = field(default="", compare=False)  # a lock finding's table, for its grade
 
     def sort_key(self) -> tuple[str, int, int, str]:
         return (self.position.path, self.position.line, self.position.column, self.message)

@@ -64,6 +64,7 @@ def check_report(
             **({"changed_since": changed_since} if changed_since is not None else {}),
             "errors": sum(d.severity == "error" for d in ordered),
             "warnings": sum(d.severity == "warning" for d in ordered),
+            **({"notes": notes} if (notes := sum(d.severity == "note" for d in ordered)) else {}),
             "diagnostics": [d.to_dict() for d in ordered],
         }
         return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
@@ -75,7 +76,7 @@ def check_report(
 def _github_command(d: Diagnostic) -> str:
     """A workflow command that annotates the line in a pull request."""
     return workflow_command(
-        d.severity,
+        "notice" if d.severity == "note" else d.severity,
         d.message,
         file=d.position.path,
         line=d.position.line,

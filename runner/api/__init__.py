@@ -23,6 +23,7 @@ from .history import history_status
 from .loading import LoadedPlan, load_plans, plan_files
 from .reviewing import NotRehearsable, rehearse
 from .running import run_loaded, run_plans
+from .stats import table_stats
 
 __all__ = [
     "CheckResult",
@@ -38,4 +39,5 @@ __all__ = [
     "rehearse",
     "run_loaded",
     "run_plans",
+    "table_stats",
 ]

@@ -51,6 +51,17 @@ from .common import (
     metavar="REF",
     help="Only the plans changed since the branch left REF (git; a plan whose file or rows_from data changed, committed or not), and the earlier plans of the run that define what they use.",
 )
+@click.option(
+    "--stats",
+    "stats_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="A `sqlplan stats` document: lock and rewrite findings graded by their table's size and writes (small: a note, large: an error).",
+)
+@click.option(
+    "--review-config",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Review settings for every plan (compat, grading thresholds) [default: sqlplan-review.yaml here, if any]; a plan's own review: wins.",
+)
 @click.option("--strict", is_flag=True, help="Warnings fail the check too.")
 @click.option(
     "--pooler/--no-pooler",
@@ -76,6 +87,8 @@ def check(
     report_format: str,
     rehearsals: tuple[str, ...],
     changed_since: str | None,
+    stats_file: str | None,
+    review_config: str | None,
     strict: bool,
     pooler: bool | None,
     pg_version: int | None,
@@ -96,9 +109,13 @@ def check(
 
     files = plan_files(paths or ("plans",))  # what `run` would run, no more, no less
     try:
+        from ..api.checking import review_config as read_config
+        from ..api.checking import stats_document
+
+        stats = stats_document(stats_file) if stats_file else None
         found = api.check(
             files, strict=strict, pooler=pooler, pg_version=pg_version,
-            changed_since=changed_since,
+            changed_since=changed_since, stats=stats, review=read_config(review_config),
         )  # fmt: skip
     except SqlPlanError as e:
         fail(e)
@@ -126,6 +143,8 @@ def check(
     checked = found.files
     noun = "plan" if len(checked) == 1 else "plans"
     summary = f"{len(checked)} {noun} checked: {errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}"
+    if found.notes:
+        summary += f", {found.notes} note{'s' * (found.notes != 1)}"
     click.echo(summary, err=True)
     exit_with(found.exit_code)
 

@@ -50,6 +50,7 @@ from .model import (
     Plan,
     QueryStep,
     Retry,
+    ReviewSettings,
     RowPositions,
     SourceText,
     Use,
@@ -66,6 +67,7 @@ _CLASSES: dict[str, type[Any]] = {
     c.__name__: c
     for c in (
         Plan,
+        ReviewSettings,
         BatchStep,
         ExecuteStep,
         BulkInsertStep,

@@ -6,8 +6,8 @@ Nothing here imports the YAML, JSON Schema or SQL parsers: running a plan needs 
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass, field, replace
-from typing import ClassVar
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, ClassVar
 
 from ..errors import Position
 from .files import FileSource
@@ -280,6 +280,32 @@ STEP_KINDS: dict[str, type[AnyStep]] = {
 
 
 @dataclass(frozen=True)
+class ReviewSettings:
+    """A plan's `review:` (or a review config file's): what `check` adds and how it grades;
+    None where it says nothing, so that the plan's own win over the file's."""
+
+    compat: bool | None = None
+    small: float | None = None  # seconds
+    large: float | None = None  # seconds
+    busy: int | None = None  # writes a minute
+    rewrite_rate: float | None = None  # MB a second
+    scan_rate: float | None = None  # MB a second
+
+    def over(self, other: ReviewSettings) -> ReviewSettings:
+        """These settings, and `other`'s where these say nothing."""
+        return ReviewSettings(
+            *(
+                mine if mine is not None else theirs
+                for mine, theirs in zip(astuple_shallow(self), astuple_shallow(other), strict=True)
+            )
+        )
+
+
+def astuple_shallow(settings: ReviewSettings) -> tuple[Any, ...]:
+    return tuple(getattr(settings, f.name) for f in fields(settings))
+
+
+@dataclass(frozen=True)
 class Plan:
     path: str
     name: str
@@ -292,6 +318,7 @@ class Plan:
     vars: tuple[Var, ...] = ()
     once: bool = False  # recorded in sqlplan.history when it succeeds; skipped once recorded
     settings: tuple[tuple[str, str], ...] = ()  # lock_timeout, statement_timeout for every step
+    review: ReviewSettings = ReviewSettings()
 
     @property
     def short_fingerprint(self) -> str:

@@ -16,9 +16,9 @@ from typing import Any
 from ..errors import Diagnostic, PlanInvalid, Position
 from . import schema as schema_module
 from .document import Document, Map, Problem, Seq, compose, diagnostic
-from .model import AnyStep, Message, Plan, Var
+from .model import AnyStep, Message, Plan, ReviewSettings, Var
 from .schema_errors import check_schema
-from .settings import SETTINGS, duration, duration_problem
+from .settings import SETTINGS, duration, duration_problem, seconds
 from .source import decode_plan, read_plan
 from .sqlparse import closes_block, opens_block
 from .steps import StepBuilder
@@ -126,6 +126,7 @@ def _build(
         vars=declared,
         once=data.get("once") is True,
         settings=tuple((n, duration(data[n])) for n in SETTINGS if n in data),
+        review=review_settings(data.get("review")),
     )
 
 
@@ -182,3 +183,23 @@ def _retries_outside_blocks(steps: list[AnyStep], add: Any) -> None:
                 opened_by = step.number
             elif closes_block(statement):
                 opened_by = None
+
+
+def review_settings(raw: object) -> ReviewSettings:
+    """A schema-valid `review:` mapping (a plan's, or a review config file's) as settings."""
+    if not isinstance(raw, dict):
+        return ReviewSettings()
+    number = (int, float)
+
+    def of(key: str, kind: tuple[type, ...]) -> Any:
+        value = raw.get(key)
+        return value if isinstance(value, kind) and not isinstance(value, bool) else None
+
+    return ReviewSettings(
+        compat=raw["compat"] if isinstance(raw.get("compat"), bool) else None,
+        small=seconds(duration(raw["small"])) if "small" in raw else None,
+        large=seconds(duration(raw["large"])) if "large" in raw else None,
+        busy=of("busy", (int,)),
+        rewrite_rate=of("rewrite_rate", number),
+        scan_rate=of("scan_rate", number),
+    )

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .grades import STATS_QUERY, stats_document
 from .locks import Lock
 
 Query = Callable[[str], Any]
@@ -34,6 +35,8 @@ class Catalog:
     bases: dict[str, list[str]] = field(default_factory=_pairs)  # view -> tables under it
     views: dict[str, list[str]] = field(default_factory=_pairs)  # table -> views over it
     triggers: dict[str, list[str]] = field(default_factory=_pairs)  # function -> its tables
+    # each table's size and writes (a `sqlplan stats` document), for what a lock would block
+    sizes: dict[str, Any] | None = None
 
     def merged(self, other: Catalog) -> Catalog:
         """Both catalogues' facts: a snapshot with what a plan has created since."""
@@ -54,6 +57,7 @@ class Catalog:
             })  # fmt: skip
         both.table_of = {**self.table_of, **other.table_of}
         both.default = {**self.default, **other.default}
+        both.sizes = self.sizes or other.sizes
         return both
 
     def descendants(self, table: str) -> list[str]:
@@ -166,4 +170,5 @@ def snapshot(query: Query) -> Catalog:
         "JOIN pg_class c ON c.oid = t.tgrelid WHERE NOT t.tgisinternal"
     ):
         catalog.triggers.setdefault(function, []).append(table)
+    catalog.sizes = stats_document(query(STATS_QUERY))
     return catalog

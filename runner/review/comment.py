@@ -11,6 +11,7 @@ from typing import Any
 
 from ..errors import Diagnostic
 from ..plan.model import Plan
+from .grades import size_text
 from .locks import NEWEST
 from .rules import rule
 from .show import step_locks
@@ -70,7 +71,8 @@ class _Section:
         self.file, self.found, self.plan, self.rehearsal = file, found, plan, rehearsal
         self.version = version or (plan.postgres if plan else None) or NEWEST
         self.errors = sum(d.severity == "error" for d in found)
-        self.warnings = len(found) - self.errors
+        self.warnings = sum(d.severity == "warning" for d in found)
+        self.notes = sum(d.severity == "note" for d in found)
         failed = rehearsal is not None and not rehearsal.get("ok", True)
         parts = []
         if self.errors:
@@ -81,10 +83,13 @@ class _Section:
             parts.append("the rehearsal failed")
         if parts:
             self.verdict = "**" + ", ".join(parts) + "**"
-            codes = ", ".join(f"`{c}`" for c in dict.fromkeys(d.code for d in found))
+            serious = [d for d in found if d.severity != "note"]
+            codes = ", ".join(f"`{c}`" for c in dict.fromkeys(d.code for d in serious))
             self.verdict += f": {codes}" if codes else ""
         else:
             self.verdict = "no findings"
+        if self.notes:
+            self.verdict += f"; {_count(self.notes, 'small finding')}"
         if rehearsal is not None:
             total = sum(s["seconds"] for s in rehearsal["statements"])
             self.verdict += f"; rehearsed in {_ms(total)}"
@@ -115,7 +120,7 @@ class _Section:
         held = _held(self.rehearsal)
         warnings: dict[int, list[Diagnostic]] = {}
         for d in self.found:
-            if d.severity == "warning":
+            if d.severity != "error":
                 warnings.setdefault(_step_at(self.plan, d.position.line), []).append(d)
         timed = self.rehearsal is not None
         lines = [
@@ -160,8 +165,13 @@ def _held(rehearsal: Mapping[str, Any] | None) -> dict[int, list[str]]:
     for hold in (rehearsal or {}).get("holds", []):
         end = hold["last_step"]
         until = "" if end == hold["first_step"] else f" (to step {end}'s COMMIT)"
+        table = hold.get("table")
+        figures = ""
+        if table:
+            rows = "unknown rows" if table["rows"] is None else f"{table['rows']:,} rows"
+            figures = f" ({rows}, {size_text(table['bytes'])}, {table['writes_per_minute']:,.0f} writes/min)"
         held.setdefault(hold["first_step"], []).append(
-            f"{hold['mode']} on {hold['relation']}: {_ms(hold['seconds'])}{until}"
+            f"{hold['mode']} on {hold['relation']}: {_ms(hold['seconds'])}{until}{figures}"
         )
     return held
 
@@ -191,6 +201,7 @@ def _match(
 def _verdict(sections: Sequence[_Section]) -> str:
     errors = sum(s.errors for s in sections)
     warnings = sum(s.warnings for s in sections)
+    notes = sum(s.notes for s in sections)
     failed = sum(1 for s in sections if s.rehearsal is not None and not s.rehearsal.get("ok"))
     plans = _count(len(sections), "plan")
     if not sections:
@@ -200,8 +211,11 @@ def _verdict(sections: Sequence[_Section]) -> str:
         parts += [f"{_count(failed, 'rehearsal')} failed"] if failed else []
         parts += [_count(warnings, "warning")] if warnings else []
         return f"**fails**: {', '.join(parts)} in {plans}"
+    small = f" ({_count(notes, 'small finding')})" if notes else ""
     if warnings:
-        return f"**needs a look**: {_count(warnings, 'warning')} in {plans}"
+        return f"**needs a look**: {_count(warnings, 'warning')} in {plans}{small}"
+    if notes:
+        return f"**passes**: {plans}, {_count(notes, 'small finding')} only"
     return f"**passes**: {plans}, no findings"
 
 

@@ -5,12 +5,14 @@ where the two differ, that is a finding."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..plan.sqlparse import parse
 from .catalog import Catalog
 from .ddl import learn
+from .grades import Stats, size_text
 from .learned import LearnedCatalog
 from .locks import MODES, NEWEST, Lock, describe, locks, what_waits
 from .warnings import first_line, transactions
@@ -107,6 +109,19 @@ class Hold:
     first_step: int  # the step of the statement that takes it
     last_step: int  # the step whose end commits the transaction
     seconds: float  # the rehearsal's time from that statement to the transaction's end
+    table: Mapping[str, Any] | None = None  # its size and writes, as `sqlplan stats` reads them
+
+    @property
+    def figures(self) -> str:
+        """The table's rows, size and writes a minute: what the lock would hold up."""
+        if self.table is None:
+            return ""
+        rows = self.table["rows"]
+        shown = "unknown rows" if rows is None else f"{rows:,} rows"
+        return (
+            f"{shown}, {size_text(self.table['total_bytes'])}, "
+            f"{self.table['writes_per_minute']:,.0f} writes/min"
+        )
 
     @property
     def waits(self) -> str:
@@ -119,6 +134,8 @@ def holds(rehearsal: Rehearsal, rows: list[Compared]) -> list[Hold]:
     transaction's end. The rehearsal is one transaction, so a lock an earlier step took is not
     taken again; the analysis supplies it, and the rehearsal's times the duration."""
     unit = {t.step.number: t.opened_by or t.step.number for t in transactions(rehearsal.plan)}
+    sizes = getattr(rehearsal.catalog, "sizes", None)
+    stats = Stats(sizes) if sizes else None
     found: list[Hold] = []
     existed = {_bare(relation) for relation in rehearsal.existing}
     ran = [row for row in rows if row.observed.status == "ran"]
@@ -145,6 +162,7 @@ def holds(rehearsal: Rehearsal, rows: list[Compared]) -> list[Hold]:
                     members[index].observed.step,
                     max(number for number, of in unit.items() if of == key),
                     sum(row.observed.seconds for row in members[index:]),
+                    stats.find(relation) if stats is not None else None,
                 )
             )
     return found
@@ -243,8 +261,9 @@ def _text(rehearsal: Rehearsal, rows: list[Compared]) -> str:
 
 def _hold(hold: Hold, code: str = "") -> str:
     end = "the end of step" if hold.first_step == hold.last_step else "the COMMIT of step"
+    figures = f" ({hold.figures})" if hold.figures else ""
     return (
-        f"{hold.mode} on {code}{hold.relation}{code}: {hold.seconds * 1000:.1f} ms, from its "
+        f"{hold.mode} on {code}{hold.relation}{code}{figures}: {hold.seconds * 1000:.1f} ms, from its "
         f"statement in step {hold.first_step} to {end} {hold.last_step}; {hold.waits}"
     )
 
@@ -301,6 +320,15 @@ def _document(rehearsal: Rehearsal, rows: list[Compared]) -> dict[str, object]:
                 "first_step": hold.first_step,
                 "last_step": hold.last_step,
                 "seconds": round(hold.seconds, 6),
+                "table": (
+                    {
+                        "rows": hold.table["rows"],
+                        "bytes": hold.table["total_bytes"],
+                        "writes_per_minute": hold.table["writes_per_minute"],
+                    }
+                    if hold.table is not None
+                    else None
+                ),
             }
             for hold in holds(rehearsal, rows)
         ],

@@ -82,7 +82,9 @@ def warnings(plan: Plan, version: int | None = None, *, pooler: bool = False) ->
     `postgres:`, else the newest); with `pooler`, what a transaction-mode pooler breaks."""
     found: list[Diagnostic] = []
 
-    def warn(step: AnyStep, statement: Statement, code: str, message: str) -> None:
+    def warn(
+        step: AnyStep, statement: Statement, code: str, message: str, relation: str = ""
+    ) -> None:
         if code in step.allow:
             return
         found.append(
@@ -92,6 +94,7 @@ def warnings(plan: Plan, version: int | None = None, *, pooler: bool = False) ->
                 code,
                 severity="warning",
                 context=statement.text,
+                relation=relation,
             )
         )
 
@@ -106,7 +109,7 @@ def warnings(plan: Plan, version: int | None = None, *, pooler: bool = False) ->
             for code, message in _statement_warnings(statement, in_block):
                 warn(step, statement, code, message)
     for step, statement, finding in lock_findings(plan, version or plan.postgres or NEWEST):
-        warn(step, statement, finding.code, finding.message)
+        warn(step, statement, finding.code, finding.message, finding.relation)
     if pooler:
         for step, statement, code, message in pooler_findings(plan):
             warn(step, statement, code, message)

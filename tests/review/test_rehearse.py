@@ -412,8 +412,11 @@ steps:
     assert exclusive["seconds"] == pytest.approx(seconds[3] + seconds[4], abs=2e-6)
     share = holds["items", "SHARE"]
     assert (share["first_step"], share["last_step"]) == (6, 6)
+    # the table's figures, as the catalogue had them before the plan
+    (total,) = database.query("SELECT pg_total_relation_size('items')")[0]
+    assert exclusive["table"]["bytes"] == share["table"]["bytes"] == total
     text = _rehearse(cli, database, plan).stdout
-    assert "ACCESS EXCLUSIVE on items: " in text
+    assert "ACCESS EXCLUSIVE on items (unknown rows, " in text  # never analysed
     assert "from its statement in step 3 to the COMMIT of step 5; reads and writes wait" in text
 
 
