@@ -88,17 +88,23 @@ def check(
     found: list[Diagnostic] = []
     valid = []
     plans: dict[str, Plan] = {}
+    config = review or ReviewSettings()
+
+    def reviewed(plan: Plan) -> list[Diagnostic]:
+        compat = plan.review.over(config).compat is True
+        return warnings(plan, pg_version, pooler=pooler, compat=compat)
+
     for file in files:
         try:
             plan = load_plan(file)
             valid.append(plan)
             plans[file] = plan
-            found.extend(warnings(plan, pg_version, pooler=pooler))
+            found.extend(reviewed(plan))
         except PlanInvalid as e:
             found.extend(e.diagnostics)
             if e.partial is not None:  # the steps that are valid still get their warnings
                 plans[file] = e.partial
-                found.extend(warnings(e.partial, pg_version, pooler=pooler))
+                found.extend(reviewed(e.partial))
         except Exception as e:  # a bug: this file says so, the others keep their reports
             found.append(Diagnostic(Position(file, 1, 1), internal_error(e), "internal"))
     if selection is not None:  # a changed plan may take the name of one that did not change
@@ -114,7 +120,6 @@ def check(
     if stats is not None:
         from ..review.grades import Stats, graded
 
-        config = review or ReviewSettings()
         settings = {file: plan.review.over(config) for file, plan in plans.items()}
         found = graded(found, Stats(stats), settings)
     if selection is None:

@@ -43,6 +43,7 @@ def plain(markdown: str) -> str:
 _LOCKS = "checking-and-locks.md#locks-and-rewrites"
 _CHECK = "checking-and-locks.md#sqlplan-check"
 _POOLER = "timeouts-and-poolers.md#what-a-transaction-pooler-breaks"
+_COMPAT = "pull-requests.md#compatibility-rules"
 _FORMAT = "plan-format.md#validation"
 _STEPS = "plan-format.md#steps"
 _TEMPLATES = "plan-format.md#messages-and-templates"
@@ -107,6 +108,20 @@ WARNING_RULES = (
          "create and use it in one `BEGIN` ... `COMMIT` (or `ON COMMIT DROP`)"),
     Rule("pooler-prepare", "PREPARE or a cursor WITH HOLD through a transaction-mode pooler",
          "warning", _POOLER, "a statement with parameters (an `execute` step)"),
+    Rule("compat-drop-column", "a dropped column that running code still uses", "warning",
+         _COMPAT, "deploy code that no longer uses the column first, then drop it in a later plan"),
+    Rule("compat-rename-column", "a renamed column that running code knows by its old name",
+         "warning", _COMPAT,
+         "add the new column, write both, backfill, move the reads, then drop the old one"),
+    Rule("compat-drop-table", "a dropped table or view that running code still uses", "warning",
+         _COMPAT, "deploy code that no longer uses it first, then drop it in a later plan"),
+    Rule("compat-rename-table", "a renamed table that running code knows by its old name",
+         "warning", _COMPAT,
+         "rename it and create a view with the old name until the code has moved"),
+    Rule("compat-narrow-type", "a column narrowed under code that writes the old range",
+         "warning", _COMPAT, "a new column of the new type, filled and checked, then switched"),
+    Rule("compat-not-null", "NOT NULL that inserts from running code fail on", "warning",
+         _COMPAT, "a `DEFAULT`, or deploy code that always writes the column first"),
 )  # fmt: skip
 
 ERROR_RULES = (

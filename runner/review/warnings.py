@@ -11,6 +11,8 @@ from ..errors import Diagnostic
 from ..plan.model import BULK_CHUNK_ROWS, AnyStep, BatchStep, BulkInsertStep, Plan
 from ..plan.settings import in_force, seconds
 from ..plan.sqlparse import Statement, closes_block, non_transactional, opens_block
+from .compat import COMPAT_CODES
+from .compat import findings as compat_findings
 from .locks import KEEPS_TABLE, NEWEST, RULES, Context, Finding, findings, locks, note
 from .pooler import POOLER_CODES
 from .pooler import findings as pooler_findings
@@ -24,6 +26,7 @@ WARNING_CODES = (
     "no-transaction-block",
     *RULES,
     *POOLER_CODES,
+    *COMPAT_CODES,
 )
 
 _DROPPED = {"OBJECT_TABLE": "DROP TABLE", "OBJECT_SCHEMA": "DROP SCHEMA"}
@@ -76,10 +79,13 @@ def _describe(step: AnyStep, inside: int | None, after: int | None) -> str:
     return "its own transaction (autocommit)"
 
 
-def warnings(plan: Plan, version: int | None = None, *, pooler: bool = False) -> list[Diagnostic]:
+def warnings(
+    plan: Plan, version: int | None = None, *, pooler: bool = False, compat: bool = False
+) -> list[Diagnostic]:
     """Every review warning of the plan: data it destroys, statements placed where they cannot
     run, and the locks and rewrites of its DDL for PostgreSQL `version` (else the plan's own
-    `postgres:`, else the newest); with `pooler`, what a transaction-mode pooler breaks."""
+    `postgres:`, else the newest); with `pooler`, what a transaction-mode pooler breaks; with
+    `compat`, what breaks the application code still running on the old schema."""
     found: list[Diagnostic] = []
 
     def warn(
@@ -112,6 +118,9 @@ def warnings(plan: Plan, version: int | None = None, *, pooler: bool = False) ->
         warn(step, statement, finding.code, finding.message, finding.relation)
     if pooler:
         for step, statement, code, message in pooler_findings(plan):
+            warn(step, statement, code, message)
+    if compat:
+        for step, statement, code, message in compat_findings(plan):
             warn(step, statement, code, message)
     return found
 

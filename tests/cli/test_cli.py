@@ -67,10 +67,10 @@ def test_check_of_many_files_reports_every_file_when_one_hits_a_bug(
 
     real = review.warnings
 
-    def sometimes_broken(plan: Any, version: int | None = None, *, pooler: bool = False) -> Any:
+    def sometimes_broken(plan: Any, version: int | None = None, **options: bool) -> Any:
         if plan.name == "second":
             raise RecursionError("deep")
-        return real(plan, version, pooler=pooler)
+        return real(plan, version, **options)
 
     monkeypatch.setattr(review, "warnings", sometimes_broken)
     cli.write("a.yaml", OK_PLAN.replace("name: ok", "name: first"))
