@@ -11,7 +11,7 @@ from typing import Any
 
 from ..errors import Diagnostic
 from ..plan.model import Plan
-from .grades import size_text
+from .grades import table_figures
 from .locks import NEWEST
 from .rules import rule
 from .show import step_locks
@@ -101,7 +101,8 @@ class _Section:
             f"{_html(self.verdict.replace('**', '').replace('`', ''))}</summary>",
             "",
         ]
-        errors = [d for d in self.found if d.severity == "error"]
+        # validation errors at their lines; review findings (graded errors too) in the table
+        errors = [d for d in self.found if rule(d.code).severity == "error"]
         if errors:
             lines += [
                 f"- line {d.position.line}: {_inline(d.message)} (`{d.code}`)" for d in errors
@@ -120,7 +121,7 @@ class _Section:
         held = _held(self.rehearsal)
         warnings: dict[int, list[Diagnostic]] = {}
         for d in self.found:
-            if d.severity != "error":
+            if rule(d.code).severity != "error":
                 warnings.setdefault(_step_at(self.plan, d.position.line), []).append(d)
         timed = self.rehearsal is not None
         lines = [
@@ -153,8 +154,11 @@ class _Section:
         return [*lines, ""] if lines else []
 
 
+_ALLOW_HINT = re.compile(r" \(if intended, add '[a-z-]+' to the step's allow list\)")
+
+
 def _finding(d: Diagnostic) -> str:
-    message = d.message.split(": ", 1)[-1].split(" (if intended, add ")[0]
+    message = _ALLOW_HINT.sub("", d.message.split(": ", 1)[-1])  # the step is the row's
     text = f"**`{d.code}`** {_cell(message)}"
     safer = rule(d.code).safer.replace("|", "\\|")
     return text + (f". Instead: {safer}" if safer else "")
@@ -166,10 +170,7 @@ def _held(rehearsal: Mapping[str, Any] | None) -> dict[int, list[str]]:
         end = hold["last_step"]
         until = "" if end == hold["first_step"] else f" (to step {end}'s COMMIT)"
         table = hold.get("table")
-        figures = ""
-        if table:
-            rows = "unknown rows" if table["rows"] is None else f"{table['rows']:,} rows"
-            figures = f" ({rows}, {size_text(table['bytes'])}, {table['writes_per_minute']:,.0f} writes/min)"
+        figures = f" ({table_figures(table)})" if table else ""
         held.setdefault(hold["first_step"], []).append(
             f"{hold['mode']} on {hold['relation']}: {_ms(hold['seconds'])}{until}{figures}"
         )

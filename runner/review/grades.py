@@ -45,6 +45,10 @@ FROM meta m LEFT JOIN tables t ON true
 ORDER BY t.nspname, t.relname
 """
 
+# Counters that have counted for less than this many seconds say more about how the server was
+# filled than about its traffic: no rate is made of them.
+MIN_WINDOW = 300
+
 _KINDS = {"r": "table", "p": "partitioned table", "m": "materialized view"}
 
 
@@ -72,7 +76,9 @@ def stats_document(rows: Sequence[Sequence[Any]]) -> dict[str, Any]:
                     for n, b in (json.loads(indexes) if isinstance(indexes, str) else indexes)
                 ],
                 "writes": int(writes),
-                "writes_per_minute": round(int(writes) / minutes, 3) if minutes > 0 else 0.0,
+                "writes_per_minute": (
+                    round(int(writes) / minutes, 3) if float(window) >= MIN_WINDOW else None
+                ),
             }
         )
     return {
@@ -166,10 +172,9 @@ def grade(code: str, relation: str, stats: Stats, settings: ReviewSettings) -> G
         how = f"a scan of {size_text(table['bytes'])} at {s.scan_rate:g} MB/s"
     else:
         seconds, how = None, ""
-    rate = float(table["writes_per_minute"])
-    rows = "unknown rows" if table["rows"] is None else f"{table['rows']:,} rows"
-    figures = f"{table['schema']}.{table['name']}: {rows}, {size_text(table['total_bytes'])}"
-    figures += f", {rate:,.0f} writes/min"
+    known = table["writes_per_minute"]
+    rate = float(known) if known is not None else 0.0
+    figures = f"{table['schema']}.{table['name']}: {table_figures(table)}"
     if seconds is not None:
         figures += f"; about {_duration(seconds)} under the lock ({how})"
         if rate:
@@ -209,6 +214,15 @@ def graded(
             replace(d, message=f"{d.message} [{g.level}: {g.text}]", severity=SEVERITY[g.level])
         )
     return found
+
+
+def table_figures(table: Mapping[str, Any]) -> str:
+    """A table's rows, size and writes a minute, as a reviewer reads them."""
+    rows = "unknown rows" if table["rows"] is None else f"{table['rows']:,} rows"
+    size = table.get("total_bytes", table.get("bytes", 0))
+    rate = table["writes_per_minute"]
+    writes = "writes/min unknown" if rate is None else f"{rate:,.0f} writes/min"
+    return f"{rows}, {size_text(size)}, {writes}"
 
 
 def size_text(n: float) -> str:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from ..plan.sqlparse import parse
 from .catalog import Catalog
 from .ddl import learn
-from .grades import Stats, size_text
+from .grades import Stats, table_figures
 from .learned import LearnedCatalog
 from .locks import MODES, NEWEST, Lock, describe, locks, what_waits
 from .warnings import first_line, transactions
@@ -114,14 +114,7 @@ class Hold:
     @property
     def figures(self) -> str:
         """The table's rows, size and writes a minute: what the lock would hold up."""
-        if self.table is None:
-            return ""
-        rows = self.table["rows"]
-        shown = "unknown rows" if rows is None else f"{rows:,} rows"
-        return (
-            f"{shown}, {size_text(self.table['total_bytes'])}, "
-            f"{self.table['writes_per_minute']:,.0f} writes/min"
-        )
+        return table_figures(self.table) if self.table is not None else ""
 
     @property
     def waits(self) -> str:

@@ -185,6 +185,19 @@ steps:
         assert f"{hold['mode']} on {hold['relation']}: {hold['seconds'] * 1000:.1f} ms" in text
     assert any(h["mode"] == "ACCESS EXCLUSIVE" and h["first_step"] == 1 for h in holds)
     assert "rehearsed in" in body.splitlines()[5]  # the plan's row in the table of verdicts
+    # graded by the table's size: the finding stays in its step's row, with its grade
+    (cli.cwd / "stats.json").write_text(cli("stats", "--database-url", database.url).stdout)
+    cli.write("sqlplan-review.yaml", "large: 1us\n")  # any size is large: an error
+    graded = cli(
+        "check", "plan.yaml", "--format", "markdown", "--rehearsal", "r.json",
+        "--stats", "stats.json",
+    ).stdout  # fmt: skip
+    (row,) = [line for line in graded.splitlines() if line.startswith('| 2 "Index"')]
+    assert "**`create-index`** " in row
+    assert "[large: public.items: " in _text(_parsed(row))
+    assert "Instead: `CREATE INDEX CONCURRENTLY`" in row
+    assert not [line for line in graded.splitlines() if line.startswith("- line ")]
+    assert graded.splitlines()[1].startswith("### sqlplan: **fails**: 1 error, ")
     bad = cli("check", "plan.yaml", "--format", "markdown", "--rehearsal", "plan.yaml")
     assert bad.exit_code == 2
     assert "--rehearsal plan.yaml" in bad.stderr
