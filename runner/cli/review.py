@@ -134,6 +134,8 @@ def check(
             found.files, found.diagnostics, found.plans, reports, version=pg_version
         )
         click.echo(body, nl=False)
+        for name in comment.unmatched(found.plans, reports):
+            notify(f"the rehearsal of plan {name!r} matches no plan checked; left out")
     else:
         chosen: dict[str, object] | None = None
         if found.changed is not None:
@@ -364,7 +366,10 @@ def comment(body_file: Any, repo: str | None, number: int | None, update_only: b
 
     from ..review import github
 
-    body = body_file.read()
+    try:
+        body = body_file.read()
+    except UnicodeDecodeError as e:
+        fail(UsageError(f"BODY is not UTF-8 text: {e.reason} at byte {e.start}"))
     try:
         posted = github.post(body, github.target(os.environ, repo, number), update_only=update_only)
     except SqlPlanError as e:

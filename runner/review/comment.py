@@ -86,9 +86,11 @@ class _Section:
             serious = [d for d in found if d.severity != "note"]
             codes = ", ".join(f"`{c}`" for c in dict.fromkeys(d.code for d in serious))
             self.verdict += f": {codes}" if codes else ""
+        elif self.notes:
+            self.verdict = f"{_count(self.notes, 'small finding')} only"
         else:
             self.verdict = "no findings"
-        if self.notes:
+        if parts and self.notes:
             self.verdict += f"; {_count(self.notes, 'small finding')}"
         if rehearsal is not None:
             total = sum(s["seconds"] for s in rehearsal["statements"])
@@ -197,6 +199,12 @@ def _match(
         if found is not None:
             matched[file] = found
     return matched
+
+
+def unmatched(plans: Mapping[str, Plan], rehearsals: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The names of the rehearsal reports that join no checked plan."""
+    joined = {id(r) for r in _match(plans, rehearsals).values()}
+    return [str(r["plan"]) for r in rehearsals if id(r) not in joined]
 
 
 def _verdict(sections: Sequence[_Section]) -> str:

@@ -198,6 +198,11 @@ steps:
     assert "Instead: `CREATE INDEX CONCURRENTLY`" in row
     assert not [line for line in graded.splitlines() if line.startswith("- line ")]
     assert graded.splitlines()[1].startswith("### sqlplan: **fails**: 1 error, ")
+    other = json.loads(rehearsed.stdout) | {"plan": "elsewhere", "fingerprint": "0" * 64}
+    (cli.cwd / "other.json").write_text(json.dumps(other))
+    left = cli("check", "plan.yaml", "--format", "markdown", "--rehearsal", "other.json")
+    assert "the rehearsal of plan 'elsewhere' matches no plan checked; left out" in left.stderr
+    assert "held in the rehearsal" not in left.stdout
     bad = cli("check", "plan.yaml", "--format", "markdown", "--rehearsal", "plan.yaml")
     assert bad.exit_code == 2
     assert "--rehearsal plan.yaml" in bad.stderr
@@ -306,6 +311,13 @@ def test_what_is_missing_is_a_configuration_error(tmp_path: Path) -> None:
     )  # fmt: skip
     assert push.exit_code == 4
     assert "names no pull request" in push.stderr
+
+
+def test_a_body_that_is_not_text_is_a_usage_error(tmp_path: Path) -> None:
+    (tmp_path / "body.md").write_bytes(b"caf\xe9\n")
+    result = sqlplan("comment", "body.md", cwd=tmp_path, env=_env("http://127.0.0.1:9"))
+    assert result.exit_code == 2
+    assert "BODY is not UTF-8 text" in result.stderr
 
 
 def test_a_body_over_the_limit_is_cut_and_says_so(tmp_path: Path) -> None:

@@ -157,6 +157,19 @@ def test_a_busy_table_is_large_however_small(cli: Cli, database: Database) -> No
     assert "review config sqlplan-review.yaml: busy: 'many' is not of type 'integer'" in bad.stderr
 
 
+def test_a_file_that_is_not_stats_is_a_configuration_error(cli: Cli) -> None:
+    cli.write("plan.yaml", "sqlplan: 1\nname: b\nsteps:\n  - batch: CREATE INDEX i ON t (a)\n")
+    for text, said in [
+        ("[]", "not a `sqlplan stats` document"),
+        ('{"version": 1, "tables": [{"name": "t"}]}', "a table without 'schema'"),
+        ("{", "--stats stats.json: "),
+    ]:
+        cli.write("stats.json", text)
+        result = cli("check", "plan.yaml", "--stats", "stats.json")
+        assert result.exit_code == 4, text
+        assert said in result.stderr
+
+
 SIZES = st.integers(0, 10**12)
 
 
