@@ -30,17 +30,24 @@ class Selection:
     changed: list[str]  # plan files changed since the ref, in run order
     needed: list[str]  # earlier plans the changed ones stand on, in run order
     files: list[str]  # both, in run order: what to check
+    added: list[str]  # the changed plan files that are new: never applied anywhere
 
 
-def changed_paths(ref: str, cwd: str | None = None) -> set[Path]:
+def changed_paths(ref: str, cwd: str | None = None) -> tuple[set[Path], set[Path]]:
     """Every file that differs from where the branch left `ref` (their merge base): committed,
-    staged, unstaged or untracked; resolved paths. UsageError when git cannot say."""
+    staged, unstaged or untracked; and of those, the files that are new. Resolved paths.
+    UsageError when git cannot say."""
     cwd = cwd or os.getcwd()
     top = _git(["rev-parse", "--show-toplevel"], cwd).strip()
     base = _git(["merge-base", ref, "HEAD"], cwd).strip()
     listed = _git(["diff", "--name-only", "-z", "--no-renames", base, "--"], cwd)
-    listed += _git(["ls-files", "--others", "--exclude-standard", "-z"], top)
-    return {(Path(top) / name).resolve() for name in listed.split("\0") if name}
+    untracked = _git(["ls-files", "--others", "--exclude-standard", "-z"], top)
+    new = _git(["diff", "--name-only", "-z", "--no-renames", "--diff-filter=A", base, "--"], cwd)
+
+    def paths(text: str) -> set[Path]:
+        return {(Path(top) / name).resolve() for name in text.split("\0") if name}
+
+    return paths(listed + untracked), paths(new + untracked)
 
 
 def _git(args: list[str], cwd: str) -> str:
@@ -61,7 +68,7 @@ def select(files: Sequence[str], ref: str, cwd: str | None = None) -> Selection:
     that create or alter a relation a changed plan names."""
     from ..plan.cache import load_plan
 
-    changed_set = changed_paths(ref, cwd)
+    changed_set, new_set = changed_paths(ref, cwd)
     plans: dict[str, Plan | None] = {}
     for file in files:
         try:
@@ -82,7 +89,10 @@ def select(files: Sequence[str], ref: str, cwd: str | None = None) -> Selection:
             ):
                 needed.append(earlier)
     chosen = set(changed) | set(needed)
-    return Selection(changed, [f for f in files if f in needed], [f for f in files if f in chosen])
+    added = [f for f in changed if Path(f).resolve() in new_set]
+    return Selection(
+        changed, [f for f in files if f in needed], [f for f in files if f in chosen], added
+    )
 
 
 def _changed(file: str, plan: Plan | None, changed: set[Path]) -> bool:

@@ -72,7 +72,7 @@ def check(
     UsageError when `paths` hold no plan."""
     from ..plan.cache import load_plan
     from ..plan.loading import once_name_clashes
-    from ..review.warnings import warnings
+    from ..review.warnings import created_tables, warnings
 
     files = every = plan_files(paths)  # what a run would run, no more, no less
     selection = None
@@ -90,9 +90,16 @@ def check(
     plans: dict[str, Plan] = {}
     config = review or ReviewSettings()
 
+    # Tables that plans new in this change create: no one uses them yet, in the plans after
+    fresh: set[str] = set()
+    added = set(selection.added) if selection is not None else set()
+
     def reviewed(plan: Plan) -> list[Diagnostic]:
         compat = plan.review.over(config).compat is True
-        return warnings(plan, pg_version, pooler=pooler, compat=compat)
+        created = frozenset(fresh)
+        if plan.path in added:
+            fresh.update(created_tables(plan))
+        return warnings(plan, pg_version, pooler=pooler, compat=compat, created=created)
 
     for file in files:
         try:

@@ -26,9 +26,12 @@ _NARROW = {"int2": "smallint", "int4": "integer", "float4": "real"}
 _LIMITED = {"varchar": "varchar", "bpchar": "char", "numeric": "numeric", "varbit": "varbit"}
 
 
-def findings(plan: Plan) -> Iterator[tuple[AnyStep, Statement, str, str]]:
-    """(step, statement, code, message) for each compatibility break, in plan order."""
-    created: set[str] = set()  # tables the plan created
+def findings(
+    plan: Plan, before: frozenset[str] = frozenset()
+) -> Iterator[tuple[AnyStep, Statement, str, str]]:
+    """(step, statement, code, message) for each compatibility break, in plan order; `before`
+    are tables new plans before it created."""
+    created: set[str] = set(before)  # tables the plan (or a new one before it) created
     added: set[tuple[str, str]] = set()  # (table, column) the plan added
     for step in plan.steps:
         for statement in step.statements:

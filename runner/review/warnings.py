@@ -80,12 +80,19 @@ def _describe(step: AnyStep, inside: int | None, after: int | None) -> str:
 
 
 def warnings(
-    plan: Plan, version: int | None = None, *, pooler: bool = False, compat: bool = False
+    plan: Plan,
+    version: int | None = None,
+    *,
+    pooler: bool = False,
+    compat: bool = False,
+    created: frozenset[str] = frozenset(),
 ) -> list[Diagnostic]:
     """Every review warning of the plan: data it destroys, statements placed where they cannot
     run, and the locks and rewrites of its DDL for PostgreSQL `version` (else the plan's own
     `postgres:`, else the newest); with `pooler`, what a transaction-mode pooler breaks; with
-    `compat`, what breaks the application code still running on the old schema."""
+    `compat`, what breaks the application code still running on the old schema. `created`:
+    tables that plans new in the same change created before this one (exempt, as the plan's
+    own: nobody uses them yet)."""
     found: list[Diagnostic] = []
 
     def warn(
@@ -114,21 +121,26 @@ def warnings(
         for statement in step.statements:
             for code, message in _statement_warnings(statement, in_block):
                 warn(step, statement, code, message)
-    for step, statement, finding in lock_findings(plan, version or plan.postgres or NEWEST):
+    for step, statement, finding in lock_findings(
+        plan, version or plan.postgres or NEWEST, created
+    ):
         warn(step, statement, finding.code, finding.message, finding.relation)
     if pooler:
         for step, statement, code, message in pooler_findings(plan):
             warn(step, statement, code, message)
     if compat:
-        for step, statement, code, message in compat_findings(plan):
+        for step, statement, code, message in compat_findings(plan, created):
             warn(step, statement, code, message)
     return found
 
 
-def lock_findings(plan: Plan, version: int) -> Iterator[tuple[AnyStep, Statement, Finding]]:
+def lock_findings(
+    plan: Plan, version: int, created: frozenset[str] = frozenset()
+) -> Iterator[tuple[AnyStep, Statement, Finding]]:
     """The lock rules, statement by statement, with what the plan did before each (tables it
-    created, a lock_timeout it set) and what runs in the same transaction after it."""
-    context = Context(version=version)
+    created, a lock_timeout it set) and what runs in the same transaction after it; `created`
+    are tables new plans before it created."""
+    context = Context(version=version, created=set(created))
     pending: list[tuple[AnyStep, Statement]] = []  # the transaction so far
     in_block = False
     for step in in_force(plan, {}).steps:
@@ -225,3 +237,17 @@ def _names(objects: list[Any]) -> list[str]:
             ".".join(p.get("String", {}).get("sval", "?") for p in parts if isinstance(p, dict))
         )
     return names
+
+
+def created_tables(plan: Plan) -> set[str]:
+    """The tables a plan creates (bare names): CREATE TABLE, CREATE TABLE AS."""
+    found = set()
+    for step in plan.steps:
+        for statement in step.statements:
+            node = statement.node
+            relation = node.get("relation") if statement.kind == "CreateStmt" else None
+            if statement.kind == "CreateTableAsStmt":
+                relation = node.get("into", {}).get("rel")
+            if isinstance(relation, dict) and isinstance(relation.get("relname"), str):
+                found.add(relation["relname"])
+    return found

@@ -67,7 +67,7 @@ def test_check_of_many_files_reports_every_file_when_one_hits_a_bug(
 
     real = review.warnings
 
-    def sometimes_broken(plan: Any, version: int | None = None, **options: bool) -> Any:
+    def sometimes_broken(plan: Any, version: int | None = None, **options: Any) -> Any:
         if plan.name == "second":
             raise RecursionError("deep")
         return real(plan, version, **options)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,38 @@ def test_the_branch_own_plans_and_what_they_stand_on(tmp_path: Path) -> None:
     git(tmp_path, "checkout", "-q", "feature")
     code, report, stderr = check(tmp_path, "migrations", "--changed-since", "main")
     assert [Path(f).name for f in report["files"]] == names
+
+
+def test_tables_new_plans_create_are_exempt_in_the_plans_after(tmp_path: Path) -> None:
+    """An index on a table a new plan of the same change creates blocks nobody: no one uses the
+    table yet. An index on a table an old plan created (in use, in production) still warns, and
+    so does one on a table whose plan was only modified (it may have run long ago)."""
+    migrations = repository(tmp_path)
+    git(tmp_path, "checkout", "-q", "-b", "feature")
+    (migrations / "005_fresh.yaml").write_text(plan("fresh", "CREATE TABLE fresh (id int, a int)"))
+    (migrations / "006_indexes.yaml").write_text(
+        "sqlplan: 1\nname: indexes\nsteps:\n"
+        "  - batch: CREATE INDEX fresh_a ON fresh (a)\n"
+        "  - batch: CREATE INDEX orders_note ON orders (note)\n"
+        "  - batch: CREATE INDEX customers_x ON customers (id)\n"
+    )
+    git(tmp_path, "add", ".")
+    git(tmp_path, "commit", "-q", "-m", "fresh")
+    _, report, stderr = check(tmp_path, "migrations", "--changed-since", "main")
+    warned = sorted(
+        re.findall(r"SHARE lock on (\w+)", d["message"])[0] for d in report["diagnostics"]
+    )
+    assert warned == ["customers", "orders"], stderr
+    # a plan that was only modified: its tables are not new
+    (migrations / "002_customers.yaml").write_text(
+        plan("customers", "CREATE TABLE customers (id int, name text)")
+    )
+    _, report, _ = check(tmp_path, "migrations", "--changed-since", "main")
+    messages = [d["message"] for d in report["diagnostics"] if d["code"] == "create-index"]
+    assert len(messages) == 2
+    # without --changed-since every plan is judged alone, as before
+    _, report, _ = check(tmp_path, "migrations")
+    assert len([d for d in report["diagnostics"] if d["code"] == "create-index"]) == 3
 
 
 def test_nothing_changed_and_a_bad_ref(tmp_path: Path) -> None:
