@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import SqlPlanError
 from .loading import Vars, _assignments
@@ -34,6 +34,7 @@ def rehearse(
     connect_timeout: float | None = None,
     notify: Callable[[str], None] | None = None,
     handle_signals: bool = False,
+    review: Any = None,
 ) -> Rehearsal:
     """Run the plan in one transaction and roll it back: for each statement, the locks it
     took, the tables it rewrote, rows and time (`Rehearsal.statements`), and whether all ran
@@ -72,15 +73,17 @@ def rehearse(
         # goes as far as it got; a second one stops at once. Either way nothing commits.
         interrupts.arm(lambda: cancel(target, con))
         try:
-            return rehearse_plan(
+            result = rehearse_plan(
                 plan,
                 con,
                 lock_timeout=lock_timeout,
                 statement_timeout=statement_timeout,
                 values=values,
                 # what only the database knows (partitions, indexes, foreign keys, views),
-                # for what the analysis says a statement "may" lock
+                # for what the analysis says a statement "may" lock; and its tables' sizes
                 look=snapshot,
             )
+            result.review = review  # the config file's thresholds, under the plan's own
+            return result
         finally:
             close(con)

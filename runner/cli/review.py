@@ -246,6 +246,11 @@ def show(
     is_flag=True,
     help="Findings (observed locks that differ from the analysis) fail too.",
 )
+@click.option(
+    "--review-config",
+    type=click.Path(exists=True, dir_okay=False),
+    help="The thresholds that grade each held lock [default: sqlplan-review.yaml here, if any]; a plan's own review: wins.",
+)
 @connect_retries_option
 @connect_timeout_option
 @pg_version_option
@@ -279,6 +284,7 @@ def rehearse(
     statement_timeout: str,
     skip_non_transactional: bool,
     strict: bool,
+    review_config: str | None,
     pg_version: int | None,
 ) -> None:
     """Run PLAN in one transaction and roll it back, reporting for each statement the locks it
@@ -295,12 +301,15 @@ def rehearse(
     from ..run import interrupts
 
     try:
+        from ..api.checking import review_config as read_config
+
+        review = read_config(review_config)
         result = api.rehearse(
             plan_file, database_url=database_url, data_dir=data_dir, vars=var,
             vars_files=vars_files, lock_timeout=lock_timeout,
             statement_timeout=statement_timeout,
             skip_non_transactional=skip_non_transactional, connect_retries=connect_retries,
-            connect_timeout=connect_timeout, notify=notify, handle_signals=True,
+            connect_timeout=connect_timeout, notify=notify, handle_signals=True, review=review,
         )  # fmt: skip
     except SqlPlanError as e:
         fail(e)

@@ -175,6 +175,7 @@ def _held(rehearsal: Mapping[str, Any] | None) -> dict[int, list[str]]:
         figures = f" ({table_figures(table)})" if table else ""
         held.setdefault(hold["first_step"], []).append(
             f"{hold['mode']} on {hold['relation']}: {_ms(hold['seconds'])}{until}{figures}"
+            + (f" [{hold['grade']}]" if "grade" in hold else "")
         )
     return held
 

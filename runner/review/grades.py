@@ -193,6 +193,19 @@ def grade(code: str, relation: str, stats: Stats, settings: ReviewSettings) -> G
 SEVERITY = {"small": "note", "medium": "warning", "large": "error"}
 
 
+def hold_grade(seconds: float, table: Mapping[str, Any] | None, settings: ReviewSettings) -> str:
+    """The grade of a lock a rehearsal held for `seconds`: measured on a copy, the time needs
+    no estimate; the table's writes a minute (when known) still make a busy table large."""
+    s = Limits.of(settings)
+    known = table["writes_per_minute"] if table is not None else None
+    rate = float(known) if known is not None else 0.0
+    if rate >= s.busy or seconds >= s.large:
+        return "large"
+    if seconds < s.small and rate < s.busy / 10:
+        return "small"
+    return "medium"
+
+
 def graded(
     diagnostics: Sequence[Diagnostic],
     stats: Stats,

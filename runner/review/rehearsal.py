@@ -9,10 +9,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..plan.model import ReviewSettings
 from ..plan.sqlparse import parse
 from .catalog import Catalog
 from .ddl import learn
-from .grades import Stats, table_figures
+from .grades import Stats, hold_grade, table_figures
 from .learned import LearnedCatalog
 from .locks import MODES, NEWEST, Lock, describe, locks, what_waits
 from .warnings import first_line, transactions
@@ -110,6 +111,7 @@ class Hold:
     last_step: int  # the step whose end commits the transaction
     seconds: float  # the rehearsal's time from that statement to the transaction's end
     table: Mapping[str, Any] | None = None  # its size and writes, as `sqlplan stats` reads them
+    grade: str = "medium"  # small, medium or large: review/grades.py's hold_grade
 
     @property
     def figures(self) -> str:
@@ -129,6 +131,7 @@ def holds(rehearsal: Rehearsal, rows: list[Compared]) -> list[Hold]:
     unit = {t.step.number: t.opened_by or t.step.number for t in transactions(rehearsal.plan)}
     sizes = getattr(rehearsal.catalog, "sizes", None)
     stats = Stats(sizes) if sizes else None
+    settings = rehearsal.plan.review.over(rehearsal.review or ReviewSettings())
     found: list[Hold] = []
     existed = {_bare(relation) for relation in rehearsal.existing}
     ran = [row for row in rows if row.observed.status == "ran"]
@@ -154,8 +157,9 @@ def holds(rehearsal: Rehearsal, rows: list[Compared]) -> list[Hold]:
                     mode,
                     members[index].observed.step,
                     max(number for number, of in unit.items() if of == key),
-                    sum(row.observed.seconds for row in members[index:]),
-                    stats.find(relation) if stats is not None else None,
+                    seconds := sum(row.observed.seconds for row in members[index:]),
+                    table := stats.find(relation) if stats is not None else None,
+                    hold_grade(seconds, table, settings),
                 )
             )
     return found
@@ -256,7 +260,8 @@ def _hold(hold: Hold, code: str = "") -> str:
     end = "the end of step" if hold.first_step == hold.last_step else "the COMMIT of step"
     figures = f" ({hold.figures})" if hold.figures else ""
     return (
-        f"{hold.mode} on {code}{hold.relation}{code}{figures}: {hold.seconds * 1000:.1f} ms, from its "
+        f"{hold.mode} on {code}{hold.relation}{code}{figures}: {hold.seconds * 1000:.1f} ms "
+        f"[{hold.grade}], from its "
         f"statement in step {hold.first_step} to {end} {hold.last_step}; {hold.waits}"
     )
 
@@ -313,6 +318,7 @@ def _document(rehearsal: Rehearsal, rows: list[Compared]) -> dict[str, object]:
                 "first_step": hold.first_step,
                 "last_step": hold.last_step,
                 "seconds": round(hold.seconds, 6),
+                "grade": hold.grade,
                 "table": (
                     {
                         "rows": hold.table["rows"],

@@ -66,10 +66,12 @@ def rehearsal_document(rehearsal: Rehearsal, version: int | None = None) -> dict
             _at(
                 step.position,
                 f"{step.label}: {hold.mode} on {hold.relation} held for "
-                f"{hold.seconds * 1000:.1f} ms in the rehearsal, until {end} {hold.last_step}; "
-                f"{hold.waits}",
+                f"{hold.seconds * 1000:.1f} ms in the rehearsal [{hold.grade}"
+                + (f": {hold.figures}" if hold.figures else "")
+                + f"], until {end} {hold.last_step}; {hold.waits}",
                 "blocks-others",
                 f"{hold.mode} {hold.relation}",
+                _HOLD_LEVELS[hold.grade],
             )
         )
     return _log(REHEARSAL_RULES, found)
@@ -79,8 +81,13 @@ def render(document: dict[str, Any]) -> str:
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 
 
-def _at(position: Position, message: str, code: str, context: str) -> Diagnostic:
-    return Diagnostic(position, message, code, rule(code).severity, context=context)
+_HOLD_LEVELS = {"small": "note", "medium": "warning", "large": "error"}
+
+
+def _at(
+    position: Position, message: str, code: str, context: str, severity: str = ""
+) -> Diagnostic:
+    return Diagnostic(position, message, code, severity or rule(code).severity, context=context)
 
 
 def _log(rules: Sequence[Rule], found: Sequence[Diagnostic]) -> dict[str, Any]:

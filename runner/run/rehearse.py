@@ -74,6 +74,7 @@ class Rehearsal:
     existing: set[str] = field(default_factory=set)  # the relations there before the plan
     interrupted: int | None = None  # the signal (Ctrl-C, SIGTERM) that stopped it
     catalog: Any = None  # what `look` read of the database before the plan ran
+    review: Any = None  # the review config file's settings, under the plan's own (grading)
 
     @property
     def ok(self) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from conftest import ROOT, Cli, Database
 from hypothesis import given
 from hypothesis import strategies as st
@@ -203,3 +204,32 @@ def test_limits_take_the_plan_then_the_file_then_the_defaults() -> None:
     config = ReviewSettings(large=20.0, busy=5)
     limits = Limits.of(plan.over(config))
     assert (limits.large, limits.busy, limits.small, limits.rewrite_rate) == (10.0, 5.0, 1.0, 50.0)
+
+
+@pytest.mark.parametrize(
+    ("review", "grade", "level"),
+    [
+        ("{small: 1h, busy: 1000000000000}", "small", "note"),
+        ("{small: 1us, large: 1h, busy: 1000000000000}", "medium", "warning"),
+        ("{large: 1us}", "large", "error"),
+    ],
+)
+def test_a_rehearsal_grades_the_locks_it_held(
+    cli: Cli, database: Database, review: str, grade: str, level: str
+) -> None:
+    """On a copy the time a lock was held is measured: the grade follows the thresholds."""
+    database.query(TABLES)
+    cli.write(
+        "plan.yaml",
+        f"sqlplan: 1\nname: held\nreview: {review}\nsteps:\n"
+        "  - batch: CREATE INDEX big_pad ON big (pad)\n",
+    )
+    result = cli("rehearse", "plan.yaml", "--database-url", database.url, "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    (hold,) = json.loads(result.stdout)["holds"]
+    assert (hold["relation"], hold["mode"], hold["grade"]) == ("big", "SHARE", grade)
+    assert hold["table"]["rows"] == 60000
+    sarif = cli("rehearse", "plan.yaml", "--database-url", database.url, "--format", "sarif")
+    (finding,) = json.loads(sarif.stdout)["runs"][0]["results"]
+    assert (finding["ruleId"], finding["level"]) == ("blocks-others", level)
+    assert f"[{grade}: 60,000 rows, " in finding["message"]["text"]
