@@ -48,11 +48,13 @@ def main() -> int:
     extra = [a for r in rehearsals for a in ("--rehearsal", str(r))]
     made = _sqlplan("check", *chosen, "--format", "markdown", *extra)
     comment.write_text(made.stdout, encoding="utf-8")
-    sarif = ""
+    sarif = rehearsal_sarif = ""
     if _true(env.get("SQLPLAN_SARIF")):
         scanned = _sqlplan("check", *chosen, "--format", "sarif")
         (work / "sqlplan.sarif").write_text(scanned.stdout, encoding="utf-8")
         sarif = str(work / "sqlplan.sarif")
+        if rehearsals:
+            rehearsal_sarif = _merge([r.with_suffix(".sarif") for r in rehearsals], work)
 
     _append(env.get("GITHUB_STEP_SUMMARY"), made.stdout)
     verdict = made.stdout.splitlines()[1].removeprefix("### sqlplan: ").replace("**", "")
@@ -62,7 +64,11 @@ def main() -> int:
         errors=str(report["errors"]),
         warnings=str(report["warnings"]),
         plans=str(len(report["files"])),
-        **{"comment-file": str(comment), "sarif-file": sarif},
+        **{
+            "comment-file": str(comment),
+            "sarif-file": sarif,
+            "rehearsal-sarif-file": rehearsal_sarif,
+        },
     )
     if _true(env.get("SQLPLAN_COMMENT", "true")) and _pull_request(event):
         _post(comment, update_only=not report["files"])
@@ -77,7 +83,8 @@ def _rehearse(files: list[str], url: str, apply: bool, work: Path) -> tuple[list
     if not url:
         return done, failed
     for index, file in enumerate(files):
-        result = _sqlplan("rehearse", file, "--format", "json", url=url)
+        scanned = work / f"rehearsal-{index + 1}.sarif"
+        result = _sqlplan("rehearse", file, "--format", "json", "--sarif", str(scanned), url=url)
         if result.returncode in (4, 5):  # configuration, connection: the others would fail too
             _command("error", f"cannot rehearse on the database given: {_last(result.stderr)}")
             return done, True
@@ -100,6 +107,20 @@ def _rehearse(files: list[str], url: str, apply: bool, work: Path) -> tuple[list
                          f"{_last(ran.stderr)}; the plans after it were not rehearsed")  # fmt: skip
                 return done, True
     return done, failed
+
+
+def _merge(files: list[Path], work: Path) -> str:
+    """The rehearsals' SARIF as one run (code scanning takes one run per tool and category)."""
+    logs = [json.loads(f.read_text(encoding="utf-8")) for f in files if f.is_file()]
+    if not logs:
+        return ""
+    merged = logs[0]
+    run = merged["runs"][0]
+    for log in logs[1:]:
+        run["results"] += log["runs"][0]["results"]
+    path = work / "rehearsal.sarif"
+    path.write_text(json.dumps(merged, indent=2), encoding="utf-8")
+    return str(path)
 
 
 def _post(comment: Path, *, update_only: bool) -> None:

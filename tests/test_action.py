@@ -35,7 +35,7 @@ def test_action_yml_names_only_what_it_declares() -> None:
     for step_id, output in re.findall(r"steps\.([A-Za-z0-9_-]+)\.outputs\.([A-Za-z0-9_-]+)", text):
         assert step_id in ids, step_id
         if step_id == "review":
-            assert output in ACTION["outputs"] or output == "sarif-file"
+            assert output in ACTION["outputs"]
     for step in steps:
         assert ("uses" in step) != ("run" in step), step
         if "run" in step:
@@ -194,6 +194,14 @@ def test_the_review_end_to_end(tmp_path: Path, database: Database) -> None:
     assert result["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == (
         "migrations/002_index.yaml"
     )
+    rehearsal = json.loads(Path(outputs["rehearsal-sarif-file"]).read_text())
+    (run,) = rehearsal["runs"]  # both rehearsals' findings in one run
+    held = [
+        (r["ruleId"], r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"])
+        for r in run["results"]
+    ]
+    assert ("blocks-others", "migrations/002_index.yaml") in held
+    assert ("blocks-others", "migrations/003_column.yaml") in held
     assert TOKEN not in done.stdout + done.stderr
     # a rehearsal rolls back: the database is as it was
     assert database.query("SELECT count(*) FROM pg_indexes WHERE indexname = 'items_a'") == [[0]]

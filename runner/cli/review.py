@@ -251,6 +251,12 @@ def show(
     type=click.Path(exists=True, dir_okay=False),
     help="The thresholds that grade each held lock [default: sqlplan-review.yaml here, if any]; a plan's own review: wins.",
 )
+@click.option(
+    "--sarif",
+    "sarif_file",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Also write the findings as SARIF 2.1.0 to this file, beside the --format report (one rehearsal, two reports).",
+)
 @connect_retries_option
 @connect_timeout_option
 @pg_version_option
@@ -285,6 +291,7 @@ def rehearse(
     skip_non_transactional: bool,
     strict: bool,
     review_config: str | None,
+    sarif_file: str | None,
     pg_version: int | None,
 ) -> None:
     """Run PLAN in one transaction and roll it back, reporting for each statement the locks it
@@ -321,12 +328,21 @@ def rehearse(
             err=True,
         )
         exit_with(signal_code(e.signum))
-    if report_format == "sarif":
+    scanned = ""
+    if report_format == "sarif" or sarif_file:
         from ..review import sarif
 
-        click.echo(sarif.render(sarif.rehearsal_document(result, pg_version)), nl=False)
+        scanned = sarif.render(sarif.rehearsal_document(result, pg_version))
+    if report_format == "sarif":
+        click.echo(scanned, nl=False)
     else:
         click.echo(render(result, report_format, pg_version), nl=False)
+    if sarif_file:
+        try:
+            with open(sarif_file, "w", encoding="utf-8") as f:
+                f.write(scanned)
+        except OSError as e:
+            fail(UsageError(f"--sarif {sarif_file}: {e.strerror or e}"))
     if result.interrupted is not None:
         sys.stdout.flush()
         click.echo(

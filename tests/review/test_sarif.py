@@ -234,3 +234,20 @@ steps:
     assert all(f[3] == "note" and " ms in the rehearsal" in f[5] for f in holds)
     assert any("ACCESS EXCLUSIVE on items" in f[5] for f in holds)
     assert Path(document["runs"][0]["originalUriBaseIds"]["SRCROOT"]["uri"][7:]) == cli.cwd
+
+
+def test_rehearse_writes_sarif_beside_its_report(cli: Cli, database: Database) -> None:
+    database.query("CREATE TABLE items (id int PRIMARY KEY, a int)")
+    cli.write("plan.yaml", "sqlplan: 1\nname: r\nsteps:\n  - batch: CREATE INDEX i ON items (a)\n")
+    result = cli("rehearse", "plan.yaml", "--database-url", database.url, "--sarif", "out.sarif")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.startswith("rehearsal of plan r")  # the text report, as asked
+    document = json.loads((cli.cwd / "out.sarif").read_text())
+    _valid(document)
+    assert [r["ruleId"] for r in document["runs"][0]["results"]] == ["blocks-others"]
+    blocked = cli(
+        "rehearse", "plan.yaml", "--database-url", database.url, "--sarif", "no/such/dir.sarif"
+    )
+    assert blocked.exit_code == 2
+    assert blocked.stdout.startswith("rehearsal of plan r")  # the report came first
+    assert "--sarif no/such/dir.sarif: No such file or directory" in blocked.stderr
