@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +25,7 @@ def main() -> int:
     work = Path(env.get("RUNNER_TEMP") or "/tmp") / "sqlplan-review"
     work.mkdir(parents=True, exist_ok=True)
     event = _event(env.get("GITHUB_EVENT_PATH"))
-    paths = env.get("SQLPLAN_PATHS", "").split() or ["plans"]
+    paths = _paths(env.get("SQLPLAN_PATHS", "")) or ["plans"]
     url = env.get("SQLPLAN_REHEARSE_URL", "")
     _mask(url)
     base = env.get("SQLPLAN_BASE") or _base(event)
@@ -74,6 +75,12 @@ def main() -> int:
         _post(comment, update_only=not report["files"])
     print(f"sqlplan: {verdict}")
     return 1 if failed or checked.returncode == 1 else 0
+
+
+def _paths(text: str) -> list[str]:
+    """One path a line; on one line, separated by spaces (quote a path that has some)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines if len(lines) > 1 else shlex.split(text)
 
 
 def _rehearse(files: list[str], url: str, apply: bool, work: Path) -> tuple[list[Path], bool]:

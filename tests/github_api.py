@@ -37,6 +37,7 @@ class Api:
         self.replies = list(replies)
         self.requests: list[Request] = []
         self.url = ""
+        self.raw: bytes | None = None  # a body to send as it is, instead of the replies' JSON
 
     def handle(self, handler: BaseHTTPRequestHandler) -> None:
         length = int(handler.headers.get("Content-Length") or 0)
@@ -51,6 +52,8 @@ class Api:
         )
         reply = self.replies.pop(0) if self.replies else Reply(500, {"message": "unexpected"})
         data = json.dumps(reply.body).encode() if reply.body is not None else b""
+        if self.raw is not None:
+            data = self.raw
         handler.send_response(reply.status)
         for name, value in reply.headers.items():
             handler.send_header(name, value.replace("{api}", self.url))

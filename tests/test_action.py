@@ -244,3 +244,17 @@ def test_nothing_changed_adds_no_comment(tmp_path: Path, comment: str) -> None:
     assert outputs["plans"] == "0"
     assert outputs["verdict"] == "no plans changed"
     assert [r.method for r in api.requests] == (["GET"] if comment == "true" else [])
+
+
+def test_the_paths_input_takes_lines_or_words() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("review", ROOT / "action" / "review.py")
+    assert spec is not None
+    assert spec.loader is not None
+    review = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(review)
+    assert review._paths("migrations plans/seed.yaml") == ["migrations", "plans/seed.yaml"]
+    assert review._paths("migrations\nmy plans/a.yaml\n") == ["migrations", "my plans/a.yaml"]
+    assert review._paths("'my plans'") == ["my plans"]
+    assert review._paths("") == []

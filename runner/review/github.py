@@ -133,8 +133,15 @@ def _send(
     for attempt in range(_ATTEMPTS):
         try:
             with urllib.request.urlopen(request, timeout=_TIMEOUT) as response:
-                text = response.read().decode("utf-8")
-                return (json.loads(text) if text else None), response.headers
+                raw = response.read()
+                headers = response.headers
+            try:
+                return (json.loads(raw.decode("utf-8")) if raw else None), headers
+            except (UnicodeDecodeError, ValueError):
+                raise ConnectError(
+                    f"GitHub answered {method} {_path(url)} with something that is not JSON "
+                    f"({len(raw)} bytes): is GITHUB_API_URL the API's address?"
+                ) from None
         except urllib.error.HTTPError as e:
             if e.code in (502, 503, 504) and attempt + 1 < _ATTEMPTS:
                 time.sleep(2**attempt)

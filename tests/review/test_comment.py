@@ -299,6 +299,15 @@ def test_a_refusal_is_reported_with_exit_code_5(tmp_path: Path, reply: Reply, sa
     assert TOKEN not in result.output
 
 
+def test_an_answer_that_is_not_json_is_reported(tmp_path: Path) -> None:
+    (tmp_path / "body.md").write_text("x\n")
+    with serve([Reply(200, None, {"X-Raw": "<html>"})]) as api:
+        api.raw = b"<html>proxy login</html>"
+        result = sqlplan("comment", "body.md", cwd=tmp_path, env=_env(api.url))
+    assert result.exit_code == 5
+    assert "with something that is not JSON" in result.stderr
+
+
 def test_what_is_missing_is_a_configuration_error(tmp_path: Path) -> None:
     (tmp_path / "body.md").write_text("x\n")
     no_token = sqlplan("comment", "body.md", cwd=tmp_path, env={"GITHUB_TOKEN": "", "GH_TOKEN": ""})
