@@ -63,6 +63,8 @@ WARNING_RULES = (
          "a `WHERE` clause for the rows meant"),
     Rule("no-transaction-block", "a statement that cannot run in a transaction block is in one",
          "warning", _CHECK, "a step of its own, outside any `BEGIN` ... `COMMIT`"),
+    Rule("unnamed-concurrent-index", "CREATE INDEX CONCURRENTLY without a name", "warning",
+         _CHECK, "name the index: a failed build is then dropped and built again"),
     Rule("create-index", "CREATE INDEX without CONCURRENTLY: writes wait for the build",
          "warning", _LOCKS, "`CREATE INDEX CONCURRENTLY`, in a step of its own"),
     Rule("add-column-rewrite", "ADD COLUMN that rewrites the table under ACCESS EXCLUSIVE",

@@ -24,6 +24,7 @@ WARNING_CODES = (
     "delete-without-where",
     "update-without-where",
     "no-transaction-block",
+    "unnamed-concurrent-index",
     *RULES,
     *POOLER_CODES,
     *COMPAT_CODES,
@@ -219,6 +220,12 @@ def _statement_warnings(statement: Statement, in_block: bool) -> Iterator[tuple[
         yield "delete-without-where", "DELETE without WHERE deletes every row"
     elif kind == "UpdateStmt" and "whereClause" not in node:
         yield "update-without-where", "UPDATE without WHERE changes every row"
+    if kind == "IndexStmt" and node.get("concurrent") and not node.get("idxname"):
+        yield (
+            "unnamed-concurrent-index",
+            "CREATE INDEX CONCURRENTLY without a name: a build that fails or is interrupted "
+            "leaves an INVALID index that cannot be found by name to be dropped and built again",
+        )
     if in_block:
         name = non_transactional(statement)
         if name:

@@ -23,7 +23,7 @@ from ..plan.model import (
 )
 from ..plan.sqlparse import block_open_after, closes_block
 from ..plan.vars import bind_step
-from . import captures, expectations, interrupts, wire
+from . import captures, expectations, interrupts, repair, wire
 from .checked import Checked
 from .failures import failed_row, roll_back, server_failure, step_failed
 from .messages import Output, before_fields, say, say_count, show_query
@@ -53,12 +53,50 @@ def run_step(plan: Plan, step: AnyStep, con: wire.Session, out: Output, state: V
     (None where the server gives no count)."""
     if isinstance(step, (ExecuteStep, QueryStep)) and (step.captures or step.expect):
         return run_checked(plan, step, con, out, state)  # checked before it commits
+    build = repair.target(step)
+    if build is not None:  # a concurrent build: first, what an earlier one left INVALID
+        _repaired(step, out, build, con, "an earlier build left")
     commits = commits_itself(step, wire.transaction_status(con))
     try:
         return RUN_ALONE[step.kind](plan, step, con, out, state, commits=commits)
     except wire.ServerFailure as failure:
         rolled_back = roll_back(con)
-        raise server_failure(step, failure, rolled_back) from None
+        error = server_failure(step, failure, rolled_back)
+        if build is not None:
+            left = _repaired(step, out, build, con, "this failure left")
+            if left:
+                error.rolled_back = (
+                    f"the INVALID {'index' if len(left) == 1 else 'indexes'} it left "
+                    f"({', '.join(left)}) dropped: nothing half-built stays"
+                )
+        raise error from None
+
+
+def _repaired(
+    step: AnyStep, out: Output, build: repair.Target, con: wire.Session, who: str
+) -> list[str]:
+    """Drop what a concurrent build left INVALID, and say so; the names dropped."""
+    try:
+        dropped = repair.repair(con, build)
+    except wire.ServerFailure as failure:  # a long transaction elsewhere, no right to drop it
+        roll_back(con)
+        out.warning(
+            step.position,
+            f"{step.label}: could not drop an INVALID index {who}: "
+            f"{failure.fields.get('M', '')} [{failure.fields.get('C', '')}]; it stays INVALID, "
+            "and the next run drops it and builds it again",
+            "repair",
+        )
+        return []
+    for name in dropped:
+        out.warning(
+            step.position,
+            f"{step.label}: dropped the INVALID index {name} {who} (pg_index.indisvalid "
+            f"false: never used by reads, still kept up by writes)"
+            + ("; building it again" if who.startswith("an earlier") else ""),
+            "repair",
+        )
+    return dropped
 
 
 def _batch_alone(
