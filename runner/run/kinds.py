@@ -54,22 +54,39 @@ def run_step(plan: Plan, step: AnyStep, con: wire.Session, out: Output, state: V
     if isinstance(step, (ExecuteStep, QueryStep)) and (step.captures or step.expect):
         return run_checked(plan, step, con, out, state)  # checked before it commits
     build = repair.target(step)
-    if build is not None:  # a concurrent build: first, what an earlier one left INVALID
+    if build is not None and build.ahead:  # a rebuild's leftovers do not get in its way: look
         _repaired(step, out, build, con, "an earlier build left")
-    commits = commits_itself(step, wire.transaction_status(con))
-    try:
-        return RUN_ALONE[step.kind](plan, step, con, out, state, commits=commits)
-    except wire.ServerFailure as failure:
-        rolled_back = roll_back(con)
-        error = server_failure(step, failure, rolled_back)
-        if build is not None:
-            left = _repaired(step, out, build, con, "this failure left")
-            if left:
-                error.rolled_back = (
-                    f"the INVALID {'index' if len(left) == 1 else 'indexes'} it left "
-                    f"({', '.join(left)}) dropped: nothing half-built stays"
-                )
-        raise error from None
+    for attempt in (1, 2):
+        commits = commits_itself(step, wire.transaction_status(con))
+        try:
+            rows = RUN_ALONE[step.kind](plan, step, con, out, state, commits=commits)
+        except wire.ServerFailure as failure:
+            rolled_back = roll_back(con)
+            if (
+                build is not None
+                and attempt == 1
+                and failure.fields.get("C") == "42P07"  # the name is taken: by a half-built one?
+                and _repaired(step, out, build, con, "an earlier build left")
+            ):
+                continue
+            error = server_failure(step, failure, rolled_back)
+            if build is not None:
+                left = _repaired(step, out, build, con, "this failure left")
+                if left:
+                    error.rolled_back = (
+                        f"the INVALID {'index' if len(left) == 1 else 'indexes'} it left "
+                        f"({', '.join(left)}) dropped: nothing half-built stays"
+                    )
+            raise error from None
+        if (
+            build is not None
+            and attempt == 1
+            and repair.skipped(con)  # IF NOT EXISTS skipped it: a half-built one?
+            and _repaired(step, out, build, con, "an earlier build left")
+        ):
+            continue
+        return rows
+    raise AssertionError("unreachable")
 
 
 def _repaired(

@@ -1,9 +1,10 @@
 """Concurrent index builds that repair themselves. A CREATE INDEX CONCURRENTLY that fails or is
 interrupted leaves its index INVALID (pg_index.indisvalid false): writes keep maintaining it,
-reads never use it, and `IF NOT EXISTS` then skips it silently. Before such a step runs,
-sqlplan looks for the INVALID index it would build (or, for REINDEX CONCURRENTLY, the
-`_ccnew`/`_ccold` copies a failed rebuild leaves), drops it concurrently and says so; after
-such a step fails, it drops what the failure left, while the connection still stands."""
+reads never use it, and `IF NOT EXISTS` then skips it silently. When such a step finds its
+name taken (or skipped) by the INVALID index an earlier build left, sqlplan drops it
+concurrently, says so and builds it again; before a REINDEX CONCURRENTLY it drops the
+`_ccnew`/`_ccold` copies a failed rebuild left; after such a step fails, it drops what the
+failure left, while the connection still stands."""
 
 from __future__ import annotations
 
@@ -40,6 +41,10 @@ class Target:
     relation: str  # quoted, as to_regclass reads it
     name: str  # the index's name ('' for every copy on a table)
     what: str  # for the message
+    # Look before the step runs. A build of a named index needs no look: a half-built one in
+    # its way makes it fail on the name (42P07), or IF NOT EXISTS skip it with a notice, and
+    # only then is the catalogue read: no round trip when nothing was left.
+    ahead: bool = False
 
 
 def target(step: AnyStep) -> Target | None:
@@ -62,9 +67,9 @@ def target(step: AnyStep) -> Target | None:
     ):
         kind = node.get("kind")
         if kind == "REINDEX_OBJECT_INDEX":
-            return Target(_FIND_COPIES, qualified, relation["relname"], "the rebuilt index")
+            return Target(_FIND_COPIES, qualified, relation["relname"], "the rebuilt index", True)
         if kind == "REINDEX_OBJECT_TABLE":
-            return Target(_FIND_COPIES, qualified, "", "the rebuilt indexes")
+            return Target(_FIND_COPIES, qualified, "", "the rebuilt indexes", True)
     return None
 
 
@@ -91,6 +96,11 @@ def repair(con: wire.Session, found: Target) -> list[str]:
         if wire.transaction_status(con) == b"I":
             wire.extended(con, "SELECT set_config('lock_timeout', $1, false)", [[before]])
     return dropped
+
+
+def skipped(con: wire.Session) -> bool:
+    """Whether the statement just run skipped its index as one that exists (IF NOT EXISTS)."""
+    return any(notice.get(b"C") == b"42P07" for notice in con.notices)
 
 
 def _quoted(schema: object, name: str) -> str:
