@@ -3,7 +3,7 @@ newlines, any Unicode, long enough for the server to clip them) given to plans w
 make the server echo them (an error's message, detail and hint, a WARNING, a failing row's
 detail, a returned row, a captured value, an expectation's difference, the history's error
 column), searched for in every channel: stdout, stderr, --format json and github, JUnit, the
-Markdown summary, show, --dry-run, rehearse in each format, status, the history table, and a
+Markdown summary, show, --dry-run, rehearse in each format (SARIF too), status, the history table, and a
 usage error. Nothing else is altered: the reports stay valid, their keys and numbers exact.
 
 A secret shorter than four characters is refused before anything runs (secrets.py says why).
@@ -120,7 +120,7 @@ def search_every_output(
     for name in names if every else names[2:3]:
         keep(f"show {name}", "show", name)
         keep(f"dry-run {name}", "run", name, "--dry-run")
-        for fmt in ("text", "json", "markdown"):
+        for fmt in ("text", "json", "markdown", "sarif"):
             keep(f"rehearse {name} {fmt}", "rehearse", name, "--format", fmt, codes=(0, 1))
     keep("status", "status", ONCE)
     keep("status json", "status", ONCE, "--format", "json")
