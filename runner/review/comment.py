@@ -120,6 +120,15 @@ class _Section:
     def _steps(self) -> list[str]:
         assert self.plan is not None
         locks = step_locks(self.plan, self.version)
+        if self.rehearsal is not None:  # the rehearsal's, resolved by the database's catalogue
+            rehearsed: dict[int, list[str]] = {}
+            for statement in self.rehearsal["statements"]:
+                if "analysis_text" in statement:
+                    rehearsed.setdefault(statement["step"], []).extend(statement["analysis_text"])
+            locks = {
+                number: tuple(dict.fromkeys(rehearsed[number])) if number in rehearsed else lines
+                for number, lines in locks.items()
+            }
         held = _held(self.rehearsal)
         warnings: dict[int, list[Diagnostic]] = {}
         for d in self.found:

@@ -349,6 +349,7 @@ def _document(rehearsal: Rehearsal, rows: list[Compared]) -> dict[str, object]:
                     {"relation": lock.relation, "mode": lock.mode, "rewrite": lock.rewrite}
                     for lock in row.expected
                 ],
+                "analysis_text": describe(row.expected),
                 "differences": list(row.differences),
             }
             for row in rows

@@ -181,6 +181,11 @@ steps:
     parser = _parsed(body)
     text = _text(parser)
     assert "held in the rehearsal" in text
+    # the analysis as the rehearsal resolved it: items has no partitions, so no "may" on them
+    offline = cli("check", "plan.yaml", "--format", "markdown").stdout
+    assert "may: SHARE on the partitions of items" in offline
+    assert "may: SHARE on the partitions of items" not in body
+    assert "SHARE on items, reads every row" in body
     for hold in holds:
         assert f"{hold['mode']} on {hold['relation']}: {hold['seconds'] * 1000:.1f} ms" in text
     assert any(h["mode"] == "ACCESS EXCLUSIVE" and h["first_step"] == 1 for h in holds)
