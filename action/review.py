@@ -35,6 +35,15 @@ def main() -> int:
         return 2
     chosen = [*paths, *(["--changed-since", base] if base else [])]
     chosen += ["--strict"] if _true(env.get("SQLPLAN_STRICT")) else []
+    stats = env.get("SQLPLAN_STATS", "")
+    if not stats and url:  # the sizes of the database the plans are rehearsed on
+        read = _sqlplan("stats", url=url)
+        if read.returncode == 0:
+            (work / "stats.json").write_text(read.stdout, encoding="utf-8")
+            stats = str(work / "stats.json")
+        else:
+            _command("warning", f"no table sizes to grade by: {_last(read.stderr)}")
+    chosen += ["--stats", stats] if stats else []
 
     checked = _sqlplan("check", *chosen, "--format", "json")
     if checked.returncode not in (0, 1):
