@@ -16,6 +16,7 @@ import pytest
 import yaml
 from conftest import ROOT, Database
 from github_api import RECORDED, Reply, comment_made, serve
+from gitrepo import git
 
 from runner.review.comment import MARKER
 
@@ -59,19 +60,6 @@ def test_the_install_script_keys_the_cache_on_the_requirements(tmp_path: Path) -
         ["bash", str(ROOT / "action" / "install.sh")], capture_output=True, check=False
     )
     assert wrong.returncode == 2
-
-
-def git(cwd: Path, *args: str) -> str:
-    env = {
-        **os.environ,
-        "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
-        "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com",
-    }  # fmt: skip
-    done = subprocess.run(
-        ["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=False
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip()
 
 
 def repository(root: Path) -> tuple[str, str]:

@@ -42,12 +42,7 @@ def history_status(
     try:
         found = history.read(con, [p.name for p in plans if p.once])
     except (wire.ServerFailure, wire.ConnectionLost) as e:
-        reason = (
-            f"{e.fields.get('M', '')} [{e.fields.get('C', '')}]"
-            if isinstance(e, wire.ServerFailure)
-            else f"the connection was lost ({e})"
-        )
-        raise SqlPlanError(f"reading sqlplan.history failed: {reason}") from None
+        raise SqlPlanError(f"reading sqlplan.history failed: {wire.reason(e)}") from None
     finally:
         close(con)
     return history.status(plans, found)

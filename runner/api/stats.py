@@ -29,12 +29,7 @@ def table_stats(
     try:
         rows = wire.extended(con, STATS_QUERY, [[]], text_rows=True).rows
     except (wire.ServerFailure, wire.ConnectionLost) as e:
-        reason = (
-            f"{e.fields.get('M', '')} [{e.fields.get('C', '')}]"
-            if isinstance(e, wire.ServerFailure)
-            else f"the connection was lost ({e})"
-        )
-        raise SqlPlanError(f"reading the catalogue failed: {reason}") from None
+        raise SqlPlanError(f"reading the catalogue failed: {wire.reason(e)}") from None
     finally:
         close(con)
     return stats_document(rows)

@@ -10,6 +10,7 @@ from typing import Any
 
 from ..plan.model import AnyStep, Plan
 from ..plan.sqlparse import Statement
+from .modes import object_names
 
 COMPAT_CODES = (
     "compat-drop-column",
@@ -46,7 +47,7 @@ def _breaks(
 ) -> Iterator[tuple[str, str]]:
     if kind == "DropStmt" and node.get("removeType") in _DROPPED:
         what = _DROPPED[node["removeType"]]
-        for name in _names(node.get("objects", [])):
+        for name in object_names(node.get("objects", [])):
             if name.rsplit(".", 1)[-1] not in created:
                 yield (
                     "compat-drop-table",
@@ -163,13 +164,3 @@ def _narrow(type_name: dict[str, Any]) -> str:
     if base in _LIMITED and modifiers:
         return f"{_LIMITED[base]}({', '.join(modifiers)})"
     return ""
-
-
-def _names(objects: list[Any]) -> list[str]:
-    names = []
-    for item in objects:
-        parts = item.get("List", {}).get("items", [item]) if isinstance(item, dict) else []
-        names.append(
-            ".".join(p.get("String", {}).get("sval", "?") for p in parts if isinstance(p, dict))
-        )
-    return names

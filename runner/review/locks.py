@@ -13,7 +13,7 @@ alter.py's; every other statement is read here.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -31,6 +31,7 @@ from .modes import (
     bare_name,
     defnames,
     describe,
+    object_names,
     relation_name,
     what_waits,
 )
@@ -174,7 +175,7 @@ def _analyse(statement: Statement, context: Context) -> Iterator[tuple[Lock, lis
     elif kind == "AlterTableStmt":  # a table, a view, a materialized view, a foreign table
         yield from alter_table(node, version)
     elif kind == "DropStmt" and node.get("removeType") == "OBJECT_INDEX":
-        for name in _object_names(node.get("objects", [])):
+        for name in object_names(node.get("objects", [])):
             if node.get("concurrent"):
                 yield Lock(name, "SHARE UPDATE EXCLUSIVE"), []
                 yield Lock(name, "SHARE UPDATE EXCLUSIVE", via="table"), []
@@ -194,7 +195,7 @@ def _analyse(statement: Statement, context: Context) -> Iterator[tuple[Lock, lis
                 )
     elif kind == "DropStmt" and node.get("removeType") in _DROPPED_RELATIONS:
         cascade = node.get("behavior") == "DROP_CASCADE"
-        for name in _object_names(node.get("objects", [])):
+        for name in object_names(node.get("objects", [])):
             yield Lock(name, "ACCESS EXCLUSIVE"), []
             if node.get("removeType") == "OBJECT_TABLE":
                 yield Lock(name, "ACCESS EXCLUSIVE", via="partitions"), []
@@ -210,10 +211,10 @@ def _analyse(statement: Statement, context: Context) -> Iterator[tuple[Lock, lis
             if len(parts) >= 2:
                 yield Lock(".".join(parts[:-1]), "ACCESS EXCLUSIVE"), []
     elif kind == "DropStmt" and node.get("removeType") == "OBJECT_STATISTIC_EXT":
-        for name in _object_names(node.get("objects", [])):
+        for name in object_names(node.get("objects", [])):
             yield Lock(name, "SHARE UPDATE EXCLUSIVE", via="table"), []
     elif kind == "DropStmt" and node.get("behavior") == "DROP_CASCADE":
-        for name in _object_names(node.get("objects", [])):
+        for name in object_names(node.get("objects", [])):
             yield Lock(name, "ACCESS EXCLUSIVE", via="dependents"), []
     elif kind == "DropStmt":
         pass  # a type, a function, a schema...: no relation, unless CASCADE reaches one
@@ -427,17 +428,6 @@ def _alter_index(node: dict[str, Any]) -> Iterator[tuple[Lock, list[Finding]]]:
             yield Lock(index, "ACCESS EXCLUSIVE", rewrite=None), []
         else:
             yield Lock(index, "ACCESS EXCLUSIVE"), []
-
-
-def _object_names(objects: Sequence[Any]) -> list[str]:
-    names = []
-    for item in objects:
-        if isinstance(item, dict) and "ObjectWithArgs" in item:  # a function: its name
-            parts = item["ObjectWithArgs"].get("objname", [])
-        else:
-            parts = item.get("List", {}).get("items", [item]) if isinstance(item, dict) else []
-        names.append(".".join(p.get("String", {}).get("sval", "?") for p in parts))
-    return names
 
 
 def _what(statement: Statement) -> str:

@@ -204,6 +204,21 @@ def relation_name(relation: dict[str, Any]) -> str:
     return ".".join(parts) or "?"
 
 
+def object_names(objects: Iterable[Any]) -> list[str]:
+    """Qualified names from a DROP's (or a COMMENT's, ...) objects: [List[String...]],
+    [String], or a function's ObjectWithArgs."""
+    names = []
+    for item in objects:
+        if isinstance(item, dict) and "ObjectWithArgs" in item:  # a function: its name
+            parts = item["ObjectWithArgs"].get("objname", [])
+        else:
+            parts = item.get("List", {}).get("items", [item]) if isinstance(item, dict) else []
+        names.append(
+            ".".join(p.get("String", {}).get("sval", "?") for p in parts if isinstance(p, dict))
+        )
+    return names
+
+
 def bare_name(name: str) -> str:
     return name.rsplit(".", 1)[-1]
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 from ..errors import Diagnostic
 from ..plan.model import BULK_CHUNK_ROWS, AnyStep, BatchStep, BulkInsertStep, Plan
@@ -14,6 +13,7 @@ from ..plan.sqlparse import Statement, closes_block, non_transactional, opens_bl
 from .compat import COMPAT_CODES
 from .compat import findings as compat_findings
 from .locks import KEEPS_TABLE, NEWEST, RULES, Context, Finding, findings, locks, note
+from .modes import object_names
 from .pooler import POOLER_CODES
 from .pooler import findings as pooler_findings
 
@@ -209,7 +209,7 @@ def first_line(text: str, width: int = 40) -> str:
 def _statement_warnings(statement: Statement, in_block: bool) -> Iterator[tuple[str, str]]:
     kind, node = statement.kind, statement.node
     if kind == "DropStmt" and node.get("removeType") in _DROPPED:
-        names = _names(node.get("objects", []))
+        names = object_names(node.get("objects", []))
         them = "them and all their" if len(names) > 1 else "it and all its"
         yield "drop", f"{_DROPPED[node['removeType']]} {', '.join(names)} deletes {them} data"
     elif kind == "DropdbStmt":
@@ -233,17 +233,6 @@ def _statement_warnings(statement: Statement, in_block: bool) -> Iterator[tuple[
                 "no-transaction-block",
                 f"{name} cannot run inside a transaction block, and this step runs it in one",
             )
-
-
-def _names(objects: list[Any]) -> list[str]:
-    """Qualified names from a DropStmt's objects: [List[String...]] or [String]."""
-    names = []
-    for item in objects:
-        parts = item.get("List", {}).get("items", [item]) if isinstance(item, dict) else []
-        names.append(
-            ".".join(p.get("String", {}).get("sval", "?") for p in parts if isinstance(p, dict))
-        )
-    return names
 
 
 def created_tables(plan: Plan) -> set[str]:

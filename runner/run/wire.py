@@ -161,6 +161,13 @@ class ServerFailure(Exception):
         self.completed = completed
 
 
+def reason(error: ServerFailure | ConnectionLost) -> str:
+    """What went wrong with a read sqlplan made for itself, in a few words."""
+    if isinstance(error, ServerFailure):
+        return f"{error.fields.get('M', '')} [{error.fields.get('C', '')}]"
+    return f"the connection was lost ({error})"
+
+
 def server_major(con: Session) -> int:
     """The server's major version (18 for "18.6", 15 for "15.18 (Debian ...)"); 0 if unknown."""
     version = str(con.parameter_statuses.get("server_version", ""))
