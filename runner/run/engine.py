@@ -18,7 +18,7 @@ from ..plan.model import (
     Plan,
 )
 from ..plan.settings import in_force
-from ..plan.sqlparse import closes_block, runs_in_a_block
+from ..plan.sqlparse import closes_block, runs_in_a_block, transaction_kind
 from . import interrupts, turns, wire
 from .failures import (
     OPEN_ROLLED_BACK,
@@ -98,10 +98,17 @@ class Record:
 
 def _record_mode(step: AnyStep, status: bytes) -> str:
     if status == b"T" and any(closes_block(s) for s in step.statements):
-        return "inside"
+        return "after" if _undone(step) else "inside"
     if status == b"I" and runs_in_a_block(step.statements):
         return "wrapped"
     return "after"
+
+
+def _undone(step: AnyStep) -> bool:
+    """The step ends its transaction block without committing it (ROLLBACK, PREPARE
+    TRANSACTION): a record sent inside the block would be undone with it."""
+    closing = [s for s in step.statements if closes_block(s)]
+    return bool(closing) and transaction_kind(closing[-1]) != "TRANS_STMT_COMMIT"
 
 
 def _units(plan: Plan, pipeline: bool, last_alone: bool) -> list[tuple[AnyStep, ...]]:

@@ -216,6 +216,30 @@ def _deploy(
     return result.exit_code, result.stdout, _normal(result.stderr), list(rows), list(history)
 
 
+@pytest.mark.parametrize("flags", [(), ("--no-pipeline",)])
+@pytest.mark.parametrize("end", ["ROLLBACK", "PREPARE TRANSACTION 'p1'", "COMMIT"])
+def test_a_block_the_plan_does_not_commit_keeps_its_record(
+    cli: Cli, database: Database, flags: tuple[str, ...], end: str
+) -> None:
+    """A last step that ends the plan's block without committing it (ROLLBACK, PREPARE
+    TRANSACTION) would undo a record sent inside the block: the record goes after it."""
+    cli.write("made.yaml", "sqlplan: 1\nname: made\nonce: true\nsteps:\n  - batch: SELECT\n")
+    assert cli("run", "made.yaml", env={"DATABASE_URL": database.url}).exit_code == 0
+    cli.write(
+        "plan.yaml",
+        f"sqlplan: 1\nname: ends\nonce: true\nsteps:\n  - batch: BEGIN\n  - batch: {end}\n",
+    )
+    first = cli("run", "plan.yaml", *flags, env={"DATABASE_URL": database.url})
+    if end.startswith("PREPARE") and first.exit_code != 0:
+        assert "prepared transactions are disabled" in first.stderr  # max_prepared_transactions 0
+        return
+    assert first.exit_code == 0, first.stderr
+    assert _history(database)[-1] == ["ends", "succeeded", True, True]
+    again = cli("run", "plan.yaml", *flags, env={"DATABASE_URL": database.url})
+    assert again.exit_code == 0, again.stderr
+    assert "skipped, applied" in again.stderr
+
+
 def test_the_flight_leaves_what_the_whole_path_leaves(cli: Cli, database: Database) -> None:
     """Generated `once` plans (every kind, blocks, failing statements, retries, settings) run
     three ways: the claim in the first steps' flight; one step at a time (the claim in a
