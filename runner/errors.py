@@ -21,6 +21,7 @@ class ExitCode(IntEnum):
     HISTORY = (
         8  # sqlplan.history refuses a `once` plan: changed since it ran, or another run holds it
     )
+    UNFINISHED = 9  # a backfill stopped at its max_duration between batches; run again to resume
     INTERNAL = 70  # a bug in sqlplan (an unexpected exception); reported, never a traceback
     INTERRUPTED = 130  # Ctrl-C (SIGINT): the running statement cancelled, what committed said
     TERMINATED = 143  # SIGTERM: as Ctrl-C

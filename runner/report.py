@@ -97,6 +97,8 @@ def _step(result: PlanResult, step: AnyStep) -> dict[str, object]:
     }
     if ledger is not None and step.number in ledger.attempts:
         item["attempts"] = ledger.attempts[step.number]  # its retry ran it more than once
+    if ledger is not None and step.number in ledger.backfills:
+        item["backfill"] = _batches(ledger.backfills[step.number])
     if step.captures:
         captured = ledger.captured if ledger is not None and status != "not run" else {}
         item["captures"] = {c.var: _jsonable(captured.get(c.var)) for c in step.captures}
@@ -111,6 +113,21 @@ def _step(result: PlanResult, step: AnyStep) -> dict[str, object]:
             held = None
         item["expect"] = {"held": held}
     return item
+
+
+def _batches(figures: Any) -> dict[str, object]:
+    return {
+        "id": figures.ident,
+        "batches": figures.batches,
+        "rows": figures.rows,
+        "total_batches": figures.total_batches,
+        "total_rows": figures.total_rows,
+        "checkpoint": _jsonable(figures.checkpoint),
+        "resumed_from": _jsonable(figures.resumed_from),
+        "in_doubt": _jsonable(figures.doubt),
+        "finished": figures.finished,
+        "earlier": figures.earlier,
+    }
 
 
 def _jsonable(value: object) -> object:
@@ -285,6 +302,9 @@ def junit_xml(run: RunResult) -> str:
                 skipped += 1
                 why = f"skipped, {r.skipped}" if r.skipped else "not run"
                 body = f"<skipped message={quoteattr(why)}/>"
+            if r.ledger is not None and step.number in r.ledger.backfills:
+                said = r.ledger.backfills[step.number].text()
+                body += f"<system-out>{escape(said)}</system-out>"
             cases.append(f"    <testcase {attributes}>{body}</testcase>")
         if r.failure is not None and not isinstance(r.failure, StepFailed):
             errors += 1
@@ -329,6 +349,14 @@ def summary_markdown(run: RunResult) -> str:
             f"| `{_cell(r.plan.path)}` ({_cell(r.plan.name)}) | {mark.get(r.status, '')} "
             f"{_cell(status)} | {committed}/{len(r.plan.steps)} committed | {time} |"
         )
+    backfills = [
+        f"- `{_cell(r.plan.path)}` step {number}: {_cell(figures.text())}"
+        for r in results
+        if r.ledger is not None
+        for number, figures in sorted(r.ledger.backfills.items())
+    ]
+    if backfills:
+        lines += ["", "Backfills:", "", *backfills]
     for r in results:
         if r.failure is None:
             continue

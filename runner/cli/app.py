@@ -62,7 +62,8 @@ def main() -> None:
     With no DATABASE_URL (environment, ./.env or --database-url) plans run on an embedded
     PostgreSQL kept in ./.sqlplan. Exit codes: 0 ok, 1 a step failed, 2 usage error,
     3 invalid plan, 4 configuration error, 5 cannot connect, 6 in doubt, 7 an expectation
-    failed, 8 refused by the history, 70 internal error, 130 interrupted, 143 terminated.
+    failed, 8 refused by the history, 9 a backfill to resume, 70 internal error, 130
+    interrupted, 143 terminated.
     """
 
 

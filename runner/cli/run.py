@@ -121,6 +121,7 @@ if TYPE_CHECKING:
         (6, "in doubt: the connection broke before a commit's answer"),
         (7, "an expectation did not hold"),
         (8, "a once plan's history refuses it (changed, or claimed)"),
+        (9, "a backfill stopped at its max_duration; run again to resume"),
         (70, "a bug in sqlplan"),
         (130, "Ctrl-C"),
         (143, "SIGTERM"),
@@ -206,10 +207,12 @@ class _Terminal(Events):
     JSON report), a progress bar for long loads, everything else on standard error."""
 
     PROGRESS_AFTER = 0.5  # seconds: a load shorter than this shows no bar
+    PLAIN_EVERY = 10.0  # seconds between two plain progress lines, off a terminal
 
     def __init__(self, quiet: bool) -> None:
         self._bar: Any = None
         self._started: float | None = None
+        self._plain: float | None = None  # when the last plain progress line was due
         self._quiet = quiet  # --format json: the lines are in the report, not on stdout
         self._many = False
 
@@ -234,10 +237,19 @@ class _Terminal(Events):
             _reader_left()
 
     def progress(self, label: str, done: int, total: int) -> None:
-        """click's progress bar, only on a terminal and only for loads that take a moment."""
-        if not sys.stderr.isatty():
-            return
+        """click's progress bar on a terminal, for work that takes a moment; elsewhere (CI), a
+        plain line every PLAIN_EVERY seconds of it."""
         now = time.monotonic()
+        if not sys.stderr.isatty():
+            if self._plain is None:
+                self._plain = now
+            elif now - self._plain >= self.PLAIN_EVERY:
+                share = f" ({100 * done // total}%)" if total else ""
+                notify(f"{label}: {done:,} of {total:,}{share}")
+                self._plain = now
+            if done >= total:
+                self._plain = None
+            return
         if self._started is None:
             self._started = now
         if self._bar is None and done < total and now - self._started >= self.PROGRESS_AFTER:

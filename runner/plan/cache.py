@@ -40,6 +40,7 @@ from ..errors import Position
 from ..private import cache_dir, private_directory, read_private, write_private
 from .files import FileSource
 from .model import (
+    BackfillStep,
     BatchStep,
     BulkInsertStep,
     Capture,
@@ -61,7 +62,7 @@ from .sqlparse import Statement
 from .templates import Field, Template, param_fields
 from .values import Number
 
-FORMAT = 10  # of an entry; bumped when the encoding changes
+FORMAT = 11  # of an entry; bumped when the encoding changes
 _PARSERS = ("yaml", "jsonschema", "pglast")
 _CLASSES: dict[str, type[Any]] = {
     c.__name__: c
@@ -72,6 +73,7 @@ _CLASSES: dict[str, type[Any]] = {
         ExecuteStep,
         BulkInsertStep,
         QueryStep,
+        BackfillStep,
         SourceText,
         Message,
         Locator,
@@ -299,6 +301,8 @@ def _coherent(plan: Plan) -> bool:
         known |= {c.var for c in step.captures}
         if isinstance(step, BatchStep):
             allowed = {"before": known, "after": known}
+        elif isinstance(step, BackfillStep):
+            allowed = {"before": known, "after": known | {"count", "batches"}}
         elif isinstance(step, BulkInsertStep):
             rows = {"rows"} if step.source is None else set()
             counted = known | {"count", "rows"}

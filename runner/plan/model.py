@@ -189,6 +189,8 @@ class Step:
     # what a step's `count` ({count}, expect.count) is: the rows its statement returned (a
     # query), else the rows it affected (as the server's command tag says)
     COUNTS_RETURNED: ClassVar[bool] = False
+    # it commits as it goes, in transactions of its own: never in one sqlplan opens around it
+    OWN_TRANSACTIONS: ClassVar[bool] = False
 
     number: int  # 1-based, in plan order
     name: str | None
@@ -271,11 +273,30 @@ class QueryStep(Step):
     footer: Message | None
 
 
-AnyStep = BatchStep | ExecuteStep | BulkInsertStep | QueryStep
+@dataclass(frozen=True)
+class BackfillStep(Step):
+    """One statement applied in key-range batches, each batch a transaction of its own that
+    also moves the step's checkpoint in sqlplan.backfill (run/backfill.py)."""
+
+    kind = "backfill"
+    OWN_TRANSACTIONS = True
+    MESSAGES = (_BEFORE, ("after", "after the last batch"))
+
+    table: tuple[str, ...]  # (schema, name) or (name,): the table whose key is walked
+    key: tuple[str, ...]  # its key columns, in order: one, or several (a composite key)
+    batch: int  # rows per batch (the first one's, when batch_time adapts it)
+    lower_inclusive: bool  # the SQL reads `key >= $1` (the batch's first key), not `key > $1`
+    pause: float  # seconds between batches
+    batch_time: float | None  # seconds a batch should take: the batch size adapts
+    max_duration: float | None  # seconds: stop at the batch boundary after it; resumable
+    after: Message | None
+
+
+AnyStep = BatchStep | ExecuteStep | BulkInsertStep | QueryStep | BackfillStep
 
 # Every kind of step, by the key that holds its SQL.
 STEP_KINDS: dict[str, type[AnyStep]] = {
-    kind.kind: kind for kind in (BatchStep, ExecuteStep, BulkInsertStep, QueryStep)
+    kind.kind: kind for kind in (BatchStep, ExecuteStep, BulkInsertStep, QueryStep, BackfillStep)
 }
 
 

@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 from ..errors import Position
 from . import sqlparse, templates
+from .backfill_steps import BackfillBuilder
 from .bulk_steps import BulkInsertBuilder
 from .document import Map, Scalar
 from .model import (
@@ -27,7 +28,7 @@ from .step_options import StepOptions
 Add = Callable[[Position, str, str], None]
 
 
-class StepBuilder(StepOptions, BulkInsertBuilder):
+class StepBuilder(StepOptions, BulkInsertBuilder, BackfillBuilder):
     """Builds each step from its schema-valid mapping: what every kind shares, then its kind's
     own part (KINDS)."""
 
@@ -37,6 +38,8 @@ class StepBuilder(StepOptions, BulkInsertBuilder):
         self.own_captures = ()
         sql_node = node.value(kind)
         key_node = node.key(kind)
+        if isinstance(sql_node, Map):  # a backfill: its SQL beside its other parts
+            sql_node = sql_node.value("sql")
         assert isinstance(sql_node, Scalar)
         assert key_node is not None
         sql = self.document.source(sql_node)
@@ -248,6 +251,7 @@ class StepBuilder(StepOptions, BulkInsertBuilder):
         "execute": execute,
         "bulk_insert": bulk,
         "query": query,
+        "backfill": BackfillBuilder.backfill,
     }
 
 

@@ -171,12 +171,19 @@ def _retries_outside_blocks(steps: list[AnyStep], add: Any) -> None:
     opened, whose statements before it the failure rolled back too."""
     opened_by: int | None = None
     for step in steps:
-        if step.retry is not None and opened_by is not None:
+        if step.retry is not None and opened_by is not None and not step.OWN_TRANSACTIONS:
             add(
                 step.retry.position,
                 f"retry cannot run a step again inside the transaction block step {opened_by} "
                 "opened: the failure rolls back the whole block",
                 "retry-in-block",
+            )
+        if step.OWN_TRANSACTIONS and opened_by is not None:
+            add(
+                step.position,
+                f"a backfill commits batch by batch, so it cannot run inside the transaction "
+                f"block step {opened_by} opened: commit the block before it",
+                "backfill-in-block",
             )
         for statement in step.statements:
             if opens_block(statement) and opened_by is None:

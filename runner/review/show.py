@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from ..plan.model import (
     AnyStep,
+    BackfillStep,
     BulkInsertStep,
     ExecuteStep,
     Message,
@@ -132,10 +133,47 @@ def _checks_and_settings(step: AnyStep) -> list[str]:
     if step.settings:
         values = ", ".join(f"{name} {value}" for name, value in step.settings)
         lines.append(f"sets {values} (SET LOCAL, in its transaction)")
-    if step.retry is not None:
+    if isinstance(step, BackfillStep):
+        lines += _backfill_lines(step)
+    elif step.retry is not None:
         lines.append(
             f"retries: {step.retry.attempts} attempts in all on a lock timeout, deadlock or "
             f"serialization failure, waiting {step.retry.backoff:g}s, doubled each time"
+        )
+    return lines
+
+
+def _backfill_lines(step: BackfillStep) -> list[str]:
+    """How a backfill walks its table, batch by batch."""
+    key = ", ".join(step.key)
+    width = len(step.key)
+    lower = "the batch's first key" if step.lower_inclusive else "the last key of the batch before"
+    params = (
+        f"$1: {lower}; $2: the batch's last key"
+        if width == 1
+        else f"$1..${width}: {lower}; ${width + 1}..${2 * width}: the batch's last key"
+    )
+    lines = [
+        f"walks {'.'.join(step.table)} by ({key}) from its checkpoint in sqlplan.backfill "
+        f"(the first key, if none), {step.batch:,} keys a batch: in one round trip BEGIN, "
+        "the checkpoint moved to the batch's last key, the statement; in a second the rows "
+        "it changed counted, COMMIT, the next batch's range",
+        params,
+        "refuses a key without a unique index on exactly its columns, or with NULLs; a "
+        "finished backfill is not run again",
+    ]
+    if step.pause:
+        lines.append(f"pauses {step.pause:g}s between batches")
+    if step.batch_time is not None:
+        lines.append(f"adapts the batch size toward {step.batch_time:g}s a batch")
+    if step.max_duration is not None:
+        lines.append(
+            f"stops between batches after {step.max_duration:g}s (exit 9); the next run resumes"
+        )
+    if step.retry is not None:
+        lines.append(
+            f"retries each batch: {step.retry.attempts} attempts in all on a lock timeout, "
+            f"deadlock or serialization failure, waiting {step.retry.backoff:g}s, doubled"
         )
     return lines
 

@@ -7,7 +7,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ..errors import Diagnostic
-from ..plan.model import BULK_CHUNK_ROWS, AnyStep, BatchStep, BulkInsertStep, Plan
+from ..plan.model import (
+    BULK_CHUNK_ROWS,
+    AnyStep,
+    BackfillStep,
+    BatchStep,
+    BulkInsertStep,
+    Plan,
+)
 from ..plan.settings import in_force, seconds
 from ..plan.sqlparse import Statement, closes_block, non_transactional, opens_block
 from .compat import COMPAT_CODES
@@ -75,6 +82,11 @@ def _describe(step: AnyStep, inside: int | None, after: int | None) -> str:
             return f"one transaction: all {rows} rows or none (one flight; its Sync commits)"
         flights = -(-rows // BULK_CHUNK_ROWS)
         return f"one transaction: BEGIN, {rows} rows in {flights} flights, COMMIT; all rows or none"
+    if isinstance(step, BackfillStep):
+        return (
+            f"a transaction per batch of {step.batch:,} keys, each committing its checkpoint "
+            "in sqlplan.backfill with its changes"
+        )
     if isinstance(step, BatchStep) and len(step.statements) > 1:
         return f"one implicit transaction: its {len(step.statements)} statements commit together or not at all"
     return "its own transaction (autocommit)"

@@ -23,6 +23,7 @@ from . import interrupts, turns, wire
 from .failures import (
     OPEN_ROLLED_BACK,
     OURS_ROLLED_BACK,
+    RETRYABLE,
     lost_failure,
     roll_back,
     server_failure,
@@ -62,7 +63,9 @@ def run_plan(
     `settings` (--lock-timeout, ...) win over the plan's and yield to a step's own."""
     plan = in_force(plan, settings or {})
     ledger = Ledger(plan)
-    state = Vars(dict(values or {}), captured=ledger.captured, rows=ledger.rows)
+    state = Vars(
+        dict(values or {}), captured=ledger.captured, rows=ledger.rows, backfills=ledger.backfills
+    )
     try:
         _run_all(
             plan,
@@ -97,6 +100,8 @@ class Record:
 
 
 def _record_mode(step: AnyStep, status: bytes) -> str:
+    if step.OWN_TRANSACTIONS:
+        return "after"
     if status == b"T" and any(closes_block(s) for s in step.statements):
         return "after" if _undone(step) else "inside"
     if status == b"I" and runs_in_a_block(step.statements):
@@ -241,9 +246,10 @@ def _run_unit(
         and status == b"I"
         and runs_in_a_block(first.statements)
         and (bool(first.settings) or mode == "wrapped")
+        and not first.OWN_TRANSACTIONS
     )
     alone = len(group) == 1 and around is None
-    if alone:
+    if alone and not first.OWN_TRANSACTIONS:
         try:
             _prelude(
                 con,
@@ -272,12 +278,14 @@ def _run_unit(
             run_group(plan, group, con, out, ledger, state=state, around=around)
     except wire.ConnectionLost as lost:
         running = settle_lost(ledger, group, before, lost.progress)
+        ledger.stopped(running)
         ledger.running = running.number
         raise lost_failure(running, lost, ledger.fates[running.number]) from None
     except interrupts.Abandoned as again:
         # a second Ctrl-C, or no answer to the cancel: no more waiting for the server; the
         # closing connection rolls back what is not committed
         running = settle_lost(ledger, group, before, wire.current(con))
+        ledger.stopped(running)
         raise _interrupted(
             running, ledger, again.signum, waited=False, silent=again.waited
         ) from None
@@ -289,6 +297,7 @@ def _run_unit(
         # sqlplan rolled back what the failure left open; the failed step left nothing
         ledger.settle_open(Fate.ROLLED_BACK)
         ledger.set([failed], Fate.ROLLED_BACK)
+        ledger.stopped(failed)
         ledger.running = failed.number
         if interrupts.requested() is not None:  # the cancel we asked for, or what it caused
             raise _interrupted(failed, ledger) from None
@@ -302,14 +311,6 @@ def _run_unit(
     return after
 
 
-# Failures that roll back the whole transaction and may not happen again: a retry's cases.
-RETRYABLE = {
-    "55P03": "lock_timeout",
-    "40P01": "a deadlock",
-    "40001": "a serialization failure",
-}
-
-
 def _again(
     con: wire.Session, group: Sequence[AnyStep], failure: StepFailed, attempt: int, out: Output
 ) -> bool:
@@ -319,6 +320,7 @@ def _again(
     code = failure.server.sqlstate if failure.server is not None else None
     if (
         retry is None
+        or step.OWN_TRANSACTIONS  # its batches retry themselves
         or len(group) != 1
         or attempt >= retry.attempts
         or code not in RETRYABLE

@@ -22,6 +22,13 @@ from .sources import BulkRows
 
 OPEN_ROLLED_BACK = "the open transaction was rolled back"
 
+# Failures that roll back the whole transaction and may not happen again: a retry's cases.
+RETRYABLE = {
+    "55P03": "lock_timeout",
+    "40P01": "a deadlock",
+    "40001": "a serialization failure",
+}
+
 
 OURS_ROLLED_BACK = "its transaction was rolled back: nothing it did was kept"
 

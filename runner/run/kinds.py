@@ -15,6 +15,7 @@ from ..plan.files import SourceError
 from ..plan.model import (
     BULK_CHUNK_ROWS,
     AnyStep,
+    BackfillStep,
     BatchStep,
     BulkInsertStep,
     ExecuteStep,
@@ -24,8 +25,11 @@ from ..plan.model import (
 from ..plan.sqlparse import block_open_after, closes_block
 from ..plan.vars import bind_step
 from . import captures, expectations, interrupts, repair, wire
+from .backfill import run_backfill
+from .backfill_sql import identity, look
 from .checked import Checked
 from .failures import failed_row, roll_back, server_failure, step_failed
+from .ledger import Batches
 from .messages import Output, before_fields, say, say_count, show_query
 from .sources import BulkRows, batched, with_last
 
@@ -40,6 +44,7 @@ class Vars:
     rows: dict[int, int] = field(default_factory=dict)  # per step: rows affected or returned
     local: set[str] = field(default_factory=set)  # settings SET LOCAL in the plan's open block
     record_after: bool = False  # the last step could not take the record: it goes after it
+    backfills: dict[int, Batches] = field(default_factory=dict)  # what each backfill's batches did
 
     def ready(self, plan: Plan, step: AnyStep) -> AnyStep:
         """The step with what it refers to written in, just before it is sent."""
@@ -151,12 +156,23 @@ def _query_alone(
     return len(outcome.rows)
 
 
+def _backfill_alone(
+    plan: Plan, step: BackfillStep, con: wire.Session, out: Output, state: Vars, *, commits: bool
+) -> int | None:
+    ident = identity(plan, step)
+    figures = state.backfills[step.number] = Batches(ident, step.key, look(ident))
+    rows = run_backfill(plan, step, con, out, figures)
+    state.rows[step.number] = rows
+    return rows
+
+
 # How each kind of step runs in a round trip of its own (the step, after its messages).
 RUN_ALONE: dict[str, Callable[..., int | None]] = {
     "batch": _batch_alone,
     "execute": _execute_alone,
     "bulk_insert": _bulk_insert_alone,
     "query": _query_alone,
+    "backfill": _backfill_alone,
 }
 
 
@@ -244,12 +260,18 @@ def _query_pieces(step: QueryStep, con: wire.Session) -> Iterator[tuple[wire.Pie
     yield wire.Piece(step.sql.text, (step.params,), rows=True), 0
 
 
+def _backfill_pieces(step: BackfillStep, con: wire.Session) -> Iterator[tuple[wire.Piece, int]]:
+    """Never: a backfill runs its batches in round trips of its own (turns.py)."""
+    raise AssertionError(f"{step.label} cannot travel in a pipeline")
+
+
 # What each kind of step sends inside a pipeline.
 PIECES: dict[str, Callable[..., Iterator[tuple[wire.Piece, int]]]] = {
     "batch": _batch_pieces,
     "execute": _execute_pieces,
     "bulk_insert": _bulk_insert_pieces,
     "query": _query_pieces,
+    "backfill": _backfill_pieces,
 }
 
 
@@ -260,7 +282,7 @@ def print_outcome(plan: Plan, step: AnyStep, outcomes: Sequence[wire.Outcome], o
         show_query(plan, step, outcomes[0], out)
         return
     say(out, step.before, fields)
-    if isinstance(step, BatchStep):
+    if isinstance(step, (BatchStep, BackfillStep)):  # (a backfill never travels with others)
         say(out, step.after, fields)
     else:
         say_count(out, step.after, step.after_no_rows, outcomes[0].row_count, fields)

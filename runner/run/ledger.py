@@ -26,6 +26,60 @@ class Fate(Enum):
     NOT_RUN = "not run"
     IN_DOUBT = "in doubt"
     OPEN = "open"  # done, inside a transaction block no step has ended yet
+    PARTIAL = "committed in part"  # a backfill that stopped between batches: some committed
+
+
+@dataclass
+class Batches:
+    """What a backfill step's batches did: in this run, and in all (its checkpoint)."""
+
+    ident: str  # its checkpoint's id in sqlplan.backfill
+    key: tuple[str, ...]
+    look: str  # a query that shows the checkpoint
+    batches: int = 0  # committed by this run
+    rows: int = 0  # changed by the batches this run committed
+    total_batches: int = 0  # committed by every run, as the checkpoint counts them
+    total_rows: int = 0
+    checkpoint: list[str] | None = None  # the last key done; None: no batch yet
+    resumed_from: list[str] | None = None  # where this run started, when an earlier one left it
+    doubt: list[str] | None = None  # the last key of a batch whose commit went unanswered
+    finished: str | None = None  # when the last batch was done (this run or an earlier one)
+    earlier: bool = False  # an earlier run finished it: this one ran nothing
+
+    @property
+    def fate(self) -> Fate:
+        """The step's fate when it stopped before its end."""
+        if self.doubt is not None:
+            return Fate.IN_DOUBT
+        return Fate.PARTIAL if self.batches else Fate.ROLLED_BACK
+
+    def where(self, key: list[str] | None) -> str:
+        if key is None:
+            return "before the first key"
+        return ", ".join(f"{c} = {v}" for c, v in zip(self.key, key, strict=False))
+
+    def figures(self) -> str:
+        """What its batches did, in a line."""
+        return (
+            f"{self.batches:,} {'batch' if self.batches == 1 else 'batches'} committed in "
+            f"this run ({self.rows:,} rows changed); in all {self.total_batches:,} "
+            f"({self.total_rows:,} rows), checkpoint at {self.where(self.checkpoint)}"
+        )
+
+    def text(self) -> str:
+        """What its batches did, and what the next run does."""
+        if self.finished is not None:
+            ended = "by an earlier run" if self.earlier else "in this run"
+            return f"{self.figures()}; finished {ended}, at {self.finished}"
+        if self.doubt is not None:
+            return (
+                f"{self.figures()}; the batch up to {self.where(self.doubt)} sent its commit, "
+                "but the connection broke before the answer came: it may or may not have "
+                f"committed. Its checkpoint commits with it, so {self.look} tells (last_key "
+                f"{{{', '.join(self.doubt)}}}: it committed), and the next run resumes from "
+                "whichever it is"
+            )
+        return f"{self.figures()}; the next run resumes after it"
 
 
 @dataclass
@@ -41,6 +95,7 @@ class Ledger:
     shared: set[int] = field(default_factory=set)  # steps that shared a round trip with others
     captured: dict[str, object] = field(default_factory=dict)  # vars the steps captured
     attempts: dict[int, int] = field(default_factory=dict)  # steps run more than once (retry)
+    backfills: dict[int, Batches] = field(default_factory=dict)  # per backfill step that ran
 
     def __post_init__(self) -> None:
         self.fates = {s.number: Fate.NOT_RUN for s in self.plan.steps}
@@ -55,6 +110,12 @@ class Ledger:
             if current is Fate.OPEN:
                 self.fates[number] = fate
 
+    def stopped(self, step: AnyStep) -> None:
+        """A step stopped before its end: a backfill's fate is what its batches did."""
+        figures = self.backfills.get(step.number)
+        if figures is not None and not figures.earlier:
+            self.fates[step.number] = figures.fate
+
     @property
     def in_doubt(self) -> bool:
         return any(f is Fate.IN_DOUBT for f in self.fates.values())
@@ -68,15 +129,19 @@ class Ledger:
                 fate = Fate.ROLLED_BACK  # a block no step committed dies with the connection
             by_fate.setdefault(fate, []).append(step)
         lines = ["what the server confirmed:"]
-        for fate in (Fate.COMMITTED, Fate.ROLLED_BACK, Fate.IN_DOUBT, Fate.NOT_RUN):
+        for fate in (Fate.COMMITTED, Fate.PARTIAL, Fate.ROLLED_BACK, Fate.IN_DOUBT, Fate.NOT_RUN):
             steps = by_fate.get(fate, [])
             if not steps:
                 continue
-            if fate is Fate.IN_DOUBT:
+            if fate in (Fate.PARTIAL, Fate.IN_DOUBT):
                 for step in steps:
-                    lines.append(
-                        f"  in doubt: {_name(step)}: {_doubt(step, self.look.get(step.number))}"
+                    batches = self.backfills.get(step.number)
+                    said = (
+                        batches.text()
+                        if batches is not None
+                        else _doubt(step, self.look.get(step.number))
                     )
+                    lines.append(f"  {fate.value}: {_name(step)}: {said}")
             else:
                 lines.append(f"  {fate.value}: " + ", ".join(_name(s) for s in steps))
         return lines

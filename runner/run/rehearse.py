@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ExitCode, Position, SqlPlanError, StepFailed
-from ..plan.model import AnyStep, BatchStep, Plan
+from ..plan.model import AnyStep, BackfillStep, BatchStep, Plan
 from ..plan.sqlparse import Statement, nodes, non_transactional, transaction_kind
 from . import interrupts, wire
+from .backfill import rehearse_backfill
 from .kinds import Vars, run_step
 
 # Statements PostgreSQL refuses inside a transaction block: they cannot be rehearsed.
@@ -201,7 +202,10 @@ def _one(
     # the rehearsal's transaction: a negative test under a savepoint, a check before it counts.
     one = step.alone(statement) if isinstance(step, BatchStep) else step
     try:
-        observed.rows = run_step(plan, one, con, _UNPRINTED, state)
+        if isinstance(one, BackfillStep):  # its first batches, without its checkpoint
+            observed.rows, observed.detail = rehearse_backfill(one, con)
+        else:
+            observed.rows = run_step(plan, one, con, _UNPRINTED, state)
     except StepFailed as failed:
         observed.seconds = time.perf_counter() - started
         server = failed.server

@@ -76,7 +76,7 @@ def _plain_set(node: dict[str, object]) -> bool:
 
 def travels_with_others(step: AnyStep) -> bool:
     """Whether the step can share a round trip with its neighbours."""
-    if not all(plain(s) for s in step.statements):
+    if step.OWN_TRANSACTIONS or not all(plain(s) for s in step.statements):
         return False
     if step.captures or step.expect:
         return False  # its result is checked before it commits: it goes alone

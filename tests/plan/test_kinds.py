@@ -33,7 +33,7 @@ TABLES: dict[str, Any] = {
 
 
 def test_there_are_kinds() -> None:
-    assert {"batch", "execute", "bulk_insert", "query"} == KINDS
+    assert {"batch", "execute", "bulk_insert", "query", "backfill"} == KINDS
 
 
 @pytest.mark.parametrize("table", TABLES)

@@ -96,7 +96,13 @@ def test_schema_is_valid_draft_2020_12_with_an_id() -> None:
     Draft202012Validator.check_schema(document)
     assert document["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert document["$id"]
-    assert [k.key for k in schema.load().kinds] == ["batch", "execute", "bulk_insert", "query"]
+    assert [k.key for k in schema.load().kinds] == [
+        "batch",
+        "execute",
+        "bulk_insert",
+        "query",
+        "backfill",
+    ]
 
 
 def test_packaged_schema_is_the_schema_file() -> None:
