@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 TEXT = st.text(
     alphabet=st.one_of(
         st.sampled_from(list('",\\{} N')),
-        st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+        st.characters(exclude_categories=["Cs"], exclude_characters="\x00"),
     ),
     max_size=6,
 )
