@@ -34,6 +34,7 @@ def test_exit_codes_are_the_documented_ones() -> None:
         "IN_DOUBT": 6,
         "EXPECTATION": 7,
         "HISTORY": 8,
+        "UNFINISHED": 9,
         "INTERNAL": 70,
         "INTERRUPTED": 130,
         "TERMINATED": 143,
