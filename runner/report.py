@@ -127,6 +127,7 @@ def _batches(figures: Any) -> dict[str, object]:
         "in_doubt": _jsonable(figures.doubt),
         "finished": figures.finished,
         "earlier": figures.earlier,
+        "longest_batch_ms": _ms(figures.longest),
     }
 
 

@@ -65,6 +65,8 @@ WARNING_RULES = (
          "warning", _CHECK, "a step of its own, outside any `BEGIN` ... `COMMIT`"),
     Rule("unnamed-concurrent-index", "CREATE INDEX CONCURRENTLY without a name", "warning",
          _CHECK, "name the index: a failed build is then dropped and built again"),
+    Rule("backfill-key", "a backfill over a table the plan creates without a unique key",
+         "warning", "backfills.md#the-step", "a primary key or unique constraint on the key"),
     Rule("create-index", "CREATE INDEX without CONCURRENTLY: writes wait for the build",
          "warning", _LOCKS, "`CREATE INDEX CONCURRENTLY`, in a step of its own"),
     Rule("add-column-rewrite", "ADD COLUMN that rewrites the table under ACCESS EXCLUSIVE",

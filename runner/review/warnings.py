@@ -17,6 +17,7 @@ from ..plan.model import (
 )
 from ..plan.settings import in_force, seconds
 from ..plan.sqlparse import Statement, closes_block, non_transactional, opens_block
+from .backfills import findings as backfill_findings
 from .compat import COMPAT_CODES
 from .compat import findings as compat_findings
 from .locks import KEEPS_TABLE, NEWEST, RULES, Context, Finding, findings, locks, note
@@ -134,6 +135,8 @@ def warnings(
         for statement in step.statements:
             for code, message in _statement_warnings(statement, in_block):
                 warn(step, statement, code, message)
+    for step, statement, code, message in backfill_findings(plan):
+        warn(step, statement, code, message)
     for step, statement, finding in lock_findings(
         plan, version or plan.postgres or NEWEST, created
     ):

@@ -28,6 +28,7 @@ from .backfill_sql import (
     STATE,
     Key,
     KeyRefused,
+    array,
     inspect,
 )
 from .failures import RETRYABLE, lost_failure, roll_back, server_failure, step_failed
@@ -54,6 +55,8 @@ class _Range:
     last: list[str]
     count: int
     first: list[str] | None = None
+    began: float = 0.0  # when its transaction began (time.monotonic)
+    last_one: bool = False  # fewer keys were left than a batch takes: it ends the backfill
 
 
 REHEARSED = 3  # batches a rehearsal runs
@@ -81,7 +84,7 @@ def rehearse_backfill(step: BackfillStep, con: wire.Session) -> tuple[int, str]:
             times.append(time.perf_counter() - began)
             rows += max(outcome.row_count, 0)
             answers = wire.pipeline(con, batches._range_pieces(ahead.last, step.batch))
-            ahead = batches._range_from(answers, ahead.last)
+            ahead = batches._range_from(answers, ahead.last, step.batch)
     except wire.ServerFailure as failure:
         roll_back(con)
         raise server_failure(step, failure, True) from None
@@ -160,9 +163,16 @@ class _Batches:
                 and time.monotonic() - started + last_time > step.max_duration
             ):
                 raise _unfinished(step, figures)
+            if ahead.last == figures.checkpoint:  # a range that does not move on: a bug
+                raise step_failed(step, f"{step.label}: the key range did not advance")
             began = time.monotonic()
             walked += ahead.count
+            done = ahead
             size, ahead = self._batch(ahead, size)
+            if done.last_one:
+                # the keys ran out before the batch was full: it was the last one (rows added
+                # since came after the backfill's end, as the application writes them)
+                ahead = None
             last_time = time.monotonic() - began
             total = max(self.key.estimate, walked + (ahead.count if ahead is not None else 0))
             _progress(self.out, step, figures, walked if ahead else total, total, started=started)
@@ -180,7 +190,7 @@ class _Batches:
         """The first batch of this run: after the checkpoint, or from the table's first key."""
         after = self.figures.checkpoint
         answers = wire.pipeline(self.con, self._range_pieces(after, size))
-        return self._range_from(answers, after)
+        return self._range_from(answers, after, size)
 
     def _range_pieces(self, after: list[str] | None, size: int) -> list[wire.Piece]:
         started = after is not None
@@ -195,12 +205,12 @@ class _Batches:
         return pieces
 
     def _range_from(
-        self, answers: Sequence[wire.Outcome], after: list[str] | None
+        self, answers: Sequence[wire.Outcome], after: list[str] | None, size: int
     ) -> _Range | None:
         if not answers[0].rows:
             return None  # no key after the checkpoint: done
         *last, count = answers[0].rows[0]
-        found = _Range(after, [str(v) for v in last], int(count))
+        found = _Range(after, [str(v) for v in last], int(count), last_one=int(count) < size)
         if self.step.lower_inclusive:
             found.first = [str(v) for v in answers[1].rows[0]]
         elif after is None:
@@ -253,7 +263,7 @@ class _Batches:
             wire.Piece(step.sql.text, ((*lower, *batch.last),), owner=step.number),
         ]
         wire.track(con, step.number)
-        began = time.monotonic()
+        began = batch.began = time.monotonic()
         try:
             answers = wire.pipeline(con, first_flight)
         except wire.PipelineFailure as failure:
@@ -291,7 +301,7 @@ class _Batches:
             _committed(figures, batch, changed)  # it committed; reading the next range failed
             raise server_failure(step, failure, False) from None
         _committed(figures, batch, changed)
-        return size, self._range_from(answers[2:], batch.last)
+        return size, self._range_from(answers[2:], batch.last, size)
 
     def _unanswered(self, verdict: Verdict, batch: _Range, changed: int) -> Fate:
         """The batch's fate when its second round trip got no full answer."""
@@ -324,7 +334,7 @@ def _checkpoint(con: wire.Session, plan: Plan, step: BackfillStep, figures: Batc
     wire.extended(con, CLAIM, [[figures.ident, plan.name, step.number, relation, list(step.key)]])
     [row] = wire.extended(con, STATE, [[figures.ident]], text_rows=True).rows
     last_key, keys, rows, batches, finished = row
-    figures.checkpoint = _array(last_key)
+    figures.checkpoint = array(last_key)
     figures.resumed_from = figures.checkpoint
     figures.total_rows, figures.total_batches = int(rows or 0), int(batches or 0)
     if finished is not None:
@@ -332,31 +342,8 @@ def _checkpoint(con: wire.Session, plan: Plan, step: BackfillStep, figures: Batc
     return int(keys or 0)
 
 
-def _array(text: str | None) -> list[str] | None:
-    """A text[] as the server writes it, back to its elements (they are keys' text forms)."""
-    if text is None:
-        return None
-    items: list[str] = []
-    current: list[str] = []
-    quoted = escaped = False
-    for char in text[1:-1]:
-        if escaped:
-            current.append(char)
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif char == '"':
-            quoted = not quoted
-        elif char == "," and not quoted:
-            items.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-    items.append("".join(current))
-    return items
-
-
 def _committed(figures: Batches, batch: _Range, changed: int) -> None:
+    figures.longest = max(figures.longest, time.monotonic() - batch.began)
     figures.batches += 1
     figures.total_batches += 1
     figures.rows += changed

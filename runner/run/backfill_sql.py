@@ -212,3 +212,27 @@ def below_refused(step: BackfillStep, type_text: str) -> str:
         f"one: write the lower bound inclusive ({key} >= $1), and sqlplan passes each batch's "
         "first key as $1"
     )
+
+
+def array(text: str | None) -> list[str] | None:
+    """A text[] as the server writes it, back to its elements (they are keys' text forms)."""
+    if text is None:
+        return None
+    items: list[str] = []
+    current: list[str] = []
+    quoted = escaped = False
+    for char in text[1:-1]:
+        if escaped:
+            current.append(char)
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == '"':
+            quoted = not quoted
+        elif char == "," and not quoted:
+            items.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    items.append("".join(current))
+    return items

@@ -45,6 +45,7 @@ class Batches:
     doubt: list[str] | None = None  # the last key of a batch whose commit went unanswered
     finished: str | None = None  # when the last batch was done (this run or an earlier one)
     earlier: bool = False  # an earlier run finished it: this one ran nothing
+    longest: float = 0.0  # seconds: this run's longest batch, BEGIN to its last answer
 
     @property
     def fate(self) -> Fate:
