@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 
+import pytest
 from conftest import Cli, Database, start_sqlplan
 
 from runner.connect.connection import connect
@@ -281,3 +283,20 @@ def test_check_warns_of_a_key_the_plan_left_without_a_unique_index_as_the_run_re
     ran = cli.run_plan(plan, url=database.url)
     assert ran.exit_code == 1
     assert "step 4 cannot run: a has no valid unique index on (id)" in ran.stderr
+
+
+def test_off_a_terminal_progress_is_plain_lines(
+    cli: Cli, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runner.cli import run
+
+    monkeypatch.setattr(run._Terminal, "PLAIN_EVERY", 0.0)  # a line at every batch
+    _counted(database, 300)
+    result = cli.run_plan(_plan(COUNT), url=database.url)
+    assert result.exit_code == 0, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("sqlplan: step 1")]
+    assert len(lines) >= 2
+    assert re.fullmatch(
+        r'sqlplan: step 1 "Fill": batch 2, 200 rows changed, [\d,]+ rows/s: 200 of 300 \(66%\)',
+        lines[0],
+    ), lines
