@@ -192,7 +192,8 @@ class RunInterrupted(StepFailed):
     def __init__(self, message: str, *, signum: int, **details: Any) -> None:
         super().__init__(message, **details)
         self.signum = signum
-        self.exit_code = ExitCode.TERMINATED if signum == 15 else ExitCode.INTERRUPTED
+        codes = {15: ExitCode.TERMINATED, 2: ExitCode.INTERRUPTED}  # else: a fleet's deadline
+        self.exit_code = codes.get(signum, ExitCode.STEP_FAILED)
 
 
 class HistoryRefused(SqlPlanError):
@@ -201,9 +202,10 @@ class HistoryRefused(SqlPlanError):
 
     exit_code = ExitCode.HISTORY
 
-    def __init__(self, message: str, *, position: Position) -> None:
+    def __init__(self, message: str, *, position: Position, unfinished: bool = False) -> None:
         super().__init__(message)
         self.position = position
+        self.unfinished = unfinished  # its last run never said how it ended: in doubt
 
 
 def internal_error(error: BaseException) -> str:

@@ -276,44 +276,7 @@ def junit_xml(run: RunResult) -> str:
             "  </testsuite>"
         )
     for r in results:
-        cases = []
-        failures = errors = skipped = 0
-        for step in r.plan.steps:
-            item = _step(r, step)
-            name = f"step {step.number}" + (f": {step.name}" if step.name else "")
-            seconds = (item["duration_ms"] or 0) / 1000  # type: ignore[operator]
-            attributes = (
-                f"name={quoteattr(name)} classname={quoteattr(r.plan.name)} "
-                f'file={quoteattr(r.plan.path)} line="{step.position.line}" time="{seconds:.3f}"'
-            )
-            body = ""
-            failure = r.failure
-            if isinstance(failure, StepFailed) and failure.step == step.number:
-                failures += 1
-                code = f" [{failure.server.sqlstate}]" if failure.server is not None else ""
-                body = (
-                    f"<failure message={quoteattr(failure.message + code)} "
-                    f'type="{int(failure.exit_code)}">{escape(step_failure_text(failure))}'
-                    "</failure>"
-                )
-            elif item["status"] == "in doubt":
-                errors += 1
-                body = '<error message="in doubt: it may or may not have committed"/>'
-            elif item["status"] == "not run":
-                skipped += 1
-                why = f"skipped, {r.skipped}" if r.skipped else "not run"
-                body = f"<skipped message={quoteattr(why)}/>"
-            if r.ledger is not None and step.number in r.ledger.backfills:
-                said = r.ledger.backfills[step.number].text()
-                body += f"<system-out>{escape(said)}</system-out>"
-            cases.append(f"    <testcase {attributes}>{body}</testcase>")
-        if r.failure is not None and not isinstance(r.failure, StepFailed):
-            errors += 1
-            cases.append(
-                f'    <testcase name="plan" classname={quoteattr(r.plan.name)} '
-                f'file={quoteattr(r.plan.path)} line="1"><error message='
-                f"{quoteattr(r.failure.message)}/></testcase>"
-            )
+        cases, failures, errors, skipped = plan_cases(r)
         suites.append(
             f'  <testsuite name={quoteattr(r.plan.name)} tests="{len(cases)}" '
             f'failures="{failures}" errors="{errors}" skipped="{skipped}" '
@@ -326,6 +289,51 @@ def junit_xml(run: RunResult) -> str:
         + "\n".join(suites)
         + "\n</testsuites>\n"
     )
+
+
+def plan_cases(r: PlanResult) -> tuple[list[str], int, int, int]:
+    """One plan's JUnit test cases (a case per step), and how many failed, erred, skipped."""
+    from xml.sax.saxutils import escape, quoteattr
+
+    cases = []
+    failures = errors = skipped = 0
+    for step in r.plan.steps:
+        item = _step(r, step)
+        name = f"step {step.number}" + (f": {step.name}" if step.name else "")
+        seconds = (item["duration_ms"] or 0) / 1000  # type: ignore[operator]
+        attributes = (
+            f"name={quoteattr(name)} classname={quoteattr(r.plan.name)} "
+            f'file={quoteattr(r.plan.path)} line="{step.position.line}" time="{seconds:.3f}"'
+        )
+        body = ""
+        failure = r.failure
+        if isinstance(failure, StepFailed) and failure.step == step.number:
+            failures += 1
+            code = f" [{failure.server.sqlstate}]" if failure.server is not None else ""
+            body = (
+                f"<failure message={quoteattr(failure.message + code)} "
+                f'type="{int(failure.exit_code)}">{escape(step_failure_text(failure))}'
+                "</failure>"
+            )
+        elif item["status"] == "in doubt":
+            errors += 1
+            body = '<error message="in doubt: it may or may not have committed"/>'
+        elif item["status"] == "not run":
+            skipped += 1
+            why = f"skipped, {r.skipped}" if r.skipped else "not run"
+            body = f"<skipped message={quoteattr(why)}/>"
+        if r.ledger is not None and step.number in r.ledger.backfills:
+            said = r.ledger.backfills[step.number].text()
+            body += f"<system-out>{escape(said)}</system-out>"
+        cases.append(f"    <testcase {attributes}>{body}</testcase>")
+    if r.failure is not None and not isinstance(r.failure, StepFailed):
+        errors += 1
+        cases.append(
+            f'    <testcase name="plan" classname={quoteattr(r.plan.name)} '
+            f'file={quoteattr(r.plan.path)} line="1"><error message='
+            f"{quoteattr(r.failure.message)}/></testcase>"
+        )
+    return cases, failures, errors, skipped
 
 
 def _cell(text: str) -> str:

@@ -61,3 +61,8 @@ def mask_fields(fields: Mapping[str, str]) -> dict[str, str]:
     if not _Registry.texts:
         return dict(fields)
     return {k: mask(v) if k in _PROSE else v for k, v in fields.items()}
+
+
+def texts() -> tuple[str, ...]:
+    """The secret texts in force (to add others to them with use())."""
+    return _Registry.texts

@@ -22,6 +22,8 @@ FORBIDDEN = {
     "secrets.py": ("click", "pg8000", "runner."),
     # the library API: the command is built on it, never the other way
     "api": ("click", "pg8000", "runner.cli"),
+    # fleets: many runs at once, under the API
+    "fleet": ("click", "pg8000", "runner.cli", "runner.api"),
     "events.py": ("click", "pg8000", "runner.run", "runner.connect", "runner.review", "runner.cli"),
     "report.py": ("click", "pg8000", "runner.run", "runner.connect", "runner.cli"),
     # the command: click declarations over the API; the driver stays below

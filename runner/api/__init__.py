@@ -19,6 +19,7 @@ from __future__ import annotations
 from ..events import Events
 from ..report import PlanResult, RunResult
 from .checking import CheckResult, check
+from .fleet import fleet_targets, run_fleet, run_fleet_loaded
 from .history import history_status
 from .loading import LoadedPlan, load_plans, plan_files
 from .reviewing import NotRehearsable, rehearse
@@ -33,10 +34,13 @@ __all__ = [
     "PlanResult",
     "RunResult",
     "check",
+    "fleet_targets",
     "history_status",
     "load_plans",
     "plan_files",
     "rehearse",
+    "run_fleet",
+    "run_fleet_loaded",
     "run_loaded",
     "run_plans",
     "table_stats",

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
-from ..errors import ExitCode, RunInterrupted, SqlPlanError
+from ..errors import SqlPlanError
 from ..events import Events
 from ..report import PlanResult, RunResult
 from .loading import LoadedPlan, Vars, load_plans
@@ -125,52 +124,19 @@ def run_loaded(
             run.fail(e)
             return run
         from ..connect.connection import cancel
-        from ..run.plans import read_many, run_one  # imported while connecting
+        from ..run.plans import run_all  # imported while connecting
 
         # Connected: a first Ctrl-C or SIGTERM cancels the running statement, and the plan
         # stops where the server's answer says what committed; a second one stops at once.
         interrupts.arm(lambda: cancel(target, con))
         with _closing(con):
-            known = read_many(con, [plan for plan, _ in loaded])
-            for index, (_, values) in enumerate(loaded):
-                result = run.plans[index]
-                events.plan_started(result, index, len(loaded))
-                started = time.monotonic()
-                out = _Output(events, result.output if keep_output else None)
-                run_one(
-                    result, values, con, out, __version__, pipeline=pipeline,
-                    allow_changed=allow_changed, take_over=take_over,
-                    settings=dict(settings or {}), pooler=target.pooler,
-                    entries=known.get(result.plan.name),
-                )  # fmt: skip
-                failure = result.failure
-                if result.status in ("ok", "failed"):
-                    result.seconds = time.monotonic() - started
-                if failure is not None and run.exit_code == ExitCode.OK:
-                    run.exit_code = failure.exit_code
-                events.plan_finished(result, index, len(loaded))
-                if failure is not None and (
-                    not keep_going
-                    or getattr(failure, "connection_lost", False)
-                    or isinstance(failure, RunInterrupted)
-                ):
-                    for rest in run.plans[index + 1 :]:
-                        events.plan_not_run(rest)
-                    break
+            run_all(
+                run, [values for _, values in loaded], con, events, __version__,
+                pipeline=pipeline, keep_going=keep_going, allow_changed=allow_changed,
+                take_over=take_over, settings=dict(settings or {}), pooler=target.pooler,
+                keep_output=keep_output,
+            )  # fmt: skip
     return run
-
-
-class _Output:
-    """A running plan's output: its lines kept on its result (`keep`), and told to `events`."""
-
-    def __init__(self, events: Events, keep: list[str] | None) -> None:
-        self.events, self.keep = events, keep
-        self.progress, self.warning = events.progress, events.warning
-
-    def line(self, text: str) -> None:
-        if self.keep is not None:
-            self.keep.append(text)
-        self.events.line(text)
 
 
 def _connected(  # noqa: PLR0917  (the run's options, passed on)

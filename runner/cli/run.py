@@ -29,6 +29,8 @@ from .common import (
     var_option,
     vars_option,
 )
+from .fleet import fleet_options, refuse_strays, wanted
+from .fleet import run_fleet as _run_fleet
 
 if TYPE_CHECKING:
     from ..errors import Position
@@ -105,20 +107,22 @@ if TYPE_CHECKING:
 )
 @var_option
 @vars_option
+@fleet_options
 @teach(
     [
         "sqlplan run plans/create_table.yaml",
         "sqlplan run migrations/ --var region=eu --format github --junit junit.xml",
         "sqlplan run --dry-run plans/update_data.yaml",
+        "sqlplan run migrations/ --targets tenants.txt --only region=eu --parallel 8 --canary 2",
     ],
     [
-        (0, "every plan ran, or was skipped as applied"),
-        (1, "a step failed; what it opened was rolled back"),
+        (0, "every plan ran, or was skipped as applied (a fleet: on every target)"),
+        (1, "a step failed; what it opened was rolled back (a fleet: a target failed)"),
         (2, "usage error"),
         (3, "a plan or a var's value is invalid; nothing was sent"),
         (4, "configuration error (a malformed URL, an unknown parameter)"),
         (5, "cannot connect"),
-        (6, "in doubt: the connection broke before a commit's answer"),
+        (6, "in doubt: the connection broke before a commit's answer (a fleet: first of all)"),
         (7, "an expectation did not hold"),
         (8, "a once plan's history refuses it (changed, or claimed)"),
         (9, "a backfill stopped at its max_duration; run again to resume"),
@@ -146,6 +150,7 @@ def run(
     summary_file: str | None,
     var: tuple[str, ...],
     vars_files: tuple[str, ...],
+    **fleet: Any,
 ) -> None:
     """Validate every PLAN, then run them in order on one connection, each step in order.
 
@@ -153,11 +158,30 @@ def run(
     stops at the first plan that fails, unless --keep-going. Standard output carries only the
     plans' own messages; diagnostics go to standard error. Nothing is sent to the database
     (but a TLS handshake, begun while sqlplan starts) unless every plan is valid.
+
+    With --targets, --target or --targets-from, the plans run on every database of a fleet,
+    each on a connection of its own (docs/fleets.md).
     """
     from .. import api
     from ..report import RunResult
 
     files = plan_files(paths)
+    settings = {"lock_timeout": lock_timeout, "statement_timeout": statement_timeout}
+    if wanted(fleet):
+        _run_fleet(
+            tuple(files),
+            {
+                "report_format": report_format, "no_pipeline": no_pipeline,
+                "allow_changed": allow_changed, "take_over": take_over,
+                "settings": {k: v for k, v in settings.items() if v},
+                "connect_retries": connect_retries, "connect_timeout": connect_timeout,
+                "keep_going": keep_going, "dry_run": dry_run, "var": var,
+                "vars_files": vars_files, "database_url": database_url, "data_dir": data_dir,
+                "junit_file": junit_file, "summary_file": summary_file,
+            },
+            fleet,
+        )  # fmt: skip
+    refuse_strays(fleet)
     reports = _Reports(report_format, junit_file, summary_file)
     result = RunResult()
     try:
@@ -168,7 +192,6 @@ def run(
         else:
             if dry_run:
                 _show(loaded)
-            settings = {"lock_timeout": lock_timeout, "statement_timeout": statement_timeout}
             api.run_loaded(
                 loaded, result, database_url=database_url, data_dir=data_dir,
                 pipeline=not no_pipeline, keep_going=keep_going, allow_changed=allow_changed,

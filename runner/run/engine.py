@@ -479,9 +479,8 @@ def _interrupted(
 def _stop(step: AnyStep, ledger: Ledger, signum: int, what: str) -> RunInterrupted:
     interrupts.settled()
     ledger.settle_open(Fate.ROLLED_BACK)  # the connection closes: an open block rolls back
-    name = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
     return RunInterrupted(
-        f"interrupted ({name}) {what}",
+        f"interrupted ({interrupts.name(signum)}) {what}",
         signum=signum,
         position=step.position,
         sql=step.sql.text,

@@ -191,6 +191,7 @@ def decide(
             "If no other run is going on, run again with --take-over (sqlplan status "
             "shows it)",
             position=where,
+            unfinished=True,
         )
     if running and pooler:
         raise HistoryRefused(
@@ -199,6 +200,7 @@ def decide(
             "that run is gone (its session is not one server connection): take it "
             "over through the database's direct host",
             position=where,
+            unfinished=True,
         )
     return None
 

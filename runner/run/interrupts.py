@@ -11,6 +11,7 @@ asked for.
 from __future__ import annotations
 
 import signal
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -40,6 +41,11 @@ class Abandoned(BaseException):
 CANCEL_WAIT = 10.0
 
 
+# A stop asked of one thread alone, as a fleet asks of a target past its deadline: the
+# engine in that thread stops at its next safe point as for a signal, named by this number.
+DEADLINE = -1
+
+
 class _State:
     requested: int | None = None  # the signal of a stop asked for, not yet acted on
     cancel: Callable[[], object] | None = None
@@ -47,16 +53,38 @@ class _State:
 
 
 _state = _State()
+_stops: dict[int, int] = {}  # thread ident -> a stop asked of that thread alone (DEADLINE)
 
 
 def requested() -> int | None:
-    return _state.requested
+    """The stop asked for: the process's (a signal), else the running thread's own."""
+    if _state.requested is not None:
+        return _state.requested
+    return _stops.get(threading.get_ident()) if _stops else None
+
+
+def stop_thread(ident: int, reason: int = DEADLINE) -> None:
+    """Ask one thread to stop at its next safe point (its statement is the caller's to
+    cancel); `forget` once that thread is done."""
+    _stops[ident] = reason
+
+
+def forget(ident: int) -> None:
+    _stops.pop(ident, None)
+
+
+def name(signum: int) -> str:
+    """A stop, as messages name it."""
+    if signum == DEADLINE:
+        return "its deadline"
+    return "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
 
 
 def check() -> None:
     """Raise Interrupted if a stop was asked for."""
-    if _state.requested is not None:
-        raise Interrupted(_state.requested)
+    signum = requested()
+    if signum is not None:
+        raise Interrupted(signum)
 
 
 def _handle(signum: int, _: FrameType | None) -> None:
@@ -76,6 +104,8 @@ def _no_answer(_: int, __: FrameType | None) -> None:
 
 def settled() -> None:
     """The run has what it waited for after a stop was asked for: no more deadline."""
+    if threading.current_thread() is not threading.main_thread():
+        return  # a fleet's target: the rollout keeps the deadline of its own
     signal.setitimer(signal.ITIMER_REAL, 0)
 
 

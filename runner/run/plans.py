@@ -5,14 +5,72 @@ goes on the plan's result, never raised."""
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Sequence
 from typing import Any
 
-from ..errors import HistoryRefused, SqlPlanError
+from ..errors import ExitCode, HistoryRefused, RunInterrupted, SqlPlanError
 from . import history, wire
 from .engine import Record, run_plan
 from .group import LeadFailed
 from .messages import Output
+
+
+def run_all(
+    run: Any,
+    values: Sequence[dict[str, object]],
+    con: wire.Session,
+    events: Any,
+    version: str,
+    *,
+    pipeline: bool,
+    keep_going: bool,
+    allow_changed: bool,
+    take_over: bool,
+    settings: dict[str, str],
+    pooler: bool,
+    keep_output: bool,
+) -> None:
+    """Run's plans in order on `con` (`run`: a report.RunResult whose plans are listed, with
+    each plan's `values`), told to `events` (events.Events) as they go; the first failure
+    stops the rest unless `keep_going` (never a lost connection or a stop asked for)."""
+    known = read_many(con, [result.plan for result in run.plans])
+    for index, result in enumerate(run.plans):
+        events.plan_started(result, index, len(run.plans))
+        started = time.monotonic()
+        out = _Output(events, result.output if keep_output else None)
+        run_one(
+            result, values[index], con, out, version, pipeline=pipeline,
+            allow_changed=allow_changed, take_over=take_over, settings=dict(settings),
+            pooler=pooler, entries=known.get(result.plan.name),
+        )  # fmt: skip
+        failure = result.failure
+        if result.status in ("ok", "failed"):
+            result.seconds = time.monotonic() - started
+        if failure is not None and run.exit_code == ExitCode.OK:
+            run.exit_code = failure.exit_code
+        events.plan_finished(result, index, len(run.plans))
+        if failure is not None and (
+            not keep_going
+            or getattr(failure, "connection_lost", False)
+            or isinstance(failure, RunInterrupted)
+        ):
+            for rest in run.plans[index + 1 :]:
+                events.plan_not_run(rest)
+            break
+
+
+class _Output:
+    """A running plan's output: its lines kept on its result (`keep`), and told to `events`."""
+
+    def __init__(self, events: Any, keep: list[str] | None) -> None:
+        self.events, self.keep = events, keep
+        self.progress, self.warning = events.progress, events.warning
+
+    def line(self, text: str) -> None:
+        if self.keep is not None:
+            self.keep.append(text)
+        self.events.line(text)
 
 
 def run_one(

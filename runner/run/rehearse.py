@@ -90,17 +90,20 @@ def rehearse(
     statement_timeout: str = "60s",
     values: Mapping[str, object] | None = None,
     look: Callable[[Callable[[str], list[list[str]]]], Any] | None = None,
+    within: bool = False,
 ) -> Rehearsal:
     """Run the plan in one transaction, observe every statement, roll back. `values`: the
     vars' (the plan is bound to them already; the steps that use what an earlier step
     captures are bound as the rehearsal reaches them). `look`: reads what it needs of the
-    database with the query function it is given, before the plan runs (the catalogue)."""
+    database with the query function it is given, before the plan runs (the catalogue).
+    `within`: in a transaction the caller opened and rolls back, so that each plan of a run
+    sees what the plans before it did (a fleet's pre-flight)."""
     result = Rehearsal(plan, lock_timeout=lock_timeout, statement_timeout=statement_timeout)
     known = dict(values or {})
     try:
         if look is not None:
             result.catalog = look(lambda sql: wire.extended(con, sql, [()], text_rows=True).rows)
-        _rehearse(con, plan, result, known)
+        _rehearse(con, plan, result, known, within)
     except wire.ConnectionLost as lost:
         where = f" during step {result.at}" if result.at else ""
         said = lost.server_said
@@ -112,8 +115,11 @@ def rehearse(
     return result
 
 
-def _rehearse(con: wire.Session, plan: Plan, result: Rehearsal, known: dict[str, object]) -> None:
-    wire.simple(con, "BEGIN")
+def _rehearse(
+    con: wire.Session, plan: Plan, result: Rehearsal, known: dict[str, object], within: bool
+) -> None:
+    if not within:
+        wire.simple(con, "BEGIN")
     try:
         for name, value in (
             ("lock_timeout", result.lock_timeout),
@@ -164,10 +170,12 @@ def _rehearse(con: wire.Session, plan: Plan, result: Rehearsal, known: dict[str,
     except interrupts.Abandoned:
         raise  # a second Ctrl-C: no waiting for the server; closing the connection rolls back
     except BaseException:
-        with contextlib.suppress(Exception):
-            _rollback(con)
+        if not within:
+            with contextlib.suppress(Exception):
+                _rollback(con)
         raise
-    _rollback(con)
+    if not within:
+        _rollback(con)
 
 
 def _rollback(con: wire.Session) -> None:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runner.connect.fleet import FleetTarget, TargetsError, read, select
+from runner.fleet.targets import FleetTarget, TargetsError, read, select
 
 NAMES = st.from_regex(r"[a-z0-9_][a-z0-9_.:@-]{0,12}", fullmatch=True)
 LABELS = st.dictionaries(
