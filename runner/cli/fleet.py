@@ -177,7 +177,9 @@ def run_fleet(paths: tuple[str, ...], common: dict[str, Any], options: dict[str,
     finally:
         _reports(fleet, report_format, common["junit_file"], common["summary_file"], terminal)
     if fleet.error is not None:
-        click.echo(failure_text(fleet.error), err=True)
+        where = getattr(fleet.error, "position", None)  # a targets file's line and column
+        said = f"{where}: error: {fleet.error.message}" if where else failure_text(fleet.error)
+        click.echo(said, err=True)
     exit_with(fleet.exit_code)
 
 
