@@ -42,6 +42,7 @@ _API = (
     "PlanResult",
     "RunResult",
     "check",
+    "fleet_status",
     "fleet_targets",
     "history_status",
     "load_plans",

@@ -19,7 +19,7 @@ from __future__ import annotations
 from ..events import Events
 from ..report import PlanResult, RunResult
 from .checking import CheckResult, check
-from .fleet import fleet_targets, run_fleet, run_fleet_loaded
+from .fleet import fleet_status, fleet_targets, run_fleet, run_fleet_loaded
 from .history import history_status
 from .loading import LoadedPlan, load_plans, plan_files
 from .reviewing import NotRehearsable, rehearse
@@ -34,6 +34,7 @@ __all__ = [
     "PlanResult",
     "RunResult",
     "check",
+    "fleet_status",
     "fleet_targets",
     "history_status",
     "load_plans",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..errors import SqlPlanError
@@ -139,3 +139,34 @@ def run_fleet_loaded(
         version=__version__,
         handle_signals=handle_signals,
     )
+
+
+def fleet_status(
+    paths: Sequence[str | os.PathLike[str]],
+    targets: Sequence[FleetTarget],
+    *,
+    parallel: int = 4,
+    connect_retries: int = 1,
+    connect_timeout: float | None = None,
+) -> tuple[list[Any], list[Any]]:
+    """What each target's sqlplan.history says of each plan, as `sqlplan status --targets`:
+    (the plans, a fleet.status.TargetHistory per target: a cell per plan, or the error that
+    kept it unread). PlanInvalid for invalid plans; nothing is changed."""
+    from ..errors import PlanInvalid
+    from ..fleet.status import read_fleet
+    from ..plan.cache import load_plan
+    from .loading import plan_files
+
+    plans, problems = [], []
+    for file in plan_files(paths):
+        try:
+            plans.append(load_plan(file))
+        except PlanInvalid as e:
+            problems.extend(e.diagnostics)
+    if problems:
+        raise PlanInvalid(problems)
+    rows = read_fleet(
+        plans, targets, parallel=parallel, connect_retries=connect_retries,
+        connect_timeout=connect_timeout,
+    )  # fmt: skip
+    return plans, rows

@@ -91,6 +91,13 @@ def fleet_options(function: F) -> F:
     return function
 
 
+def target_options(function: F) -> F:
+    """Which targets, and how many at once (`status --targets`)."""
+    for option in reversed(_OPTIONS[:6]):
+        function = option(function)
+    return function
+
+
 def wanted(options: dict[str, Any]) -> bool:
     """Whether the command line names a fleet."""
     return bool(options["targets_file"] or options["target_specs"] or options["targets_from"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
@@ -19,6 +20,7 @@ from .common import (
     plan_files,
     teach,
 )
+from .fleet import target_options, wanted
 
 
 @main.command("status")
@@ -26,11 +28,12 @@ from .common import (
 @click.option(
     "--format",
     "report_format",
-    type=click.Choice(("text", "json")),
+    type=click.Choice(("text", "json", "markdown")),
     default="text",
     show_default=True,
-    help="text: a line per plan; json: one document (schemas/status.schema.json).",
+    help="text: a line per plan (a fleet: a matrix); json: one document (schemas/status.schema.json); markdown: a fleet's matrix as a table.",
 )
+@target_options
 @database_url_option
 @data_dir_option
 @connect_retries_option
@@ -39,6 +42,7 @@ from .common import (
     [
         "sqlplan status",
         "sqlplan status migrations/ --format json",
+        "sqlplan status migrations/ --targets tenants.txt --format markdown",
     ],
     [
         (0, "the status was read"),
@@ -57,14 +61,21 @@ def history_status(
     data_dir: str | None,
     connect_retries: int,
     connect_timeout: float | None,
+    **fleet: Any,
 ) -> None:
     """Whether each `once` plan was applied to the database, is pending, or changed since.
 
     PLAN is a file or a directory (its *.yaml and *.yml files) [default: plans]. Reads
-    sqlplan.history and changes nothing.
+    sqlplan.history and changes nothing. With --targets (or --target, --targets-from), a
+    matrix: each target of the fleet by each plan.
     """
     from .. import api
     from ..run import history
+
+    if wanted(fleet):
+        _fleet_status(paths, report_format, database_url, data_dir, connect_timeout, fleet)
+    if report_format == "markdown":
+        raise click.UsageError("--format markdown: only with a fleet (--targets)")
 
     try:
         report = api.history_status(
@@ -77,4 +88,40 @@ def history_status(
         click.echo(json.dumps({"version": 1, "plans": report}, indent=2))
     else:
         click.echo(history.status_text(report), nl=False)
+    exit_with(ExitCode.OK)
+
+
+def _fleet_status(  # noqa: PLR0917  (the command's options, passed on)
+    paths: tuple[str, ...],
+    report_format: str,
+    database_url: str | None,
+    data_dir: str | None,
+    connect_timeout: float | None,
+    fleet: dict[str, Any],
+) -> None:
+    from .. import api
+    from ..fleet import status
+
+    try:
+        targets = api.fleet_targets(
+            targets_file=fleet["targets_file"], targets=fleet["target_specs"],
+            targets_from=fleet["targets_from"], database_url=database_url, data_dir=data_dir,
+            only=fleet["only"], shard=fleet["shard"],
+        )  # fmt: skip
+        plans, rows = api.fleet_status(
+            plan_files(paths or ("plans",)), targets, parallel=fleet["parallel"],
+            connect_timeout=connect_timeout,
+        )  # fmt: skip
+    except SqlPlanError as e:
+        where = getattr(e, "position", None)
+        if where is not None:
+            click.echo(f"{where}: error: {e.message}", err=True)
+            exit_with(e.exit_code)
+        fail(e)
+    if report_format == "json":
+        click.echo(json.dumps(status.document(plans, rows), indent=2, ensure_ascii=False))
+    elif report_format == "markdown":
+        click.echo(status.markdown(plans, rows), nl=False)
+    else:
+        click.echo(status.text(plans, rows), nl=False)
     exit_with(ExitCode.OK)

@@ -288,12 +288,13 @@ def _session_class() -> type[Connection]:
     return Session
 
 
-def close(connection: Connection) -> None:
+def close(connection: Connection, linger: float = 0.0) -> None:
     """Say goodbye and let go of the socket, whether the server is still there or not; never
-    raises (closing must not mask a run's real result)."""
+    raises (closing must not mask a run's real result). `linger`: seconds to wait for the
+    server to close its end, so that its backend is gone when this returns."""
     stream, sock = connection._sock, connection._usock
     connection._sock = connection._usock = None
-    hang_up(sock, stream, TERMINATE)
+    hang_up(sock, stream, TERMINATE, linger)
 
 
 _CANCEL_REQUEST_CODE = 80877102

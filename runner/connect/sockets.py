@@ -85,11 +85,15 @@ class Deadline:
             self._paused = None
 
 
-def hang_up(sock: socket.socket | None, stream: Any = None, farewell: bytes = b"") -> None:
+def hang_up(
+    sock: socket.socket | None, stream: Any = None, farewell: bytes = b"", linger: float = 0.0
+) -> None:
     """Close a connection for good, whatever state it is in: `farewell` (a Terminate) if it
     still goes, then the buffered stream over the socket and the socket itself. A socket with
     a stream (makefile) open keeps its descriptor until both are closed; and a stream left to
-    the garbage collector flushes what it holds into a socket closed by then."""
+    the garbage collector flushes what it holds into a socket closed by then. `linger`: wait
+    up to that many seconds for the server to close its end (its backend gone, so no longer
+    counted among the server's connections)."""
     if stream is not None:
         if farewell:
             with contextlib.suppress(Exception):
@@ -100,6 +104,11 @@ def hang_up(sock: socket.socket | None, stream: Any = None, farewell: bytes = b"
     elif sock is not None and farewell:
         with contextlib.suppress(Exception):
             sock.sendall(farewell)
+    if sock is not None and linger > 0:
+        with contextlib.suppress(Exception):
+            sock.settimeout(linger)
+            while sock.recv(4096):  # until the server's end closes
+                pass
     if sock is not None:
         with contextlib.suppress(Exception):
             sock.close()

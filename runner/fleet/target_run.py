@@ -16,6 +16,11 @@ from ..run import interrupts
 if TYPE_CHECKING:
     from .results import TargetResult
 
+# Seconds a target's connection waits, once closed, for the server to close its end: the slot
+# is free for the next target only once the server no longer counts the connection, so that
+# --parallel N holds on the server's side too (pg_stat_activity), not only on ours.
+LINGER = 2.0
+
 
 class _Told(Events):
     """A target's warnings and notices, kept on its result: the rollout shows them once the
@@ -84,8 +89,8 @@ def run_target(slot: Any, pool: Any) -> None:
             keep_output=options.keep_output,
         )  # fmt: skip
     finally:
+        close(con, LINGER)
         pool.closing(slot)
-        close(con)
 
 
 def rehearse_target(slot: Any, pool: Any) -> None:
@@ -143,8 +148,8 @@ def rehearse_target(slot: Any, pool: Any) -> None:
         with contextlib.suppress(Exception):
             if wire.transaction_status(con) != b"I":
                 wire.simple(con, "ROLLBACK")
+        close(con, LINGER)
         pool.closing(slot)
-        close(con)
 
 
 def settle(target: TargetResult) -> None:

@@ -460,15 +460,19 @@ def _entries(con: wire.Session, where: str, params: Sequence[object]) -> list[En
     return [Entry.from_row(row) for row in outcome.rows]
 
 
-def read(con: wire.Session, names: Sequence[str]) -> dict[str, list[Entry]]:
-    """The succeeded and running entries of the plans named, oldest first, in one round trip
+def read(
+    con: wire.Session, names: Sequence[str], outcomes: Sequence[str] = ("succeeded", "running")
+) -> dict[str, list[Entry]]:
+    """The entries of the plans named with those `outcomes`, oldest first, in one round trip
     however many plans; nothing when the table does not exist yet (no plan ever ran once)."""
     found: dict[str, list[Entry]] = {name: [] for name in names}
     if not names:
         return found
     try:
         entries = _entries(
-            con, "plan = ANY($1::text[]) AND outcome IN ('succeeded', 'running')", [list(names)]
+            con,
+            "plan = ANY($1::text[]) AND outcome = ANY($2::text[])",
+            [list(names), list(outcomes)],
         )
     except wire.ServerFailure as failure:
         if failure.fields.get("C") in _MISSING:
