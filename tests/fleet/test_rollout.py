@@ -290,3 +290,34 @@ def test_ctrl_c_stops_starting_targets_and_cancels_the_running_ones(
     assert statuses[3:] == ["not run"] * 9
     assert all(fleet12.accounts(i) is None for i in range(12))
     assert "Traceback" not in stderr
+
+
+@pytest.mark.slow
+def test_two_hundred_databases_each_as_its_ledger_says(cli: Cli, server: Server) -> None:
+    fleet = Fleet(server.target, 200)
+    try:
+        plans = write_plans(cli.cwd)
+        failing = {17, 88, 150}
+        for i in failing:
+            fleet.query(i, "CREATE TABLE accounts (id int)")
+        cli.write("fleet.txt", fleet.lines())
+        result = cli("run", *plans, "--targets", "fleet.txt", "--parallel", "16",
+                     "--max-failures", "0", "--format", "json")  # fmt: skip
+        assert result.exit_code == 1
+        document = _report(result.stdout)
+        assert document["fleet"]["most_open"] <= 16
+        for i, target in enumerate(document["targets"]):
+            assert target["status"] == ("failed" if i in failing else "applied")
+            assert fleet.accounts(i) == ([] if i in failing else [1, 2, 3])
+        for i in failing:
+            fleet.query(i, "DROP TABLE accounts")
+        rerun = cli(
+            "run", *plans[:1], "--targets", "fleet.txt", "--parallel", "16", "--format", "json"
+        )
+        assert rerun.exit_code == 0, rerun.stderr
+        statuses = _statuses(_report(rerun.stdout))
+        assert [statuses[f"t{i:03d}"] for i in range(200)] == [
+            "applied" if i in failing else "skipped" for i in range(200)
+        ]
+    finally:
+        fleet.drop()
