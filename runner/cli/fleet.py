@@ -169,6 +169,7 @@ def run_fleet(paths: tuple[str, ...], common: dict[str, Any], options: dict[str,
         except SqlPlanError as e:
             fleet.fail(e)
         else:
+            _pooler_warnings(loaded, targets)
             fleet = api.run_fleet_loaded(
                 loaded, targets, rollout, events=cast("FleetEvents", terminal),
                 handle_signals=True,
@@ -188,6 +189,32 @@ def run_fleet(paths: tuple[str, ...], common: dict[str, Any], options: dict[str,
         said = f"{where}: error: {fleet.error.message}" if where else failure_text(fleet.error)
         click.echo(said, err=True)
     exit_with(fleet.exit_code)
+
+
+def _pooler_warnings(loaded: Any, targets: Any) -> None:
+    """What in the plans a transaction pooler breaks, said once for the targets behind one."""
+    import os
+
+    from ..connect.target import parse_target
+    from ..review.pooler import POOLER_CODES
+    from ..review.warnings import warnings
+
+    pooled = 0
+    for target in targets:
+        try:
+            pooled += parse_target(target.url, source=target.name, environ=os.environ).pooler
+        except SqlPlanError:
+            continue  # the target's own connection says what is wrong with its URL
+    if not pooled:
+        return
+    for plan, _ in loaded:
+        for d in warnings(plan, pooler=True):
+            if d.code in POOLER_CODES:
+                click.echo(
+                    f"{d.position}: warning: {d.message} [{d.code}] "
+                    f"({pooled} target{'s' if pooled > 1 else ''} behind a transaction pooler)",
+                    err=True,
+                )
 
 
 def _reports(

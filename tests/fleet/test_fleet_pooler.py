@@ -85,3 +85,20 @@ def test_pooled_and_direct_targets_apply_and_rerun_alike(cli: Cli, mixed_fleet: 
     status = cli("status", *plans, "--targets", "fleet.txt", "--format", "json")
     cells = [t["plans"][0]["status"] for t in json.loads(status.stdout)["targets"]]
     assert cells == ["applied"] * COUNT
+
+
+def test_what_a_pooler_breaks_is_said_once_for_the_pooled_targets(
+    cli: Cli, mixed_fleet: list[str]
+) -> None:
+    cli.write(
+        "session.yaml",
+        "sqlplan: 1\nname: session\nsteps:\n  - batch: |\n      SET search_path = public;\n"
+        "      SELECT 1;\n",
+    )
+    cli.write("fleet.txt", "".join(f"m{i} {url}\n" for i, url in enumerate(mixed_fleet)))
+    result = cli("run", "session.yaml", "--targets", "fleet.txt")
+    assert result.exit_code == 0, result.stderr
+    said = [line for line in result.stderr.splitlines() if "[pooler-session-set]" in line]
+    assert len(said) == 1
+    assert said[0].startswith("session.yaml:5:7: warning:")
+    assert said[0].endswith("(3 targets behind a transaction pooler)")
