@@ -51,6 +51,7 @@ _OPTIONS = [
     ),
     click.option(
         "--parallel",
+        metavar="N",
         type=click.IntRange(1, 512),
         default=4,
         show_default=True,
@@ -58,6 +59,7 @@ _OPTIONS = [
     ),
     click.option(
         "--canary",
+        metavar="K",
         type=click.IntRange(0),
         default=0,
         show_default=True,
@@ -65,6 +67,7 @@ _OPTIONS = [
     ),
     click.option(
         "--max-failures",
+        metavar="F",
         type=click.IntRange(0),
         default=1,
         show_default=True,
@@ -75,7 +78,7 @@ _OPTIONS = [
         metavar="DURATION",
         default="10min",
         show_default=True,
-        help="Each target's deadline: past it, its statement is cancelled and it is reported stopped (5s later, its connection is shut); 0: none.",
+        help="Each target's deadline: past it, its statement is cancelled and the target stops and fails (5s later, its connection is shut); 0: none.",
     ),
     click.option(
         "--rehearse-first",
