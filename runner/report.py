@@ -5,6 +5,7 @@ from the same results: each plan's outcome, and its ledger of what the server co
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -390,13 +391,23 @@ def stdout_report(format: str, run: RunResult) -> str | None:
 def write_files(junit: str | None, summary: str | None, run: RunResult) -> list[str]:
     """Write --junit and append to --summary; the problems met (a report that could not be
     written must not change the run's outcome)."""
+    return write_texts(junit, lambda: junit_xml(run), summary, lambda: summary_markdown(run))
+
+
+def write_texts(
+    junit: str | None,
+    junit_text: Callable[[], str],
+    summary: str | None,
+    summary_text: Callable[[], str],
+) -> list[str]:
+    """Write `junit` and append to `summary`, each rendered only if asked for; the problems."""
     problems = []
     try:
         if junit:
-            Path(junit).write_text(junit_xml(run))
+            Path(junit).write_text(junit_text())
         if summary:
             with open(summary, "a", encoding="utf-8") as file:
-                file.write(summary_markdown(run))
+                file.write(summary_text())
     except OSError as e:
         problems.append(str(e))
     return problems

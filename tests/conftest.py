@@ -203,6 +203,15 @@ def ssl_server(certs: Certificates) -> Iterator[Cluster]:
     remove_cluster(cluster)
 
 
+@pytest.fixture(scope="module")
+def plain_cluster() -> Iterator[Cluster]:
+    """Debian's PostgreSQL without TLS (SCRAM and the other roles), for a test module; what
+    PgBouncer fronts in the tests."""
+    cluster = start_cluster(require_debian_postgres(), tls=None)
+    yield cluster
+    remove_cluster(cluster)
+
+
 @pytest.fixture
 def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A private cache directory of the test's own (validation cache, remembered servers)."""

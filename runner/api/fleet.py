@@ -152,19 +152,10 @@ def fleet_status(
     """What each target's sqlplan.history says of each plan, as `sqlplan status --targets`:
     (the plans, a fleet.status.TargetHistory per target: a cell per plan, or the error that
     kept it unread). PlanInvalid for invalid plans; nothing is changed."""
-    from ..errors import PlanInvalid
     from ..fleet.status import read_fleet
-    from ..plan.cache import load_plan
-    from .loading import plan_files
+    from .history import valid_plans
 
-    plans, problems = [], []
-    for file in plan_files(paths):
-        try:
-            plans.append(load_plan(file))
-        except PlanInvalid as e:
-            problems.extend(e.diagnostics)
-    if problems:
-        raise PlanInvalid(problems)
+    plans = valid_plans(paths)
     rows = read_fleet(
         plans, targets, parallel=parallel, connect_retries=connect_retries,
         connect_timeout=connect_timeout,

@@ -4,9 +4,30 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from ..errors import PlanInvalid, SqlPlanError
 from .loading import plan_files
+
+if TYPE_CHECKING:
+    from ..plan.model import Plan
+
+
+def valid_plans(paths: Sequence[str | os.PathLike[str]]) -> list[Plan]:
+    """The plans the paths name, without their vars bound; PlanInvalid with every problem of
+    every file."""
+    from ..plan.cache import load_plan
+
+    problems = []
+    plans = []
+    for file in plan_files(paths):
+        try:
+            plans.append(load_plan(file))
+        except PlanInvalid as e:
+            problems.extend(e.diagnostics)
+    if problems:
+        raise PlanInvalid(problems)
+    return plans
 
 
 def history_status(
@@ -25,18 +46,9 @@ def history_status(
     cannot be read (exit 1), or the errors of connecting."""
     from ..connect.connection import RetryPolicy, close, connect
     from ..connect.where import open_target
-    from ..plan.cache import load_plan
     from ..run import history, wire
 
-    problems = []
-    plans = []
-    for file in plan_files(paths):
-        try:
-            plans.append(load_plan(file))
-        except PlanInvalid as e:
-            problems.extend(e.diagnostics)
-    if problems:
-        raise PlanInvalid(problems)
+    plans = valid_plans(paths)
     target = open_target(database_url, data_dir, environ, notify)
     con = connect(target, RetryPolicy(connect_retries, connect_timeout), notify)
     try:

@@ -6,9 +6,8 @@ by its name; its URL only ever with the password masked."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-from ..report import document, failure_text, plan_cases, run_error
+from ..report import document, failure_text, plan_cases, run_error, write_texts
 from .results import FleetResult, TargetResult
 
 # The order of statuses in every table: what needs someone first.
@@ -221,13 +220,4 @@ def _cell(text: str) -> str:
 
 
 def write_files(junit: str | None, summary: str | None, fleet: FleetResult) -> list[str]:
-    problems = []
-    try:
-        if junit:
-            Path(junit).write_text(junit_xml(fleet))
-        if summary:
-            with open(summary, "a", encoding="utf-8") as file:
-                file.write(summary_markdown(fleet))
-    except OSError as e:
-        problems.append(str(e))
-    return problems
+    return write_texts(junit, lambda: junit_xml(fleet), summary, lambda: summary_markdown(fleet))

@@ -14,9 +14,6 @@ from servers import (
     ENCODED,
     Cluster,
     Pooler,
-    remove_cluster,
-    require_debian_postgres,
-    start_cluster,
     start_pgbouncer,
     stop_pgbouncer,
 )
@@ -25,13 +22,6 @@ from runner.connect.connection import connect
 
 COUNT = 6
 POOLED = (1, 3, 5)
-
-
-@pytest.fixture(scope="module")
-def plain_cluster() -> Iterator[Cluster]:
-    cluster = start_cluster(require_debian_postgres(), tls=None)
-    yield cluster
-    remove_cluster(cluster)
 
 
 @pytest.fixture

@@ -26,9 +26,6 @@ from servers import (
     Cluster,
     Cutter,
     FakeServer,
-    remove_cluster,
-    require_debian_postgres,
-    start_cluster,
     start_pgbouncer,
     stop_pgbouncer,
 )
@@ -295,13 +292,6 @@ def test_every_cut_of_a_tls_connection_is_reported_truly(
 
     check()
     print(f"\nTLS: {tally}")
-
-
-@pytest.fixture(scope="module")
-def plain_cluster() -> Iterator[Cluster]:
-    cluster = start_cluster(require_debian_postgres(), tls=None)
-    yield cluster
-    remove_cluster(cluster)
 
 
 @pytest.fixture
